@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building and testing mcpinit needs on a fresh Debian machine with Rust:
+# the musl target (static binary), util-linux (unshare), Node.js (the MetaMCP-shaped
+# fixture) and python3 (signal-mask checks). Idempotent; quiet when all is there.
+set -euo pipefail
+
+need_apt=()
+command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v python3 >/dev/null || need_apt+=(python3)
+command -v timeout >/dev/null || need_apt+=(coreutils)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    else
+        echo "setup: please install: ${need_apt[*]}" >&2
+        exit 1
+    fi
+fi
+if ! rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
+    rustup target add x86_64-unknown-linux-musl
+fi

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: what CI runs. Unit tests of the pure core, then every
+# process-spawning test, each inside its own PID namespace under a timeout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build-static.sh
+cargo test --locked --all-targets -- --test-threads=2

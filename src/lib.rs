@@ -1,0 +1,23 @@
+//! mcpinit as a library: the pure decision core (`config`, `launcher`, `units`,
+//! `policy`) and the thin effect layer around it (`proctree`, `spawn`, `reap`,
+//! `terminate`, `state`, `supervisor`). The binary in main.rs only dispatches.
+
+pub mod cgroup;
+pub mod config;
+pub mod json;
+pub mod launcher;
+pub mod logging;
+pub mod policy;
+pub mod proctree;
+pub mod reap;
+pub mod signals;
+pub mod spawn;
+pub mod state;
+pub mod status;
+pub mod supervisor;
+pub mod terminate;
+pub mod units;
+pub mod values;
+
+#[cfg(test)]
+mod testkit;

@@ -1,0 +1,155 @@
+//! Log lines on stdout for `docker logs`: text by default, one JSON object per line
+//! with `MCPINIT_LOG_FORMAT=json`. Structured fields travel as `log` key-values, so both
+//! formats carry the same fields: `info!(event = "terminate", pgid = 42; "…")`.
+
+use crate::json;
+use log::kv::{Key, Value, VisitSource};
+use std::fmt::Write as _;
+use std::io::Write;
+
+pub fn init(filter: &str, json: bool) {
+    let mut builder = env_logger::Builder::new();
+    builder
+        .parse_filters(filter)
+        .target(env_logger::Target::Stdout)
+        .format(move |buf, record| {
+            let line = if json {
+                json_line(record)
+            } else {
+                text_line(record)
+            };
+            buf.write_all(line.as_bytes())
+        });
+    // Only fails if a logger is already set, which would be ours.
+    let _ = builder.try_init();
+}
+
+fn text_line(record: &log::Record) -> String {
+    let mut line = String::with_capacity(128);
+    let _ = write!(
+        line,
+        "{} mcpinit {:<5} {}",
+        timestamp(),
+        record.level(),
+        record.args()
+    );
+    struct Fields<'a>(&'a mut String);
+    impl<'kvs> VisitSource<'kvs> for Fields<'_> {
+        fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
+            if key.as_str() == "event" {
+                return Ok(());
+            }
+            let text = value.to_string();
+            if text.is_empty() || text.contains([' ', '"', '=']) {
+                let _ = write!(self.0, " {key}=");
+                json::string(self.0, &text);
+            } else {
+                let _ = write!(self.0, " {key}={text}");
+            }
+            Ok(())
+        }
+    }
+    let _ = record.key_values().visit(&mut Fields(&mut line));
+    line.push('\n');
+    line
+}
+
+fn json_line(record: &log::Record) -> String {
+    let mut line = String::with_capacity(160);
+    let mut object = json::Object::new(&mut line);
+    object
+        .str("time", &timestamp())
+        .str("level", &record.level().as_str().to_ascii_lowercase());
+    let event = record.key_values().get(Key::from_str("event"));
+    object.str(
+        "event",
+        &event.map_or_else(|| "log".to_string(), |v| v.to_string()),
+    );
+    object.str("msg", &record.args().to_string());
+    struct Fields<'a, 'b>(&'a mut json::Object<'b>);
+    impl<'kvs> VisitSource<'kvs> for Fields<'_, '_> {
+        fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
+            let key = key.as_str();
+            if matches!(key, "event" | "time" | "level" | "msg") {
+                return Ok(());
+            }
+            if let Some(n) = value.to_i64() {
+                self.0.num(key, n);
+            } else if let Some(n) = value.to_u64() {
+                self.0.num(key, n);
+            } else if let Some(b) = value.to_bool() {
+                self.0.bool(key, b);
+            } else {
+                self.0.str(key, &value.to_string());
+            }
+            Ok(())
+        }
+    }
+    let _ = record.key_values().visit(&mut Fields(&mut object));
+    object.end();
+    line.push('\n');
+    line
+}
+
+/// RFC 3339 UTC with milliseconds, without a date library.
+pub fn timestamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format_utc(now.as_millis() as u64)
+}
+
+pub fn format_utc(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        unix_ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_utc(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(format_utc(1_795_262_400_000), "2026-11-21T12:00:00.000Z");
+    }
+
+    #[test]
+    fn both_formats_carry_the_fields() {
+        let kvs: &[(&str, Value)] = &[
+            ("event", Value::from("terminate")),
+            ("pgid", Value::from(42)),
+            ("key", Value::from("npm exec @x/a")),
+        ];
+        let record = log::Record::builder()
+            .level(log::Level::Warn)
+            .args(format_args!("terminating unit"))
+            .key_values(&kvs)
+            .build();
+        let text = text_line(&record);
+        assert!(
+            text.contains("WARN  terminating unit pgid=42 key=\"npm exec @x/a\""),
+            "{text}"
+        );
+        let json = json_line(&record);
+        assert!(json.contains(r#""level":"warn","event":"terminate","msg":"terminating unit","pgid":42,"key":"npm exec @x/a"}"#), "{json}");
+    }
+}

@@ -1,0 +1,110 @@
+//! mcpinit: dispatch between running as init and the `status` / `health` subcommands.
+//!
+//! `no_main`: Rust's runtime start-up would set SIGPIPE to ignored before our first
+//! line runs, and the child must inherit exactly the dispositions we were given. It
+//! also makes start-up cheaper, which matters for a process on every container start.
+#![no_main]
+
+use log::info;
+use mcpinit::config::{self, Config, Invocation};
+use mcpinit::{cgroup, logging, signals, spawn, status, supervisor};
+use std::ffi::{CStr, OsString};
+use std::os::unix::ffi::OsStringExt;
+
+#[no_mangle]
+extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
+    // Before anything else, so that no signal can be lost or kill us early.
+    let (inherited, waited) = signals::block_all();
+    let args = arguments(argc, argv);
+    let env = |name: &str| std::env::var(name).ok();
+    match config::parse(&args, env) {
+        Ok(Invocation::Run(config)) => run(*config, inherited, waited),
+        Ok(Invocation::Status { json, state_file }) => status::status(json, state_file),
+        Ok(Invocation::Health { state_file }) => status::health(state_file),
+        Ok(Invocation::Help) => {
+            println!("{}", config::USAGE);
+            0
+        }
+        Ok(Invocation::Version) => {
+            println!("mcpinit {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Err(error) => {
+            eprintln!("mcpinit: {}", error.message);
+            if error.usage {
+                eprintln!(
+                    "{}",
+                    config::USAGE.lines().take(3).collect::<Vec<_>>().join("\n")
+                );
+                eprintln!("Try 'mcpinit --help' for more information.");
+            }
+            2
+        }
+    }
+}
+
+fn arguments(argc: libc::c_int, argv: *const *const libc::c_char) -> Vec<OsString> {
+    (1..argc.max(0) as usize)
+        .map(|i| {
+            // SAFETY: the C runtime hands us argc valid NUL-terminated strings.
+            let arg = unsafe { CStr::from_ptr(*argv.add(i)) };
+            OsString::from_vec(arg.to_bytes().to_vec())
+        })
+        .collect()
+}
+
+fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -> i32 {
+    logging::init(&config.log_filter, config.log_json);
+    // SAFETY: getpid and prctl with integer arguments.
+    let me = unsafe { libc::getpid() };
+    if let Some(signal) = config.parent_death_signal {
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) };
+    }
+    if me != 1 {
+        // Orphans of our tree must come to us, not to the real init.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) };
+    }
+    let limits = cgroup::read();
+    log_start(&config, me, limits);
+    let main = match spawn::spawn(&config.command, &inherited) {
+        Ok(pid) => pid,
+        Err(error) => {
+            eprintln!("mcpinit: {}", error.message);
+            return error.status;
+        }
+    };
+    info!(event = "spawn", pid = main, command = config.command[0].to_string_lossy().as_ref(); "started child {main}");
+    supervisor::Supervisor::new(config, me, main, waited, limits).run()
+}
+
+fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {
+    let dedupe = if c.dedupe.is_empty() {
+        "off".to_string()
+    } else {
+        c.dedupe.join(",")
+    };
+    let memory = if c.max_memory == 0 {
+        "off".to_string()
+    } else {
+        format!("{}MiB", c.max_memory >> 20)
+    };
+    let pids_max = limits.pids_max.map_or("max".to_string(), |n| n.to_string());
+    let memory_max = limits
+        .memory_max
+        .map_or("max".to_string(), |n| format!("{}MiB", n >> 20));
+    info!(event = "start", version = env!("CARGO_PKG_VERSION"), pid = me, max_procs = c.max_procs,
+        max_memory = memory.as_str(), dedupe = dedupe.as_str(), dedupe_keep = c.dedupe_keep,
+        dedupe_settle_ms = c.dedupe_settle.as_millis() as u64,
+        orphans = if c.orphans == config::Orphans::Term { "term" } else { "keep" },
+        kill_grace_ms = c.kill_grace.as_millis() as u64, stop_grace_ms = c.stop_grace.as_millis() as u64,
+        scan_interval_ms = c.scan_interval.as_millis() as u64, dry_run = c.dry_run,
+        cgroup_pids_max = pids_max.as_str(), cgroup_memory_max = memory_max.as_str();
+        "mcpinit {} as pid {me}{}", env!("CARGO_PKG_VERSION"), if me == 1 { "" } else { " (subreaper)" });
+    if let Some(pids_max) = limits.pids_max {
+        if c.max_procs == 0 || c.max_procs as u64 >= pids_max {
+            log::warn!(event = "cgroup_limit", max_procs = c.max_procs, cgroup_pids_max = pids_max;
+                "MCPINIT_MAX_PROCS ({}) does not keep below the cgroup's pids.max ({pids_max}): the kernel will refuse forks first",
+                c.max_procs);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Reaping: collect every exited child, ours or adopted, without blocking.
+
+/// How a process ended, as a shell would report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    pub fn status(self) -> i32 {
+        match self {
+            Exit::Code(code) => code,
+            Exit::Signal(signal) => 128 + signal,
+        }
+    }
+
+    fn from_wait(status: libc::c_int) -> Exit {
+        if libc::WIFSIGNALED(status) {
+            Exit::Signal(libc::WTERMSIG(status))
+        } else {
+            Exit::Code(libc::WEXITSTATUS(status))
+        }
+    }
+}
+
+/// Outcome of one pass over the exited children.
+pub enum Reaped {
+    /// More children are alive.
+    Some,
+    /// No child left at all: nothing of ours runs.
+    NoChildren,
+}
+
+/// Reap every child that has exited, calling `each(pid, exit)` for each one.
+/// Bounded: each iteration consumes one zombie, and there are finitely many.
+pub fn reap(mut each: impl FnMut(libc::pid_t, Exit)) -> Reaped {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        match pid {
+            0 => return Reaped::Some,
+            -1 => {
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Reaped::NoChildren;
+            }
+            // Stopped/continued children are not reported without WUNTRACED/WCONTINUED.
+            pid => each(pid, Exit::from_wait(status)),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Signal mask and dispositions: blocked first thing in mcpinit, restored in the child.
+//! Signals are taken synchronously with `sigtimedwait`, so there are no handlers at all.
+
+use std::mem::MaybeUninit;
+use std::time::Duration;
+
+/// Faults are delivered to the thread that caused them; blocking them would hang or kill
+/// us in confusing ways, so they keep their default action.
+const SYNCHRONOUS: &[i32] = &[
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGABRT,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+];
+
+/// What mcpinit inherited, so the child can get exactly that back.
+#[derive(Clone, Copy)]
+pub struct Inherited {
+    mask: libc::sigset_t,
+    ttin: libc::sigaction,
+    ttou: libc::sigaction,
+}
+
+/// The set mcpinit waits on.
+pub struct Waited(libc::sigset_t);
+
+/// Block every signal but the synchronous ones and ignore SIGTTIN/SIGTTOU: once the child
+/// owns the terminal, mcpinit is a background process and must not be stopped by it.
+pub fn block_all() -> (Inherited, Waited) {
+    // SAFETY: plain libc calls on local, initialised sigset/sigaction values.
+    unsafe {
+        let mut set = empty_set();
+        libc::sigfillset(&mut set);
+        for &sig in SYNCHRONOUS {
+            libc::sigdelset(&mut set, sig);
+        }
+        let mut mask = empty_set();
+        libc::sigprocmask(libc::SIG_SETMASK, &set, &mut mask);
+        let ignore = libc::sigaction {
+            sa_sigaction: libc::SIG_IGN,
+            ..MaybeUninit::zeroed().assume_init()
+        };
+        let mut ttin = MaybeUninit::zeroed().assume_init();
+        let mut ttou = MaybeUninit::zeroed().assume_init();
+        libc::sigaction(libc::SIGTTIN, &ignore, &mut ttin);
+        libc::sigaction(libc::SIGTTOU, &ignore, &mut ttou);
+        (Inherited { mask, ttin, ttou }, Waited(set))
+    }
+}
+
+impl Inherited {
+    /// In the forked child, before exec: async-signal-safe calls only.
+    pub fn restore(&self) -> std::io::Result<()> {
+        // SAFETY: restores values captured by `block_all`; all three calls are async-signal-safe.
+        let failed = unsafe {
+            libc::sigaction(libc::SIGTTIN, &self.ttin, std::ptr::null_mut()) != 0
+                || libc::sigaction(libc::SIGTTOU, &self.ttou, std::ptr::null_mut()) != 0
+                || libc::sigprocmask(libc::SIG_SETMASK, &self.mask, std::ptr::null_mut()) != 0
+        };
+        if failed {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// A signal taken from the pending set: its number and who sent it.
+pub struct Received {
+    pub signal: i32,
+    pub sender: libc::pid_t,
+}
+
+impl Waited {
+    /// Wait at most `timeout` for one of the blocked signals.
+    pub fn wait(&self, timeout: Duration) -> Option<Received> {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: the set is initialised; info is written by the kernel on success.
+        let signal = unsafe { libc::sigtimedwait(&self.0, info.as_mut_ptr(), &ts) };
+        if signal <= 0 {
+            return None; // EAGAIN (timeout) or EINTR
+        }
+        // SAFETY: sigtimedwait succeeded, so info is filled in.
+        let sender = unsafe { info.assume_init().si_pid() };
+        Some(Received { signal, sender })
+    }
+}
+
+fn empty_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set it is given.
+    unsafe {
+        let mut set = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
+        libc::sigemptyset(&mut set);
+        set
+    }
+}

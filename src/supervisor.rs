@@ -1,0 +1,459 @@
+//! The event loop, the only place that waits: one `sigtimedwait` bounded by the next
+//! deadline (scan, probe, escalation, stop grace), then whatever is due.
+
+use crate::cgroup::Limits;
+use crate::config::Config;
+use crate::policy::{self, Reason};
+use crate::proctree::{Scanner, Snapshot};
+use crate::reap::{self, Exit, Reaped};
+use crate::signals::Waited;
+use crate::state::{self, Counters};
+use crate::terminate::{self, Event, Terminations};
+use crate::units::{self, Unit, UnitId};
+use crate::values::signal_name;
+use log::{debug, error, info, warn};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How often the cheap fork-burst probe runs while a cap is set.
+const PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// Scans triggered by SIGCHLD or the probe are at least this far apart.
+const MIN_SCAN_GAP: Duration = Duration::from_millis(20);
+/// While a termination is in flight, its unit is followed this closely.
+const ESCALATION_SCAN: Duration = Duration::from_millis(100);
+/// State file rewrites: at most this often, and at least this often as a heartbeat.
+const STATE_MIN_GAP: Duration = Duration::from_millis(250);
+const STATE_HEARTBEAT: Duration = Duration::from_secs(10);
+/// After SIGKILL on shutdown, how long to wait for the kernel to finish before exiting.
+const FINAL_REAP: Duration = Duration::from_secs(2);
+
+pub struct Supervisor {
+    config: Config,
+    me: i32,
+    main: i32,
+    main_exit: Option<Exit>,
+    waited: Waited,
+    scanner: Scanner,
+    terminations: Terminations,
+    counters: Counters,
+    limits: Limits,
+    started_unix_ms: u64,
+    state_path: PathBuf,
+    state_written: Option<Instant>,
+    state_dirty: bool,
+    /// The last scan and its units: what the state file shows.
+    last: (Snapshot, Vec<Unit>),
+    next_scan: Instant,
+    next_probe: Instant,
+    probe_baseline: u64,
+    near_cap_warned: bool,
+    main_memory_warned: bool,
+    /// When mcpinit was asked to stop (SIGTERM/SIGINT): the stop grace runs from here.
+    stop_requested: Option<Instant>,
+    /// Shutdown after the main child exited: (SIGKILL deadline, SIGKILL sent).
+    drain: Option<(Instant, bool)>,
+}
+
+impl Supervisor {
+    pub fn new(config: Config, me: i32, main: i32, waited: Waited, limits: Limits) -> Supervisor {
+        let now = Instant::now();
+        let state_path = state::choose_path(&config);
+        Supervisor {
+            me,
+            main,
+            main_exit: None,
+            waited,
+            scanner: Scanner::new(me),
+            terminations: Terminations::default(),
+            counters: Counters::default(),
+            limits,
+            started_unix_ms: state::unix_ms(),
+            state_path,
+            state_written: None,
+            state_dirty: true,
+            last: (Snapshot::default(), Vec::new()),
+            next_scan: now + MIN_SCAN_GAP,
+            next_probe: now + PROBE_INTERVAL,
+            probe_baseline: proc_count(),
+            near_cap_warned: false,
+            main_memory_warned: false,
+            stop_requested: None,
+            drain: None,
+            config,
+        }
+    }
+
+    /// Run until the main child and everything else is gone; returns the exit status.
+    pub fn run(mut self) -> i32 {
+        loop {
+            let now = Instant::now();
+            let wait = self.next_deadline(now).saturating_duration_since(now);
+            if let Some(received) = self.waited.wait(wait) {
+                if received.signal == libc::SIGCHLD {
+                    if let Reaped::NoChildren = self.reap() {
+                        if self.main_exit.is_some() {
+                            break;
+                        }
+                    }
+                } else if received.sender != self.me {
+                    // A signal we caused ourselves (SIGPIPE from a closed stdout) is not
+                    // the operator's, so it is not forwarded.
+                    self.forward(received.signal);
+                }
+            }
+            if self.main_exit.is_some() {
+                if self.shutdown_step(Instant::now()) {
+                    break;
+                }
+            } else {
+                self.govern(Instant::now());
+            }
+        }
+        self.finish()
+    }
+
+    fn next_deadline(&self, now: Instant) -> Instant {
+        let mut deadline = now + Duration::from_secs(60);
+        if let Some((kill_at, killed)) = self.drain {
+            // Nothing but reaping matters now; poll gently for stubborn leftovers.
+            return deadline.min(if killed {
+                now + Duration::from_millis(50)
+            } else {
+                kill_at
+            });
+        }
+        deadline = deadline.min(self.next_scan);
+        if self.config.max_procs > 0 {
+            deadline = deadline.min(self.next_probe);
+        }
+        if let Some(at) = self.terminations.next_deadline() {
+            deadline = deadline.min(at);
+        }
+        if let Some(at) = self.stop_requested {
+            deadline = deadline.min(at + self.config.stop_grace);
+        }
+        if self.state_dirty {
+            if let Some(at) = self.state_written {
+                deadline = deadline.min(at + STATE_MIN_GAP);
+            }
+        }
+        deadline.max(now)
+    }
+
+    fn reap(&mut self) -> Reaped {
+        let (main, warn_on_reap) = (self.main, self.config.warn_on_reap);
+        let mut main_exit = None;
+        let mut reaped = 0;
+        let outcome = reap::reap(|pid, exit| {
+            if pid == main {
+                main_exit = Some(exit);
+            } else {
+                reaped += 1;
+                let level = if warn_on_reap {
+                    log::Level::Warn
+                } else {
+                    log::Level::Debug
+                };
+                log::log!(level, event = "reaped", pid = pid, status = exit.status(); "reaped zombie {pid}");
+            }
+        });
+        self.counters.zombies_reaped += reaped;
+        if let Some(exit) = main_exit {
+            let how = match exit {
+                Exit::Code(code) => format!("exited with {code}"),
+                Exit::Signal(sig) => format!("killed by {}", signal_name(sig)),
+            };
+            info!(event = "child_exit", pid = main, status = exit.status(); "child {main} {how}");
+            self.main_exit = Some(exit);
+        }
+        // A death may have orphaned a unit: look soon, but not once per SIGCHLD.
+        let soon = Instant::now() + MIN_SCAN_GAP;
+        self.next_scan = self.next_scan.min(soon);
+        outcome
+    }
+
+    fn forward(&mut self, signal: i32) {
+        if self.main_exit.is_some() {
+            return;
+        }
+        let target = if self.config.kill_group {
+            -self.main
+        } else {
+            self.main
+        };
+        // SAFETY: the main child is ours and unreaped, so its pid cannot be reused.
+        unsafe { libc::kill(target, signal) };
+        self.counters.signals_forwarded += 1;
+        self.state_dirty = true;
+        let name = signal_name(signal);
+        info!(event = "signal", signal = name.as_str(), pid = target; "forwarded {name} to {}", if target < 0 { "process group" } else { "child" });
+        if matches!(signal, libc::SIGTERM | libc::SIGINT) && self.stop_requested.is_none() {
+            self.stop_requested = Some(Instant::now());
+        }
+    }
+
+    /// While the main child runs: watch the tree and act on it.
+    fn govern(&mut self, now: Instant) {
+        if let Some(at) = self.stop_requested {
+            if now >= at + self.config.stop_grace {
+                warn!(event = "stop_timeout", grace_ms = self.config.stop_grace.as_millis() as u64; "child did not exit within the stop grace, sending SIGKILL to everything");
+                self.kill_everything(libc::SIGKILL);
+                self.stop_requested = Some(now + Duration::from_secs(3600)); // once
+            }
+            return;
+        }
+        if self.config.max_procs > 0 && now >= self.next_probe {
+            self.next_probe = now + PROBE_INTERVAL;
+            let threshold = (self.config.max_procs as u64 / 16).max(4);
+            if proc_count() > self.probe_baseline + threshold {
+                self.next_scan = now;
+            }
+        }
+        if now >= self.next_scan {
+            self.scan(now);
+        }
+        self.write_state_if_due(now);
+    }
+
+    fn scan(&mut self, now: Instant) {
+        self.probe_baseline = proc_count();
+        let snapshot = self.scanner.scan();
+        let main = (self.main_exit.is_none()).then_some(self.main);
+        let units = units::units(&snapshot, main, &self.config.dedupe);
+        for event in self.terminations.refresh(&snapshot, now) {
+            self.log_escalation(event);
+        }
+        let plan = policy::decide(
+            &units,
+            &self.config,
+            snapshot.now_ms,
+            &self.terminations.busy(),
+        );
+        self.counters.peak_procs = self.counters.peak_procs.max(plan.live);
+        self.counters.peak_rss = self.counters.peak_rss.max(plan.rss);
+        self.watch_thresholds(&plan, &units);
+        for decision in &plan.terminate {
+            if let Some(unit) = units.iter().find(|u| u.id == decision.unit) {
+                self.terminate(unit, &snapshot, decision, now);
+            }
+        }
+        let interval = if self.terminations.in_flight() {
+            self.config.scan_interval.min(ESCALATION_SCAN)
+        } else {
+            self.config.scan_interval
+        };
+        self.next_scan = now + interval;
+        self.state_dirty = true;
+        self.last = (snapshot, units);
+        self.write_state_if_due(now);
+    }
+
+    fn watch_thresholds(&mut self, plan: &policy::Plan, units: &[Unit]) {
+        let cap = self.config.max_procs;
+        if cap > 0 {
+            let near = plan.live * 5 > cap * 4;
+            if near && !self.near_cap_warned {
+                warn!(event = "near_cap", live = plan.live, max_procs = cap; "{} live processes, above 80% of the cap of {cap}", plan.live);
+            }
+            self.near_cap_warned = near;
+        }
+        if plan.main_over_memory && !self.main_memory_warned {
+            let rss = units
+                .iter()
+                .find(|u| u.id == UnitId::Main)
+                .map_or(0, |u| u.rss);
+            error!(event = "main_over_memory", pid = self.main, rss = rss, max_memory = self.config.max_memory; "the main child alone uses {} MiB, over the memory cap; leaving it to the kernel", rss >> 20);
+        }
+        self.main_memory_warned = plan.main_over_memory;
+    }
+
+    fn terminate(
+        &mut self,
+        unit: &Unit,
+        snapshot: &Snapshot,
+        decision: &policy::Decision,
+        now: Instant,
+    ) {
+        let pids = join(&unit.pids);
+        let key = unit.key.as_deref().unwrap_or("");
+        let reason = decision.reason.as_str();
+        let pgid = unit.pgid().unwrap_or(0);
+        let kept = decision.kept.unwrap_or(0);
+        let dry = self.config.dry_run;
+        let verb = if dry {
+            "would terminate"
+        } else {
+            "terminating"
+        };
+        let about = match decision.kept {
+            Some(k) => format!(" (keeping newer {k})"),
+            None => String::new(),
+        };
+        info!(event = "terminate", reason = reason, key = key, pids = pids.as_str(), pgid = pgid, kept = kept, top = unit.top, dry_run = dry;
+            "{verb} {reason} unit {}{about}", unit.top);
+        if !dry {
+            match decision.reason {
+                Reason::Duplicate => self.counters.terminated_duplicate += 1,
+                Reason::Orphan => self.counters.terminated_orphan += 1,
+                Reason::Cap => self.counters.terminated_cap += 1,
+                Reason::Memory => self.counters.terminated_memory += 1,
+            }
+        }
+        self.terminations.start(
+            unit,
+            snapshot,
+            decision.reason,
+            self.config.kill_grace,
+            dry,
+            now,
+        );
+    }
+
+    fn log_escalation(&mut self, event: Event) {
+        match event {
+            Event::Killed { id, pids } => {
+                self.counters.escalations += 1;
+                let pids = join(&pids);
+                warn!(event = "escalate", unit = unit_name(id).as_str(), pids = pids.as_str(); "{} still alive after the kill grace, sending SIGKILL", unit_name(id));
+            }
+            Event::Gone { id, reason } => {
+                debug!(event = "unit_gone", unit = unit_name(id).as_str(), reason = reason.as_str(); "{} is gone", unit_name(id));
+            }
+            Event::Stuck { id, pids } => {
+                let pids = join(&pids);
+                error!(event = "stuck", unit = unit_name(id).as_str(), pids = pids.as_str(); "{} survives SIGKILL (uninterruptible?); giving up on it", unit_name(id));
+            }
+        }
+    }
+
+    fn write_state_if_due(&mut self, now: Instant) {
+        let due = match self.state_written {
+            None => true,
+            Some(at) => {
+                (self.state_dirty && now >= at + STATE_MIN_GAP) || now >= at + STATE_HEARTBEAT
+            }
+        };
+        if !due {
+            return;
+        }
+        let (snapshot, units) = (&self.last.0, self.last.1.as_slice());
+        let busy = self.terminations.busy();
+        let view = state::View {
+            config: &self.config,
+            pid: self.me,
+            main: self.main_exit.is_none().then_some(self.main),
+            started_unix_ms: self.started_unix_ms,
+            limits: self.limits,
+            snapshot,
+            units,
+            terminating: &busy,
+            counters: &self.counters,
+        };
+        if let Err(e) = state::write(&self.state_path, &state::render(&view)) {
+            if self.state_written.is_none() {
+                warn!(event = "state_error", path = self.state_path.display().to_string().as_str(); "cannot write the state file {}: {e}", self.state_path.display());
+            }
+        }
+        self.state_written = Some(now);
+        self.state_dirty = false;
+    }
+
+    /// After the main child exited: SIGTERM the rest, SIGKILL after the grace, and
+    /// report whether everything is gone (or given up on).
+    fn shutdown_step(&mut self, now: Instant) -> bool {
+        match self.drain {
+            None => {
+                let grace_end = match self.stop_requested {
+                    Some(at) => (at + self.config.stop_grace).min(now + self.config.stop_grace),
+                    None => now + self.config.stop_grace,
+                };
+                let left = self.kill_everything(libc::SIGTERM);
+                if left > 0 {
+                    info!(event = "drain", processes = left; "sent SIGTERM to {left} remaining processes");
+                }
+                self.drain = Some((grace_end, false));
+                matches!(self.reap(), Reaped::NoChildren)
+            }
+            Some((kill_at, false)) if now >= kill_at => {
+                let left = self.kill_everything(libc::SIGKILL);
+                warn!(event = "escalate", processes = left; "stop grace over, sent SIGKILL to {left} remaining processes");
+                self.drain = Some((now + FINAL_REAP, true));
+                false
+            }
+            Some((give_up_at, true)) if now >= give_up_at => {
+                error!(event = "stuck"; "processes survive SIGKILL; exiting without them");
+                true
+            }
+            Some((_, true)) => {
+                self.kill_everything(libc::SIGKILL);
+                false
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Signal every descendant; returns how many were alive.
+    fn kill_everything(&mut self, signal: i32) -> usize {
+        let snapshot = self.scanner.scan();
+        let live: Vec<_> = snapshot.procs.iter().filter(|p| !p.is_zombie()).collect();
+        if self.me == 1 {
+            // As PID 1 every process in the namespace is ours: one kill(-1) reaches them
+            // all, including ones forked while we speak.
+            // SAFETY: plain kill(2); PID 1 itself is excluded by the kernel.
+            unsafe { libc::kill(-1, signal) };
+        } else {
+            for p in &live {
+                terminate::send(p.pid, p.start, signal);
+            }
+        }
+        if signal == libc::SIGTERM {
+            for p in &live {
+                terminate::send(p.pid, p.start, libc::SIGCONT);
+            }
+        }
+        live.len()
+    }
+
+    fn finish(self) -> i32 {
+        let exit = self.main_exit.unwrap_or(Exit::Signal(libc::SIGKILL));
+        let status = match exit {
+            Exit::Code(code) if self.config.expect_zero.contains(&code) => 0,
+            other => other.status(),
+        };
+        let c = &self.counters;
+        info!(event = "shutdown", status = status, zombies_reaped = c.zombies_reaped,
+            terminated = c.terminated_duplicate + c.terminated_orphan + c.terminated_cap + c.terminated_memory,
+            escalations = c.escalations, peak_procs = c.peak_procs;
+            "exiting with status {status}");
+        let _ = std::fs::remove_file(&self.state_path);
+        status
+    }
+}
+
+fn unit_name(id: UnitId) -> String {
+    match id {
+        UnitId::Main => "main child".into(),
+        UnitId::Group(pgid) => format!("process group {pgid}"),
+        UnitId::Subtree(root) => format!("subtree of {root}"),
+    }
+}
+
+fn join(pids: &[i32]) -> String {
+    pids.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Processes on the system, from the link count of /proc: one syscall, no directory
+/// read. It counts beyond our namespace, so it is a trigger for a real scan, never a
+/// measurement.
+fn proc_count() -> u64 {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: valid path and out-pointer.
+    if unsafe { libc::stat(c"/proc".as_ptr(), st.as_mut_ptr()) } != 0 {
+        return 0;
+    }
+    // SAFETY: stat succeeded.
+    unsafe { st.assume_init() }.st_nlink
+}

@@ -1,0 +1,226 @@
+//! Terminations in flight: SIGTERM to a whole unit, SIGKILL to what is left after the
+//! grace. Every signal goes to a process proven to be the one seen in /proc (pidfd
+//! opened, then its start time checked), so a reused pid is never hit. The table is
+//! refreshed after every scan: members forked meanwhile are signalled too, and a unit
+//! leaves the table only when nothing of it is alive.
+
+use crate::policy::Reason;
+use crate::proctree::{self, Snapshot};
+use crate::units::{Unit, UnitId};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// A unit that survives SIGKILL this long is stuck in the kernel (D state); stop trying.
+const GIVE_UP_AFTER_KILL: Duration = Duration::from_secs(30);
+
+pub struct Escalation {
+    pub id: UnitId,
+    pub reason: Reason,
+    /// (pid, start) of every member seen so far.
+    members: Vec<(i32, u64)>,
+    kill_at: Instant,
+    killed_at: Option<Instant>,
+    dry_run: bool,
+}
+
+/// What a refresh did, for the log.
+pub enum Event {
+    Killed { id: UnitId, pids: Vec<i32> },
+    Gone { id: UnitId, reason: Reason },
+    Stuck { id: UnitId, pids: Vec<i32> },
+}
+
+#[derive(Default)]
+pub struct Terminations {
+    list: Vec<Escalation>,
+}
+
+impl Terminations {
+    pub fn busy(&self) -> HashSet<UnitId> {
+        self.list.iter().map(|e| e.id).collect()
+    }
+
+    pub fn in_flight(&self) -> bool {
+        self.list.iter().any(|e| !e.dry_run)
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.list
+            .iter()
+            .filter(|e| e.killed_at.is_none() && !e.dry_run)
+            .map(|e| e.kill_at)
+            .min()
+    }
+
+    /// Begin terminating `unit`: SIGTERM (and SIGCONT, so a stopped member acts on it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        &mut self,
+        unit: &Unit,
+        snapshot: &Snapshot,
+        reason: Reason,
+        grace: Duration,
+        dry_run: bool,
+        now: Instant,
+    ) {
+        let members = unit
+            .pids
+            .iter()
+            .filter_map(|&pid| snapshot.get(pid).map(|p| (pid, p.start)))
+            .collect();
+        let escalation = Escalation {
+            id: unit.id,
+            reason,
+            members,
+            kill_at: now + grace,
+            killed_at: None,
+            dry_run,
+        };
+        if !dry_run {
+            escalation.signal(&escalation.members, libc::SIGTERM);
+            escalation.signal(&escalation.members, libc::SIGCONT);
+        }
+        self.list.push(escalation);
+    }
+
+    /// After a scan: follow each unit's membership, escalate at its deadline, drop
+    /// the ones that are gone.
+    pub fn refresh(&mut self, snapshot: &Snapshot, now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.list.retain_mut(|e| {
+            let current = e.current_members(snapshot);
+            if current.is_empty() {
+                if !e.dry_run {
+                    events.push(Event::Gone {
+                        id: e.id,
+                        reason: e.reason,
+                    });
+                }
+                return false;
+            }
+            if e.dry_run {
+                e.members = current;
+                return true;
+            }
+            let fresh: Vec<_> = current
+                .iter()
+                .filter(|m| !e.members.contains(m))
+                .copied()
+                .collect();
+            e.members = current;
+            match e.killed_at {
+                None if now >= e.kill_at => {
+                    e.signal(&e.members, libc::SIGKILL);
+                    e.killed_at = Some(now);
+                    events.push(Event::Killed {
+                        id: e.id,
+                        pids: e.pids(),
+                    });
+                }
+                None => {
+                    e.signal(&fresh, libc::SIGTERM);
+                    e.signal(&fresh, libc::SIGCONT);
+                }
+                Some(at) if now.duration_since(at) > GIVE_UP_AFTER_KILL => {
+                    events.push(Event::Stuck {
+                        id: e.id,
+                        pids: e.pids(),
+                    });
+                    return false;
+                }
+                Some(_) => e.signal(&e.members, libc::SIGKILL),
+            }
+            true
+        });
+        events
+    }
+}
+
+impl Escalation {
+    fn pids(&self) -> Vec<i32> {
+        self.members.iter().map(|&(pid, _)| pid).collect()
+    }
+
+    /// Live members now: the ones already known, the rest of the process group, and
+    /// anything they forked into their own group since.
+    fn current_members(&self, snapshot: &Snapshot) -> Vec<(i32, u64)> {
+        let live = || snapshot.procs.iter().filter(|p| !p.is_zombie());
+        let mut current: Vec<(i32, u64, i32)> = live()
+            .filter(|p| {
+                self.members.contains(&(p.pid, p.start)) || UnitId::Group(p.pgid) == self.id
+            })
+            .map(|p| (p.pid, p.start, p.pgid))
+            .collect();
+        // Bounded: each pass adds at least one process or stops.
+        loop {
+            let before = current.len();
+            for p in live() {
+                let parent_in = current
+                    .iter()
+                    .any(|&(pid, _, pgid)| pid == p.ppid && pgid == p.pgid);
+                if parent_in && !current.iter().any(|&(pid, _, _)| pid == p.pid) {
+                    current.push((p.pid, p.start, p.pgid));
+                }
+            }
+            if current.len() == before {
+                break;
+            }
+        }
+        current
+            .into_iter()
+            .map(|(pid, start, _)| (pid, start))
+            .collect()
+    }
+
+    fn signal(&self, members: &[(i32, u64)], signal: i32) {
+        if let UnitId::Group(pgid) = self.id {
+            // One killpg reaches the whole group atomically, members forked this very
+            // moment included; it is safe once one member proves the group still exists.
+            if members
+                .iter()
+                .any(|&(pid, start)| verified(pid, start, Some(pgid)))
+            {
+                // SAFETY: plain kill(2) on a verified, live process group.
+                unsafe { libc::kill(-pgid, signal) };
+            }
+            return;
+        }
+        for &(pid, start) in members {
+            send(pid, start, signal);
+        }
+    }
+}
+
+/// Signal `pid` only if it is still the process that started at `start`.
+pub fn send(pid: i32, start: u64, signal: i32) -> bool {
+    let Some(fd) = pidfd_open(pid) else {
+        // No pidfd support (kernel < 5.3): check, then signal; the window is tiny.
+        return verified(pid, start, None) && unsafe { libc::kill(pid, signal) } == 0;
+    };
+    let same = verified(pid, start, None);
+    // SAFETY: fd is an open pidfd we own; it is closed right after.
+    let sent = same
+        && unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd,
+                signal,
+                std::ptr::null::<u8>(),
+                0,
+            )
+        } == 0;
+    unsafe { libc::close(fd) };
+    sent
+}
+
+fn pidfd_open(pid: i32) -> Option<i32> {
+    // SAFETY: pidfd_open takes a pid and flags; the result is an fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::PIDFD_NONBLOCK) };
+    (fd >= 0).then_some(fd as i32)
+}
+
+/// `pid` still started at `start` (and is in `pgid`, when given).
+fn verified(pid: i32, start: u64, pgid: Option<i32>) -> bool {
+    proctree::stat_of(pid)
+        .is_some_and(|s| s.start == start && pgid.is_none_or(|g| s.pgid == g) && s.state != b'Z')
+}

@@ -1,0 +1,178 @@
+//! Parsers for the value syntaxes the brief promises: durations, sizes, signal names.
+//! Each returns a short description of what it accepts on failure, so the caller can
+//! name the variable or option and the value in one line.
+
+use std::time::Duration;
+
+pub const DURATION_HELP: &str = "a duration such as 250ms, 5s, 2m, or a number of seconds";
+pub const SIZE_HELP: &str = "a size such as 512m, 4g, 100k, or a number of bytes (0 = no cap)";
+
+/// `250ms`, `5s`, `2m`, `1h`, or a bare (possibly fractional) number of seconds.
+pub fn duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale_ms = match unit.trim() {
+        "ms" => 1.0,
+        "" | "s" => 1_000.0,
+        "m" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => return None,
+    };
+    let value: f64 = number.parse().ok()?;
+    let ms = value * scale_ms;
+    // Ten years is far beyond any sensible grace; it also keeps Instant arithmetic safe.
+    (0.0..=315_360_000_000.0)
+        .contains(&ms)
+        .then(|| Duration::from_micros((ms * 1_000.0).round() as u64))
+}
+
+/// `512m`, `4g`, `100k`, `1.5g`, optional `b`/`ib` suffix, any case; bare number = bytes.
+pub fn size(text: &str) -> Option<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let stripped = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (number, shift) = match stripped.chars().last()? {
+        'k' => (&stripped[..stripped.len() - 1], 10),
+        'm' => (&stripped[..stripped.len() - 1], 20),
+        'g' => (&stripped[..stripped.len() - 1], 30),
+        't' => (&stripped[..stripped.len() - 1], 40),
+        _ => (stripped, 0),
+    };
+    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    let bytes = number.parse::<f64>().ok()? * (1u64 << shift) as f64;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+/// A signal by number (`15`), name (`SIGTERM`) or short name (`TERM`), any case.
+pub fn signal(text: &str) -> Option<i32> {
+    if let Ok(number) = text.parse::<i32>() {
+        return (1..=libc::SIGRTMAX()).contains(&number).then_some(number);
+    }
+    let upper = text.to_ascii_uppercase();
+    let short = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS
+        .iter()
+        .find(|(name, _)| *name == short)
+        .map(|&(_, number)| number)
+}
+
+/// The conventional name of a signal, for logs.
+pub fn signal_name(number: i32) -> String {
+    match SIGNALS.iter().find(|&&(_, n)| n == number) {
+        Some((name, _)) => format!("SIG{name}"),
+        None => format!("SIG{number}"),
+    }
+}
+
+const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("250ms", 250),
+            ("5s", 5_000),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+            ("8", 8_000),
+            ("0", 0),
+            ("0.5", 500),
+            ("1.5s", 1_500),
+            (" 3s ", 3_000),
+        ];
+        for (text, ms) in ok {
+            assert_eq!(duration(text), Some(Duration::from_millis(ms)), "{text}");
+        }
+        for bad in [
+            "",
+            "s",
+            "-1",
+            "5x",
+            "5 ms ms",
+            "1e3",
+            "ms5",
+            "abc",
+            "1..2s",
+            "99999999999h",
+        ] {
+            assert_eq!(duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        let ok = [
+            ("0", 0),
+            ("1024", 1024),
+            ("100k", 100 << 10),
+            ("512m", 512 << 20),
+            ("512M", 512 << 20),
+            ("512MiB", 512 << 20),
+            ("512mb", 512 << 20),
+            ("4g", 4 << 30),
+            ("1.5g", 3 << 29),
+            ("1t", 1 << 40),
+        ];
+        for (text, bytes) in ok {
+            assert_eq!(size(text), Some(bytes), "{text}");
+        }
+        for bad in ["", "m", "-1m", "5x", "12q", "1e9", "g4", "lots", "4 g b"] {
+            assert_eq!(size(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn signals() {
+        assert_eq!(signal("TERM"), Some(libc::SIGTERM));
+        assert_eq!(signal("sigkill"), Some(libc::SIGKILL));
+        assert_eq!(signal("SIGUSR1"), Some(libc::SIGUSR1));
+        assert_eq!(signal("9"), Some(9));
+        assert_eq!(signal("0"), None);
+        assert_eq!(signal("NOPE"), None);
+        assert_eq!(signal("999"), None);
+        assert_eq!(signal_name(libc::SIGWINCH), "SIGWINCH");
+        assert_eq!(signal_name(40), "SIG40");
+    }
+}
