@@ -40,7 +40,10 @@ fn text_line(record: &log::Record) -> String {
                 return Ok(());
             }
             let text = value.to_string();
-            if text.is_empty() || text.contains([' ', '"', '=']) {
+            if text.is_empty() {
+                return Ok(()); // e.g. no launcher key: nothing to read in a text line
+            }
+            if text.contains([' ', '"', '=']) {
                 let _ = write!(self.0, " {key}=");
                 json::string(self.0, &text);
             } else {

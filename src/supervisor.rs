@@ -278,19 +278,23 @@ impl Supervisor {
         let key = unit.key.as_deref().unwrap_or("");
         let reason = decision.reason.as_str();
         let pgid = unit.pgid().unwrap_or(0);
-        let kept = decision.kept.unwrap_or(0);
         let dry = self.config.dry_run;
         let verb = if dry {
             "would terminate"
         } else {
             "terminating"
         };
-        let about = match decision.kept {
-            Some(k) => format!(" (keeping newer {k})"),
-            None => String::new(),
-        };
-        info!(event = "terminate", reason = reason, key = key, pids = pids.as_str(), pgid = pgid, kept = kept, top = unit.top, dry_run = dry;
-            "{verb} {reason} unit {}{about}", unit.top);
+        let top = unit.top;
+        match decision.kept {
+            Some(kept) => {
+                info!(event = "terminate", reason = reason, key = key, pids = pids.as_str(),
+                pgid = pgid, top = top, kept = kept, dry_run = dry;
+                "{verb} {reason} unit {top} (keeping newer {kept})")
+            }
+            None => info!(event = "terminate", reason = reason, key = key, pids = pids.as_str(),
+                pgid = pgid, top = top, dry_run = dry;
+                "{verb} {reason} unit {top}"),
+        }
         if !dry {
             match decision.reason {
                 Reason::Duplicate => self.counters.terminated_duplicate += 1,

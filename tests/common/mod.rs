@@ -78,7 +78,11 @@ impl Run {
             .stdout(fs::File::create(dir.join("stdout")).unwrap())
             .stderr(fs::File::create(dir.join("stderr")).unwrap());
         let child = cmd.spawn().expect("timeout/unshare must be installed");
-        Run { child, dir, status: None }
+        Run {
+            child,
+            dir,
+            status: None,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -96,15 +100,19 @@ impl Run {
     /// Host pid of the namespace's PID 1 (unshare's only child), once it exists.
     pub fn init_pid(&self) -> i32 {
         let unshare = self.unshare_pid();
-        wait_until(Duration::from_secs(10), || children(unshare).first().copied())
-            .expect("mcpinit did not start in its namespace")
+        wait_until(Duration::from_secs(10), || {
+            children(unshare).first().copied()
+        })
+        .expect("mcpinit did not start in its namespace")
     }
 
     fn unshare_pid(&self) -> i32 {
         // `timeout` execs nothing: it forks unshare and waits for it.
         let timeout = self.child.id() as i32;
-        wait_until(Duration::from_secs(10), || children(timeout).first().copied())
-            .expect("unshare did not start")
+        wait_until(Duration::from_secs(10), || {
+            children(timeout).first().copied()
+        })
+        .expect("unshare did not start")
     }
 
     /// Send `signal` to mcpinit (PID 1 in the namespace).
@@ -144,7 +152,10 @@ impl Run {
     }
 
     pub fn count(&self, needle: &str) -> usize {
-        self.processes().iter().filter(|(_, c)| c.contains(needle)).count()
+        self.processes()
+            .iter()
+            .filter(|(_, c)| c.contains(needle))
+            .count()
     }
 }
 
@@ -165,7 +176,11 @@ impl Drop for Run {
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
         } else {
-            eprintln!("--- mcpinit stdout ---\n{}--- stderr ---\n{}", self.stdout(), self.stderr());
+            eprintln!(
+                "--- mcpinit stdout ---\n{}--- stderr ---\n{}",
+                self.stdout(),
+                self.stderr()
+            );
         }
     }
 }
@@ -189,7 +204,11 @@ pub fn wait_until<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> O
 pub fn children(pid: i32) -> Vec<i32> {
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         let stat = fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();

@@ -1,0 +1,330 @@
+//! Governance against real process trees: the MetaMCP-shaped fixture (a Node backend
+//! spawning detached `npm exec` → `sh -c` → `node` instances) and plain shell storms.
+//! Every mcpinit runs as PID 1 of its own PID namespace (tests/common).
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(40);
+
+fn backend(args: &str) -> Vec<String> {
+    let mut argv = vec!["node".to_string(), fixture("metamcp/backend.js")];
+    argv.extend(args.split_whitespace().map(String::from));
+    argv
+}
+
+/// mcpinit with `settings` as options, running the fixture backend with `args`.
+fn start(settings: &[&str], args: &str, env: &[(&str, &str)]) -> Run {
+    let backend = backend(args);
+    let mut argv: Vec<&str> = settings.to_vec();
+    argv.push("--");
+    argv.extend(backend.iter().map(String::as_str));
+    Run::start(&argv, env)
+}
+
+const SERVER_A: &str = "npm exec @modelcontextprotocol/server-a";
+/// Leaves are `node …/leaf.js server-X`; their `sh -c node …/leaf.js …` parent also
+/// names the file, so a leaf is recognised by the command line's start.
+const LEAF_A: &str = "node-leaf:a";
+
+/// The namespace pid of the newest instance of `server`, from the backend's own lines.
+fn newest(run: &Run, server: &str) -> Option<i32> {
+    let out = run.stdout();
+    out.lines()
+        .filter(|l| l.starts_with('{') && l.contains(&format!("\"server\":\"{server}\"")))
+        .filter_map(|l| l.split("\"pid\":").nth(1)?.split(',').next()?.parse().ok())
+        .next_back()
+}
+
+/// Processes matching `needle`: a `node-leaf:X` needle means the leaves of server X.
+fn count(run: &Run, needle: &str) -> usize {
+    match needle.strip_prefix("node-leaf:") {
+        Some(server) => {
+            let leaf = format!("leaf.js server-{server} ");
+            run.processes()
+                .iter()
+                .filter(|(_, c)| c.starts_with("node ") && c.contains(&leaf))
+                .count()
+        }
+        None => run.count(needle),
+    }
+}
+
+fn settle_until(run: &Run, want: usize, needle: &str) -> bool {
+    wait_until(LONG, || (count(run, needle) == want).then_some(())).is_some()
+}
+
+fn log_count(run: &Run, needle: &str) -> usize {
+    run.stdout().lines().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn four_duplicates_are_culled_to_the_newest_with_their_whole_tree() {
+    let run = start(&["--dedupe-settle", "1s"], "--spawn a:4 --gap-ms 300", &[]);
+    assert!(
+        run.wait_for_log("\"seq\":3", LONG),
+        "backend never spawned 4 instances"
+    );
+    assert!(settle_until(&run, 1, SERVER_A), "{}", run.stdout());
+    assert!(
+        settle_until(&run, 1, LEAF_A),
+        "leaves of culled instances survive"
+    );
+    assert_eq!(
+        count(&run, "sh -c node"),
+        1,
+        "sh of culled instances survive"
+    );
+    assert_eq!(log_count(&run, "terminating duplicate unit"), 3);
+    let newest = newest(&run, "a").unwrap();
+    assert!(
+        run.stdout().contains(&format!("kept={newest}")),
+        "the newest was not kept: {}",
+        run.stdout()
+    );
+    assert_eq!(count(&run, "backend.js"), 1, "the main child must stay");
+}
+
+#[test]
+fn keep_two_keeps_the_two_newest() {
+    let run = start(
+        &["--dedupe-settle", "1s"],
+        "--spawn a:4 --gap-ms 300",
+        &[("MCPINIT_DEDUPE_KEEP", "2")],
+    );
+    assert!(run.wait_for_log("\"seq\":3", LONG));
+    assert!(settle_until(&run, 2, SERVER_A));
+    assert!(settle_until(&run, 2, LEAF_A));
+    assert!(run.wait_for_log("terminating duplicate", LONG));
+    assert_eq!(log_count(&run, "terminating duplicate unit"), 2);
+}
+
+#[test]
+fn nothing_is_culled_before_the_newest_instance_settles() {
+    let run = start(&["--dedupe-settle", "4s"], "--spawn a:3 --gap-ms 200", &[]);
+    assert!(run.wait_for_log("\"seq\":2", LONG));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(count(&run, SERVER_A), 3, "culled before the settle time");
+    assert!(!run.stdout().contains("terminating"));
+    assert!(
+        settle_until(&run, 1, SERVER_A),
+        "never culled after the settle time"
+    );
+}
+
+#[test]
+fn other_servers_and_the_main_child_are_untouched() {
+    let run = start(
+        &["--dedupe-settle", "1s"],
+        "--spawn a:2 --spawn b:1 --gap-ms 200",
+        &[],
+    );
+    assert!(run.wait_for_log("\"seq\":2", LONG));
+    assert!(settle_until(&run, 1, SERVER_A));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(count(&run, "npm exec @modelcontextprotocol/server-b"), 1);
+    assert_eq!(count(&run, "node-leaf:b"), 1);
+    assert_eq!(count(&run, "backend.js"), 1);
+}
+
+#[test]
+fn dedupe_off_leaves_duplicates_alone() {
+    let run = start(
+        &["--dedupe-settle", "0"],
+        "--spawn a:3 --gap-ms 100",
+        &[("MCPINIT_DEDUPE", "off")],
+    );
+    assert!(run.wait_for_log("\"seq\":2", LONG));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&run, SERVER_A), 3);
+    assert!(!run.stdout().contains("terminating"));
+}
+
+#[test]
+fn orphans_are_terminated_by_default() {
+    let run = start(&[], "--orphan c:1", &[]);
+    assert!(
+        run.wait_for_log("terminating orphan unit", LONG),
+        "{}",
+        run.stdout()
+    );
+    assert!(settle_until(&run, 0, "node-leaf:c"));
+}
+
+#[test]
+fn orphans_are_kept_with_keep() {
+    let run = start(&["--orphans", "keep"], "--orphan c:1", &[]);
+    assert!(run.wait_for_log("\"seq\":0", LONG));
+    assert!(settle_until(&run, 1, "node-leaf:c"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&run, "node-leaf:c"), 1);
+    assert!(!run.stdout().contains("terminating"));
+}
+
+/// A shell that starts `n` sleeping children, each a unit of its own, then waits.
+fn sleepers(n: usize) -> String {
+    format!("i=0; while [ $i -lt {n} ]; do sleep 1000 & i=$((i+1)); done; wait")
+}
+
+#[test]
+fn the_cap_brings_sixty_processes_under_twenty() {
+    let script = sleepers(60);
+    let run = Run::start(&["--max-procs", "20", "--", "sh", "-c", &script], &[]);
+    assert!(
+        run.wait_for_log("terminating cap unit", LONG),
+        "{}",
+        run.stdout()
+    );
+    let settled = wait_until(LONG, || {
+        let n = run.processes().len();
+        (n <= 20).then_some(n)
+    });
+    assert!(
+        settled.is_some(),
+        "still {} processes",
+        run.processes().len()
+    );
+    assert_eq!(run.count("sh -c i=0"), 1, "the main child was a victim");
+    assert!(
+        run.stdout().contains("above 80% of the cap"),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn sigterm_ignoring_units_are_killed_after_the_grace() {
+    let run = start(
+        &["--dedupe-settle", "500ms", "--kill-grace", "1s"],
+        "--spawn a:2 --gap-ms 300 --leaf-ignore-term",
+        &[],
+    );
+    assert!(run.wait_for_log("terminating duplicate unit", LONG));
+    assert!(
+        run.wait_for_log("sending SIGKILL", LONG),
+        "{}",
+        run.stdout()
+    );
+    assert!(settle_until(&run, 1, LEAF_A));
+}
+
+#[test]
+fn a_fork_storm_stays_bounded_and_mcpinit_still_answers_sigterm() {
+    // Five seconds of forking as fast as the shell can, against a cap of 50.
+    let storm = "end=$(( $(date +%s) + 5 )); while [ $(date +%s) -lt $end ]; do sleep 1000 & sleep 1000 & sleep 1000 & done; echo storm-over; wait";
+    let mut run = Run::start(
+        &[
+            "--max-procs",
+            "50",
+            "--kill-grace",
+            "500ms",
+            "--",
+            "sh",
+            "-c",
+            storm,
+        ],
+        &[],
+    );
+    let mut peak = 0;
+    let over = wait_until(Duration::from_secs(60), || {
+        peak = peak.max(run.processes().len());
+        run.stdout().contains("storm-over").then_some(())
+    });
+    assert!(over.is_some(), "the storm never ended");
+    // Unbounded, the shell reaches thousands; a governed storm stays near the cap.
+    assert!(peak < 600, "peak {peak} processes");
+    assert!(
+        wait_until(LONG, || (run.processes().len() <= 50).then_some(())).is_some(),
+        "not back under the cap: {}",
+        run.processes().len()
+    );
+    run.signal(libc::SIGTERM);
+    assert_eq!(
+        run.wait(LONG),
+        Some(128 + libc::SIGTERM),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn dry_run_logs_and_kills_nothing() {
+    let run = start(
+        &["--dedupe-settle", "500ms", "--dry-run"],
+        "--spawn a:3 --gap-ms 200",
+        &[],
+    );
+    assert!(run.wait_for_log("\"seq\":2", LONG));
+    assert!(run.wait_for_log("would terminate duplicate unit", LONG));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        log_count(&run, "would terminate duplicate unit"),
+        2,
+        "logged once per unit"
+    );
+    assert_eq!(count(&run, SERVER_A), 3);
+    assert_eq!(count(&run, LEAF_A), 3);
+}
+
+#[test]
+fn the_memory_cap_terminates_only_the_hog() {
+    // Node processes here take ~40 MiB each: backend + 2 instances of 3 processes is
+    // about 220 MiB; the hog adds 300 MiB. A 400 MiB cap is broken by the hog alone.
+    let run = start(
+        &["--max-memory", "400m"],
+        "--spawn a:1 --spawn b:1 --hog b:300 --gap-ms 100",
+        &[],
+    );
+    assert!(
+        run.wait_for_log("terminating memory unit", LONG),
+        "{}",
+        run.stdout()
+    );
+    assert!(settle_until(&run, 0, "node-leaf:b"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&run, LEAF_A), 1, "a was not the hog");
+    assert_eq!(log_count(&run, "terminating memory unit"), 1);
+}
+
+#[test]
+fn real_npx_servers_are_deduped() {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cached = std::fs::read_dir(format!("{home}/.npm/_npx"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|d| {
+            d.path()
+                .join("node_modules/@modelcontextprotocol/server-everything")
+                .exists()
+        });
+    if !cached {
+        eprintln!(
+            "SKIPPED real_npx_servers_are_deduped: @modelcontextprotocol/server-everything is not in \
+             the npx cache (run `npx -y @modelcontextprotocol/server-everything </dev/null` once)"
+        );
+        return;
+    }
+    // Each instance a session of its own with stdin held open, as MetaMCP starts them.
+    let script = "for i in 1 2 3; do sleep 1000 | setsid npx -y @modelcontextprotocol/server-everything & sleep 2; done; wait";
+    let run = Run::start(&["--dedupe-settle", "2s", "--", "sh", "-c", script], &[]);
+    let top = "npm exec @modelcontextprotocol/server-everything";
+    assert!(
+        run.wait_for_log("terminating duplicate unit", Duration::from_secs(60)),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || (log_count(
+            &run,
+            "terminating duplicate unit"
+        ) == 2
+            && run.count(top) == 1)
+            .then_some(()))
+        .is_some(),
+        "{}",
+        run.stdout()
+    );
+}
