@@ -50,6 +50,8 @@ pub struct Supervisor {
     main_memory_warned: bool,
     /// When mcpinit was asked to stop (SIGTERM/SIGINT): the stop grace runs from here.
     stop_requested: Option<Instant>,
+    /// The stop grace ran out and everything got SIGKILL.
+    stop_killed: bool,
     /// Shutdown after the main child exited: (SIGKILL deadline, SIGKILL sent).
     drain: Option<(Instant, bool)>,
 }
@@ -78,6 +80,7 @@ impl Supervisor {
             near_cap_warned: false,
             main_memory_warned: false,
             stop_requested: None,
+            stop_killed: false,
             drain: None,
             config,
         }
@@ -130,7 +133,12 @@ impl Supervisor {
             deadline = deadline.min(at);
         }
         if let Some(at) = self.stop_requested {
-            deadline = deadline.min(at + self.config.stop_grace);
+            let extra = if self.stop_killed {
+                FINAL_REAP
+            } else {
+                Duration::ZERO
+            };
+            deadline = deadline.min(at + self.config.stop_grace + extra);
         }
         if self.state_dirty {
             if let Some(at) = self.state_written {
@@ -195,11 +203,16 @@ impl Supervisor {
     /// While the main child runs: watch the tree and act on it.
     fn govern(&mut self, now: Instant) {
         if let Some(at) = self.stop_requested {
-            if now >= at + self.config.stop_grace {
+            if now >= at + self.config.stop_grace && !self.stop_killed {
                 warn!(event = "stop_timeout", grace_ms = self.config.stop_grace.as_millis() as u64; "child did not exit within the stop grace, sending SIGKILL to everything");
                 self.kill_everything(libc::SIGKILL);
-                self.stop_requested = Some(now + Duration::from_secs(3600)); // once
+                self.stop_killed = true;
+            } else if self.stop_killed && now >= at + self.config.stop_grace + FINAL_REAP {
+                // The child survives SIGKILL (stuck in the kernel): never wait forever.
+                error!(event = "stuck", pid = self.main; "child {} survives SIGKILL; exiting without it", self.main);
+                self.main_exit = Some(Exit::Signal(libc::SIGKILL));
             }
+            // Stopping: no new decisions, only reaping until the child is gone.
             return;
         }
         if self.config.max_procs > 0 && now >= self.next_probe {

@@ -328,3 +328,44 @@ fn real_npx_servers_are_deduped() {
         run.stdout()
     );
 }
+
+#[test]
+fn a_unit_that_keeps_forking_while_terminated_still_ends_up_dead() {
+    // A group of its own that ignores SIGTERM and forks a sleeper every 10 ms: over the
+    // cap it is chosen, survives SIGTERM, and SIGKILL must catch every member, including
+    // the ones forked after the decision.
+    let forker = "trap '' TERM; while :; do sleep 1000 & sleep 0.01; done";
+    let script = format!("setsid sh -c \"{forker}\" & exec sleep 999");
+    let run = Run::start(
+        &[
+            "--max-procs",
+            "10",
+            "--kill-grace",
+            "500ms",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+        &[],
+    );
+    assert!(
+        run.wait_for_log("terminating cap unit", LONG),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.wait_for_log("sending SIGKILL", LONG),
+        "{}",
+        run.stdout()
+    );
+    let gone = wait_until(LONG, || {
+        (run.count("sleep 1000") == 0 && run.count("trap") == 0).then_some(())
+    });
+    assert!(gone.is_some(), "{:?}", run.processes());
+    assert_eq!(
+        run.count("setsid sh -c") + run.processes().len(),
+        1,
+        "only the main child is left"
+    );
+}
