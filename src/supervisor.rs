@@ -43,6 +43,8 @@ pub struct Supervisor {
     state_dirty: bool,
     /// The last scan and its units: what the state file shows.
     last: (Snapshot, Vec<Unit>),
+    /// What the state file last showed, minus RSS and ages (those ride the heartbeat).
+    last_fingerprint: u64,
     next_scan: Instant,
     next_probe: Instant,
     probe_baseline: u64,
@@ -74,6 +76,7 @@ impl Supervisor {
             state_written: None,
             state_dirty: true,
             last: (Snapshot::default(), Vec::new()),
+            last_fingerprint: 0,
             next_scan: now + MIN_SCAN_GAP,
             next_probe: now + PROBE_INTERVAL,
             probe_baseline: proc_count(),
@@ -256,9 +259,26 @@ impl Supervisor {
             self.config.scan_interval
         };
         self.next_scan = now + interval;
-        self.state_dirty = true;
+        let fingerprint = self.fingerprint(&snapshot);
+        if fingerprint != self.last_fingerprint {
+            self.last_fingerprint = fingerprint;
+            self.state_dirty = true;
+        }
         self.last = (snapshot, units);
         self.write_state_if_due(now);
+    }
+
+    fn fingerprint(&self, snapshot: &Snapshot) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for p in &snapshot.procs {
+            (p.pid, p.start, p.state, p.ppid, p.pgid, p.cmdline.len()).hash(&mut hasher);
+        }
+        let mut busy: Vec<_> = self.terminations.busy().into_iter().collect();
+        busy.sort();
+        busy.hash(&mut hasher);
+        format!("{:?}", self.counters).hash(&mut hasher);
+        hasher.finish()
     }
 
     fn watch_thresholds(&mut self, plan: &policy::Plan, units: &[Unit]) {
