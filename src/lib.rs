@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod config;
 pub mod json;
+pub mod jsonread;
 pub mod launcher;
 pub mod logging;
 pub mod policy;

@@ -69,6 +69,10 @@ pub fn render(view: &View) -> String {
         .str("version", env!("CARGO_PKG_VERSION"))
         .num("started_unix_ms", view.started_unix_ms)
         .num("updated_unix_ms", now_unix_ms)
+        .opt_num(
+            "snapshot_unix_ms",
+            snapshot_unix_ms(view.snapshot, now_unix_ms),
+        )
         .opt_num("main_pid", view.main)
         .raw("settings", &settings(view.config))
         .raw("cgroup", &limits(view.limits))
@@ -82,6 +86,15 @@ pub fn render(view: &View) -> String {
         .end();
     out.push('\n');
     out
+}
+
+/// Wall-clock time of the snapshot shown: the heartbeat rewrites the file without a new
+/// scan, so `status` needs this to age processes correctly. None before the first scan.
+fn snapshot_unix_ms(snapshot: &Snapshot, now_unix_ms: u64) -> Option<u64> {
+    (snapshot.now_ms > 0).then(|| {
+        let behind = crate::proctree::boottime_ms().saturating_sub(snapshot.now_ms);
+        now_unix_ms.saturating_sub(behind)
+    })
 }
 
 fn settings(c: &Config) -> String {

@@ -1,0 +1,203 @@
+//! Log lines: `MCPINIT_LOG_FORMAT=json` makes every line mcpinit writes one JSON object
+//! with stable field names, at every level; text stays the default.
+//! Every mcpinit runs as PID 1 of its own PID namespace (tests/common).
+
+mod common;
+
+use common::*;
+use mcpinit::jsonread::{self, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(40);
+
+/// mcpinit's own lines, parsed; fails on any stdout line that is not a JSON object.
+/// The fixture backend prints JSON lines too (`{"server":…}`); those carry no `event`.
+fn mcpinit_lines(stdout: &str) -> Vec<Value> {
+    let mut lines = Vec::new();
+    for line in stdout.lines() {
+        let value = jsonread::parse(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(matches!(value, Value::Object(_)), "not an object: {line}");
+        if value.get("event").is_some() {
+            check_common_fields(&value, line);
+            lines.push(value);
+        }
+    }
+    lines
+}
+
+fn check_common_fields(value: &Value, line: &str) {
+    let text = |name| value.get(name).and_then(Value::as_str);
+    let time = text("time").unwrap_or_else(|| panic!("no time: {line}"));
+    assert!(
+        time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "time {time}: {line}"
+    );
+    let level = text("level").unwrap_or_else(|| panic!("no level: {line}"));
+    assert!(
+        ["error", "warn", "info", "debug", "trace"].contains(&level),
+        "{line}"
+    );
+    assert!(text("event").is_some_and(|e| !e.is_empty()), "{line}");
+    assert!(text("msg").is_some(), "{line}");
+}
+
+fn event<'a>(lines: &'a [Value], name: &str) -> Vec<&'a Value> {
+    lines
+        .iter()
+        .filter(|l| l.get("event").and_then(Value::as_str) == Some(name))
+        .collect()
+}
+
+fn str_of<'a>(line: &'a Value, name: &str) -> &'a str {
+    line.get(name)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{name} is not a string in {line:?}"))
+}
+
+fn num_of(line: &Value, name: &str) -> i64 {
+    line.get(name)
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| panic!("{name} is not a number in {line:?}"))
+}
+
+#[test]
+fn every_json_line_parses_at_every_level() {
+    // Debug level; a duplicate whose leaf ignores SIGTERM (terminate, escalate); a memory
+    // cap the main child alone exceeds (error); then a stop (signal, drain, shutdown).
+    let backend = fixture("metamcp/backend.js");
+    let args = [
+        "--dedupe-settle",
+        "500ms",
+        "--kill-grace",
+        "500ms",
+        "--stop-grace",
+        "1s",
+        "--max-memory",
+        "1m",
+        "--",
+        "node",
+        &backend,
+        "--spawn",
+        "a:2",
+        "--gap-ms",
+        "200",
+        "--leaf-ignore-term",
+    ];
+    let mut run = Run::start(
+        &args,
+        &[("MCPINIT_LOG_FORMAT", "json"), ("MCPINIT_LOG", "debug")],
+    );
+    assert!(
+        run.wait_for_log("\"event\":\"escalate\"", LONG),
+        "{}",
+        run.stdout()
+    );
+    run.signal(libc::SIGTERM);
+    assert!(run.wait(LONG).is_some(), "mcpinit did not stop");
+    assert_eq!(run.stderr(), "", "everything mcpinit says goes to stdout");
+
+    let lines = mcpinit_lines(&run.stdout());
+    let mut levels: HashMap<&str, usize> = HashMap::new();
+    for line in &lines {
+        *levels.entry(str_of(line, "level")).or_default() += 1;
+    }
+    for level in ["error", "warn", "info", "debug"] {
+        assert!(
+            levels.contains_key(level),
+            "no {level} line: {levels:?}\n{}",
+            run.stdout()
+        );
+    }
+
+    let start = event(&lines, "start");
+    assert_eq!(start.len(), 1);
+    assert_eq!(num_of(start[0], "pid"), 1);
+    assert_eq!(num_of(start[0], "max_procs"), 128);
+    assert_eq!(str_of(start[0], "dedupe"), "npm exec,npx,uvx");
+
+    let terminate = event(&lines, "terminate");
+    let duplicate = terminate
+        .iter()
+        .find(|l| str_of(l, "reason") == "duplicate")
+        .expect("no duplicate terminated");
+    assert_eq!(
+        str_of(duplicate, "key"),
+        "npm exec @modelcontextprotocol/server-a --port 0"
+    );
+    assert!(num_of(duplicate, "pgid") > 1 && num_of(duplicate, "kept") > num_of(duplicate, "pgid"));
+    assert_eq!(
+        str_of(duplicate, "pids").split(',').count(),
+        3,
+        "the whole npm exec tree"
+    );
+    assert_eq!(str_of(duplicate, "level"), "info");
+
+    assert_eq!(str_of(event(&lines, "escalate")[0], "level"), "warn");
+    assert_eq!(
+        str_of(event(&lines, "main_over_memory")[0], "level"),
+        "error"
+    );
+    assert_eq!(str_of(event(&lines, "signal")[0], "signal"), "SIGTERM");
+    let shutdown = event(&lines, "shutdown");
+    assert_eq!(shutdown.len(), 1, "one shutdown summary");
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| str_of(l, "event") == "shutdown"),
+        "shutdown is the last line"
+    );
+    assert!(num_of(shutdown[0], "escalations") >= 1);
+}
+
+#[test]
+fn text_is_the_default() {
+    let mut run = Run::start(&["--", "sh", "-c", "exit 3"], &[]);
+    assert_eq!(run.wait(LONG), Some(3));
+    let out = run.stdout();
+    assert!(out.lines().count() >= 3, "{out}");
+    for line in out.lines() {
+        assert!(
+            jsonread::parse(line).is_err(),
+            "a JSON line without MCPINIT_LOG_FORMAT: {line}"
+        );
+        assert!(line.contains(" mcpinit "), "{line}");
+    }
+    assert!(
+        out.contains(" mcpinit INFO  exiting with status 3"),
+        "{out}"
+    );
+}
+
+#[test]
+fn json_filter_levels_still_give_whole_lines() {
+    // Only warnings and errors at `warn`: the start line (info) is filtered out, and what
+    // remains (node alone is over the memory cap: an error) still parses.
+    let mut run = Run::start(
+        &[
+            "--max-memory",
+            "1m",
+            "--",
+            "node",
+            "-e",
+            "setTimeout(() => {}, 1500)",
+        ],
+        &[("MCPINIT_LOG_FORMAT", "json"), ("MCPINIT_LOG", "warn")],
+    );
+    assert_eq!(run.wait(LONG), Some(0));
+    let lines = mcpinit_lines(&run.stdout());
+    assert!(event(&lines, "start").is_empty(), "{}", run.stdout());
+    assert_eq!(
+        event(&lines, "main_over_memory").len(),
+        1,
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| matches!(str_of(l, "level"), "warn" | "error")),
+        "{}",
+        run.stdout()
+    );
+}

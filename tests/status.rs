@@ -1,0 +1,364 @@
+//! `mcpinit status` / `health` and the state file behind them, against real runs.
+//! mcpinit runs as PID 1 of its own namespace (tests/common); `status` and `health` are
+//! run inside that namespace with nsenter, as `docker exec` runs them in a container,
+//! because they check that the pid in the state file is a live mcpinit.
+
+mod common;
+
+use common::*;
+use mcpinit::jsonread::{self, Value};
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(40);
+const SERVER_A: &str = "npm exec @modelcontextprotocol/server-a --port 0";
+
+/// mcpinit with `settings`, running the fixture backend with `backend_args`.
+fn start(settings: &[&str], backend_args: &str) -> Run {
+    let backend = fixture("metamcp/backend.js");
+    let mut argv: Vec<&str> = settings.to_vec();
+    argv.extend(["--", "node", &backend]);
+    argv.extend(backend_args.split_whitespace());
+    Run::start(&argv, &[])
+}
+
+fn state_file(run: &Run) -> PathBuf {
+    run.dir().join("state.json")
+}
+
+/// `mcpinit ARGS` inside the run's PID and mount namespaces, with no MCPINIT_* from us.
+fn inside(run: &Run, args: &[&str]) -> Output {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "KILL", "30", "nsenter", "-t"])
+        .arg(run.init_pid().to_string())
+        .args(["-p", "-m"]);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // The harness maps us to root in a user namespace of our own.
+        cmd.args(["-U", "--preserve-credentials"]);
+    }
+    cmd.arg(mcpinit()).args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MCPINIT_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.output().expect("nsenter must be installed")
+}
+
+fn status_json(run: &Run) -> Option<Value> {
+    let file = state_file(run);
+    let out = inside(run, &["status", "--json", "--state-file", file.to_str()?]);
+    if !out.status.success() {
+        return None;
+    }
+    jsonread::parse(&String::from_utf8_lossy(&out.stdout)).ok()
+}
+
+fn rows(state: &Value) -> &[Value] {
+    state
+        .get("processes")
+        .and_then(Value::as_array)
+        .unwrap_or(&[])
+}
+
+fn field<'a>(value: &'a Value, path: &str) -> &'a Value {
+    path.split('.')
+        .try_fold(value, |v, name| v.get(name))
+        .unwrap_or_else(|| panic!("no {path} in the state"))
+}
+
+fn text(value: &Value, path: &str) -> String {
+    field(value, path).as_str().unwrap_or_default().to_string()
+}
+
+fn number(value: &Value, path: &str) -> u64 {
+    field(value, path)
+        .as_u64()
+        .unwrap_or_else(|| panic!("{path} is not a count"))
+}
+
+fn with_role<'a>(state: &'a Value, role: &str) -> Vec<&'a Value> {
+    rows(state)
+        .iter()
+        .filter(|r| text(r, "role") == role)
+        .collect()
+}
+
+#[test]
+fn status_json_lists_roles_and_counters_after_a_dedupe() {
+    let run = start(
+        &["--dedupe-settle", "1s", "--orphans", "keep"],
+        "--spawn a:4 --orphan b:1 --gap-ms 300",
+    );
+    // Settled: the three older instances culled, one server unit left.
+    let state = wait_until(LONG, || {
+        let state = status_json(&run)?;
+        let servers = with_role(&state, "server");
+        let culled = number(&state, "counters.terminated.duplicate") == 3;
+        let one_unit = servers.len() == 3
+            && servers
+                .iter()
+                .all(|r| text(r, "unit") == text(servers[0], "unit"));
+        (culled && one_unit && with_role(&state, "orphan").len() == 1).then_some(state)
+    })
+    .unwrap_or_else(|| panic!("never settled: {:?}\n{}", status_json(&run), run.stdout()));
+
+    assert_eq!(number(&state, "pid"), 1, "mcpinit is PID 1");
+    let main = with_role(&state, "main");
+    assert_eq!(main.len(), 1);
+    assert!(text(main[0], "cmdline").contains("backend.js"));
+    assert_eq!(number(main[0], "pid"), number(&state, "main_pid"));
+    for server in with_role(&state, "server") {
+        assert_eq!(text(server, "key"), SERVER_A);
+        assert_eq!(field(server, "duplicate").as_bool(), Some(false));
+    }
+    let orphan = with_role(&state, "orphan")[0];
+    assert!(
+        text(orphan, "cmdline").contains("leaf.js server-b"),
+        "{orphan:?}"
+    );
+    assert_eq!(number(orphan, "ppid"), 1, "an orphan hangs off mcpinit");
+    assert_eq!(number(&state, "live"), 5, "main + one server of 3 + orphan");
+    assert!(
+        number(&state, "counters.peak_procs") >= 13,
+        "four instances of 3 and main were live at once"
+    );
+    assert!(number(&state, "counters.peak_rss") >= number(&state, "rss"));
+    assert_eq!(
+        number(&state, "counters.terminated.orphan"),
+        0,
+        "orphans: keep"
+    );
+    assert_eq!(number(&state, "settings.dedupe_settle_ms"), 1000);
+    assert_eq!(text(&state, "settings.orphans"), "keep");
+}
+
+#[test]
+fn human_status_renders_units_as_trees_with_marks() {
+    let run = start(
+        &["--dry-run", "--dedupe-settle", "1s"],
+        "--spawn a:2 --gap-ms 200",
+    );
+    let file = state_file(&run);
+    let args = ["status", "--state-file", file.to_str().unwrap()];
+    let view = wait_until(LONG, || {
+        let out = inside(&run, &args);
+        let view = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && view.contains("WOULD TERMINATE")).then_some(view)
+    })
+    .unwrap_or_else(|| panic!("no duplicate marked: {:?}", inside(&run, &args)));
+    println!("{view}");
+    for needle in [
+        "mcpinit 0.1.0 (pid 1)",
+        "health     ok",
+        "live       7 processes (max 128,",
+        "DRY RUN: nothing is terminated",
+        "settings   dedupe npm exec,npx,uvx keep 1 settle 1s, orphans term, kill grace 5s",
+        "counters   terminated 0 (duplicate 0,",
+        "units      servers 2 (1 keys, 1 duplicates), orphans 0, other 0",
+        "    PID   PPID   PGID S      AGE      RSS  COMMAND",
+        "main: 1 process,",
+        &format!("server  {SERVER_A}  pgid "),
+        "  DUPLICATE  WOULD TERMINATE",
+        "  └─ sh -c node ",
+        "     └─ node ",
+    ] {
+        assert!(view.contains(needle), "missing {needle:?} in:\n{view}");
+    }
+    // The duplicate is the older instance, listed first of its key.
+    let first = view.find(&format!("server  {SERVER_A}")).unwrap();
+    assert!(
+        view[first..].lines().next().unwrap().contains("DUPLICATE"),
+        "{view}"
+    );
+}
+
+fn health(run: &Run) -> (bool, String) {
+    let file = state_file(run);
+    let out = inside(run, &["health", "--state-file", file.to_str().unwrap()]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn health_passes_when_running_within_the_thresholds() {
+    let run = start(&[], "--spawn a:1");
+    let verdict = wait_until(LONG, || Some(health(&run)).filter(|(ok, _)| *ok));
+    let (_, line) = verdict.unwrap_or_else(|| panic!("never healthy: {:?}", health(&run)));
+    assert!(
+        line.starts_with("healthy: ") && line.contains("(cap 128)"),
+        "{line}"
+    );
+    assert_eq!(line.lines().count(), 1);
+}
+
+#[test]
+fn health_fails_when_the_cap_is_exceeded_in_dry_run() {
+    let run = start(
+        &["--dry-run", "--max-procs", "3"],
+        "--spawn a:2 --gap-ms 100",
+    );
+    let verdict = wait_until(LONG, || {
+        Some(health(&run)).filter(|(_, line)| line.contains("over"))
+    });
+    let (ok, line) = verdict.unwrap_or_else(|| panic!("never over the cap: {:?}", health(&run)));
+    assert!(!ok, "{line}");
+    assert!(
+        line.starts_with("unhealthy: ") && line.ends_with("over MCPINIT_MAX_PROCS=3 (dry run)\n"),
+        "{line}"
+    );
+    assert!(
+        run.stdout().contains("would terminate cap unit"),
+        "{}",
+        run.stdout()
+    );
+}
+
+/// `mcpinit ARGS` on this host, outside any namespace (nothing is spawned).
+fn here(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(mcpinit())
+        .args(args)
+        .env_remove("MCPINIT_STATE_FILE")
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+/// A state document as mcpinit writes it, claiming to be written by `pid`.
+fn document(pid: i32) -> String {
+    format!(
+        r#"{{"pid":{pid},"version":"0.1.0","started_unix_ms":1,"updated_unix_ms":2,"snapshot_unix_ms":2,"main_pid":7,
+"settings":{{"max_procs":128,"max_memory":0,"dedupe":"npm exec,npx,uvx","dedupe_keep":1,"dedupe_settle_ms":30000,
+"orphans":"term","kill_grace_ms":5000,"stop_grace_ms":8000,"scan_interval_ms":1000,"dry_run":false}},
+"cgroup":{{"pids_max":null,"memory_max":null}},"counters":{{"zombies_reaped":0,"signals_forwarded":0,
+"terminated":{{"duplicate":0,"orphan":0,"cap":0,"memory":0}},"escalations":0,"peak_procs":1,"peak_rss":0}},
+"live":1,"rss":0,"processes":[]}}"#
+    )
+}
+
+fn check_both_fail(file: &Path, reason: &str) {
+    let path = file.to_str().unwrap();
+    let (code, out, err) = here(&["status", "--state-file", path]);
+    assert_eq!(code, 1, "status: {out}{err}");
+    assert!(
+        out.is_empty() && err.contains(reason) && err.lines().count() == 1,
+        "status: {err}"
+    );
+    let (code, _, err) = here(&["status", "--json", "--state-file", path]);
+    assert!(code == 1 && err.contains(reason), "status --json: {err}");
+    let (code, out, _) = here(&["health", "--state-file", path]);
+    assert_eq!(code, 1, "health: {out}");
+    assert!(
+        out.starts_with("unhealthy: ") && out.contains(reason) && out.lines().count() == 1,
+        "health: {out}"
+    );
+}
+
+#[test]
+fn status_and_health_fail_clearly_when_no_mcpinit_runs() {
+    let dir = temp_dir("no-mcpinit");
+    let file = dir.join("state.json");
+    check_both_fail(&file, "no running mcpinit found (no state file at ");
+
+    // Left behind by an mcpinit that is gone: its pid is dead now.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id() as i32;
+    gone.wait().unwrap();
+    fs::write(&file, document(dead)).unwrap();
+    check_both_fail(&file, &format!("pid {dead} is gone (stale state file"));
+
+    // A live pid that is not an mcpinit (our own test process).
+    fs::write(&file, document(std::process::id() as i32)).unwrap();
+    check_both_fail(&file, "not mcpinit (stale state file");
+
+    // Cut short, as a writer without the rename would leave it.
+    let whole = document(dead);
+    fs::write(&file, &whole[..whole.len() / 2]).unwrap();
+    check_both_fail(&file, "is corrupt (unexpected end of input at byte");
+
+    fs::write(&file, whole.replace("\"live\":1", "\"live\":\"many\"")).unwrap();
+    check_both_fail(
+        &file,
+        "is not mcpinit's: field 'live' is missing or of the wrong type",
+    );
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn state_file_is_never_seen_half_written() {
+    // Many tree changes in a few seconds: the state is rewritten up to 4 times a second.
+    let run = start(
+        &["--max-procs", "0", "--dedupe", "off"],
+        "--spawn a:30 --gap-ms 100",
+    );
+    let file = state_file(&run);
+    let (mut reads, mut versions) = (0, HashSet::new());
+    let end = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < end && versions.len() < 8 {
+        match fs::read_to_string(&file) {
+            Ok(text) => {
+                let doc = jsonread::parse(&text)
+                    .unwrap_or_else(|e| panic!("read #{reads} is torn ({e}):\n{text}"));
+                versions.insert(number(&doc, "updated_unix_ms"));
+                reads += 1;
+            }
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        versions.len() >= 3,
+        "only {} rewrites seen in {reads} reads",
+        versions.len()
+    );
+}
+
+#[test]
+fn state_file_falls_back_to_tmp_when_run_is_not_writable() {
+    // In the run's own mount namespace: /run read-only, /tmp a directory we can see.
+    let tmp = temp_dir("fallback-tmp");
+    let script = format!(
+        "mount -t tmpfs -o ro tmpfs /run && mount --bind {} /tmp && unset MCPINIT_STATE_FILE && exec {} -- sleep 60",
+        tmp.display(),
+        mcpinit()
+    );
+    let run = Run::start_with("sh", &["-c", &script], &[]);
+    let written = tmp.join("mcpinit.json");
+    let doc = wait_until(LONG, || {
+        jsonread::parse(&fs::read_to_string(&written).ok()?).ok()
+    })
+    .unwrap_or_else(|| panic!("no /tmp/mcpinit.json: {}{}", run.stdout(), run.stderr()));
+    assert_eq!(number(&doc, "pid"), 1);
+    assert!(
+        !run.stdout().contains("cannot write the state file"),
+        "{}",
+        run.stdout()
+    );
+
+    // Without --state-file, status looks at /run/mcpinit.json, then /tmp/mcpinit.json.
+    let out = inside(&run, &["status"]);
+    let view = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{view}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        view.contains("to /tmp/mcpinit.json") && view.contains("sleep 60"),
+        "{view}"
+    );
+    assert!(inside(&run, &["health"]).status.success());
+    drop(run);
+    let _ = fs::remove_dir_all(tmp);
+}
