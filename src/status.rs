@@ -142,7 +142,7 @@ fn read_comm(path: &str) -> String {
 /// Health: fresh, still governing, within the thresholds. Ok carries the summary line.
 pub fn verdict(state: &State, now_ms: u64) -> Result<String, String> {
     let age = now_ms.saturating_sub(state.updated_unix_ms);
-    let limit = STALE_AFTER_MS.max(3 * state.settings.scan_interval_ms);
+    let limit = STALE_AFTER_MS.max(state.settings.scan_interval_ms.saturating_mul(3));
     if age > limit {
         return Err(format!(
             "state is {} old (limit {}): mcpinit (pid {}) stopped updating it",
@@ -233,7 +233,9 @@ pub struct Row {
     pub terminating: bool,
 }
 
-/// Typed access to one object of the document; errors name the field's path.
+/// Typed access to one object of the document; errors name the field's path. Values are
+/// only type-checked: arithmetic on them saturates, so absurd numbers print absurdly
+/// instead of overflowing.
 struct Fields<'a> {
     value: &'a Value,
     path: String,
@@ -264,7 +266,7 @@ impl<'a> Fields<'a> {
     }
 
     fn i32(&self, name: &str) -> Result<i32, String> {
-        self.get(name, |v| v.as_i64().and_then(|n| i32::try_from(n).ok()))
+        self.get(name, as_i32)
     }
 
     fn str(&self, name: &str) -> Result<String, String> {
@@ -296,23 +298,25 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Pids are i32 in the kernel; a larger number is not a pid.
+fn as_i32(value: &Value) -> Option<i32> {
+    value.as_i64().and_then(|n| i32::try_from(n).ok())
+}
+
 impl State {
     pub fn decode(document: &Value) -> Result<State, String> {
         let doc = Fields::of(document, "")?;
+        let cgroup = doc.object("cgroup")?;
         Ok(State {
             pid: doc.i32("pid")?,
             version: doc.str("version")?,
             started_unix_ms: doc.u64("started_unix_ms")?,
             updated_unix_ms: doc.u64("updated_unix_ms")?,
             snapshot_unix_ms: doc.nullable("snapshot_unix_ms", Value::as_u64)?,
-            main_pid: doc.nullable("main_pid", |v| {
-                v.as_i64().and_then(|n| i32::try_from(n).ok())
-            })?,
+            main_pid: doc.nullable("main_pid", as_i32)?,
             settings: Settings::decode(&doc.object("settings")?)?,
-            pids_max: doc.object("cgroup")?.nullable("pids_max", Value::as_u64)?,
-            memory_max: doc
-                .object("cgroup")?
-                .nullable("memory_max", Value::as_u64)?,
+            pids_max: cgroup.nullable("pids_max", Value::as_u64)?,
+            memory_max: cgroup.nullable("memory_max", Value::as_u64)?,
             counters: decode_counters(&doc.object("counters")?)?,
             live: doc.u64("live")?,
             rss: doc.u64("rss")?,
@@ -479,8 +483,14 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
         state.pids_max.map_or("none".into(), |n| n.to_string()),
         state.memory_max.map_or("none".into(), size)
     );
-    let terminated =
-        c.terminated_duplicate + c.terminated_orphan + c.terminated_cap + c.terminated_memory;
+    let terminated = [
+        c.terminated_duplicate,
+        c.terminated_orphan,
+        c.terminated_cap,
+        c.terminated_memory,
+    ]
+    .into_iter()
+    .fold(0u64, u64::saturating_add);
     let _ = writeln!(
         out,
         "counters   terminated {terminated} (duplicate {}, orphan {}, cap {}, memory {}), \
@@ -516,7 +526,10 @@ fn summary(out: &mut String, units: &[UnitRows]) {
 
 fn unit_heading(out: &mut String, unit: &UnitRows, dry_run: bool) {
     let top = unit.top();
-    let rss: u64 = unit.rows.iter().map(|r| r.rss).sum();
+    let rss = unit
+        .rows
+        .iter()
+        .fold(0u64, |sum, r| sum.saturating_add(r.rss));
     let _ = write!(out, "{}", top.role);
     if let Some(key) = &top.key {
         let _ = write!(out, "  {key}");
@@ -585,7 +598,7 @@ impl Tree<'_> {
             row.ppid,
             row.pgid,
             row.state,
-            duration(row.age_ms + self.since),
+            duration(row.age_ms.saturating_add(self.since)),
             size(row.rss),
             cut(&row.cmdline, COMMAND_WIDTH)
         );
@@ -757,7 +770,8 @@ mod tests {
 
     #[test]
     fn decode_errors_name_the_field() {
-        let state = r#"{"pid":1,"version":"x","started_unix_ms":1,"updated_unix_ms":"soon"}"#;
+        let state =
+            r#"{"pid":1,"version":"x","started_unix_ms":1,"updated_unix_ms":"soon","cgroup":{}}"#;
         let err = State::decode(&jsonread::parse(state).unwrap()).unwrap_err();
         assert_eq!(
             err,
@@ -790,6 +804,19 @@ mod tests {
         for pid in [5, 6, 7] {
             assert_eq!(out.matches(&format!("cmd{pid}")).count(), 1, "{out}");
         }
+    }
+
+    #[test]
+    fn absurd_numbers_render_without_overflow() {
+        let mut state = sample(&Config::default(), &Counters::default());
+        state.settings.scan_interval_ms = u64::MAX;
+        state.counters.terminated_cap = u64::MAX;
+        state.counters.terminated_orphan = u64::MAX;
+        for row in &mut state.processes {
+            (row.age_ms, row.rss) = (u64::MAX, u64::MAX);
+        }
+        let text = render(&state, Path::new("x"), u64::MAX);
+        assert!(text.contains(&format!("terminated {}", u64::MAX)), "{text}");
     }
 
     #[test]
