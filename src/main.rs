@@ -69,6 +69,10 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
     let main = match spawn::spawn(&config.command, &inherited) {
         Ok(pid) => pid,
         Err(error) => {
+            // stderr carries it for scripts; in JSON mode the log collector gets it too.
+            if config.log_json {
+                log::error!(event = "spawn_error", status = error.status; "{}", error.message);
+            }
             eprintln!("mcpinit: {}", error.message);
             return error.status;
         }
