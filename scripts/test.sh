@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build-static.sh
-cargo test --locked --all-targets -- --test-threads=2
+cargo test --locked -- --test-threads=2
