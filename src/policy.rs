@@ -97,8 +97,11 @@ pub fn decide(units: &[Unit], config: &Config, now_ms: u64, busy: &HashSet<UnitI
             .find(|u| u.id == UnitId::Main)
             .map_or(0, |u| u.rss);
         main_over_memory = main_rss > config.max_memory;
+        // Largest first, but the application's own processes only once no server,
+        // orphan or detached group is left: losing MetaMCP's backend is worse than any
+        // of the servers it leaked.
         let mut by_rss = candidates.clone();
-        by_rss.sort_by_key(|u| std::cmp::Reverse(u.rss));
+        by_rss.sort_by_key(|u| (!expendable(u), std::cmp::Reverse(u.rss)));
         for unit in by_rss {
             if main_over_memory || picker.rss - picker.gone_rss <= config.max_memory {
                 break;
@@ -113,6 +116,12 @@ pub fn decide(units: &[Unit], config: &Config, now_ms: u64, busy: &HashSet<UnitI
         terminate: picker.terminate,
         main_over_memory,
     }
+}
+
+/// Servers (keyed), orphans and detached groups, as opposed to subtrees of the main
+/// child's own group, such as MetaMCP's backend and frontend under its entrypoint.
+fn expendable(unit: &Unit) -> bool {
+    unit.key.is_some() || unit.orphaned || matches!(unit.id, UnitId::Group(_))
 }
 
 /// Chooses each unit at most once and keeps count of what the choices take away.

@@ -222,3 +222,31 @@ fn main_child_over_memory_alone_is_reported_not_killed() {
     assert!(plan.main_over_memory);
     assert_eq!(chosen(&plan), []);
 }
+
+#[test]
+fn memory_cap_spares_the_application_while_a_server_can_go() {
+    // The backend (a subtree of the entrypoint's group) is the largest unit, but a
+    // server instance is taken first; the backend only when nothing else is left.
+    let mut procs = backend_with(&[400]);
+    procs[0].rss = 600 << 20; // node backend
+    procs[3].rss = 200 << 20; // the server's leaf
+    let config = Config {
+        max_memory: 700 << 20,
+        ..config()
+    };
+    let plan = plan(procs.clone(), &config);
+    assert_eq!(chosen(&plan), [(UnitId::Group(100), Reason::Memory, None)]);
+
+    let tight = Config {
+        max_memory: 100 << 20,
+        ..config
+    };
+    let plan = super::tests::plan(procs, &tight);
+    assert_eq!(
+        chosen(&plan),
+        [
+            (UnitId::Group(100), Reason::Memory, None),
+            (UnitId::Subtree(20), Reason::Memory, None)
+        ]
+    );
+}

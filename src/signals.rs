@@ -77,8 +77,8 @@ impl Waited {
     /// Wait at most `timeout` for one of the blocked signals.
     pub fn wait(&self, timeout: Duration) -> Option<Received> {
         let ts = libc::timespec {
-            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as _,
+            tv_nsec: timeout.subsec_nanos() as _,
         };
         let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
         // SAFETY: the set is initialised; info is written by the kernel on success.

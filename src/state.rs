@@ -3,7 +3,7 @@
 
 use crate::cgroup::Limits;
 use crate::config::{Config, Orphans};
-use crate::json::{self, Object};
+use crate::json::Object;
 use crate::proctree::Snapshot;
 use crate::units::{Unit, UnitId};
 use std::collections::{HashMap, HashSet};
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 pub const PRIMARY: &str = "/run/mcpinit.json";
 pub const FALLBACK: &str = "/tmp/mcpinit.json";
 
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub struct Counters {
     pub zombies_reaped: u64,
     pub signals_forwarded: u64,
@@ -227,9 +227,4 @@ pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-#[allow(dead_code)]
-fn _assert_json_used() {
-    let _ = json::string;
 }

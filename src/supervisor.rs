@@ -143,10 +143,13 @@ impl Supervisor {
             };
             deadline = deadline.min(at + self.config.stop_grace + extra);
         }
-        if self.state_dirty {
-            if let Some(at) = self.state_written {
-                deadline = deadline.min(at + STATE_MIN_GAP);
-            }
+        if let Some(at) = self.state_written {
+            let gap = if self.state_dirty {
+                STATE_MIN_GAP
+            } else {
+                STATE_HEARTBEAT
+            };
+            deadline = deadline.min(at + gap);
         }
         deadline.max(now)
     }
@@ -277,7 +280,7 @@ impl Supervisor {
         let mut busy: Vec<_> = self.terminations.busy().into_iter().collect();
         busy.sort();
         busy.hash(&mut hasher);
-        format!("{:?}", self.counters).hash(&mut hasher);
+        self.counters.hash(&mut hasher);
         hasher.finish()
     }
 
@@ -350,8 +353,13 @@ impl Supervisor {
         match event {
             Event::Killed { id, pids } => {
                 self.counters.escalations += 1;
+                let pgid = match id {
+                    UnitId::Group(pgid) => pgid,
+                    _ => 0,
+                };
                 let pids = join(&pids);
-                warn!(event = "escalate", unit = unit_name(id).as_str(), pids = pids.as_str(); "{} still alive after the kill grace, sending SIGKILL", unit_name(id));
+                warn!(event = "escalate", unit = unit_name(id).as_str(), pgid = pgid, pids = pids.as_str();
+                    "{} still alive after the kill grace, sending SIGKILL", unit_name(id));
             }
             Event::Gone { id, reason } => {
                 debug!(event = "unit_gone", unit = unit_name(id).as_str(), reason = reason.as_str(); "{} is gone", unit_name(id));
@@ -409,11 +417,15 @@ impl Supervisor {
                     info!(event = "drain", processes = left; "sent SIGTERM to {left} remaining processes");
                 }
                 self.drain = Some((grace_end, false));
+                // The state file shows the child gone, so `health` fails during the drain.
+                self.state_dirty = true;
+                self.state_written = None;
+                self.write_state_if_due(now);
                 matches!(self.reap(), Reaped::NoChildren)
             }
             Some((kill_at, false)) if now >= kill_at => {
                 let left = self.kill_everything(libc::SIGKILL);
-                warn!(event = "escalate", processes = left; "stop grace over, sent SIGKILL to {left} remaining processes");
+                warn!(event = "shutdown_kill", processes = left; "stop grace over, sent SIGKILL to {left} remaining processes");
                 self.drain = Some((now + FINAL_REAP, true));
                 false
             }
