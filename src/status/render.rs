@@ -1,0 +1,295 @@
+//! The human view: a header with thresholds and counters, then a pstree per unit.
+
+use super::{verdict, Row, State};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Commands are cut here in the human view; `--json` has them whole.
+const COMMAND_WIDTH: usize = 100;
+/// Deeper rows are shown as roots of their own: a hostile file cannot make the tree
+/// recurse (or indent) without bound.
+const TREE_DEPTH: usize = 16;
+
+/// The rows of one unit, top first (as the state file lists them).
+struct UnitRows<'a> {
+    rows: Vec<&'a Row>,
+}
+
+impl UnitRows<'_> {
+    fn top(&self) -> &Row {
+        self.rows[0]
+    }
+
+    /// Main first, then servers grouped by key, then orphans, then the rest; oldest
+    /// first within each, so the duplicates of one key sit together.
+    fn order(&self) -> (u8, Option<&str>, std::cmp::Reverse<u64>) {
+        let top = self.top();
+        let rank = match top.role.as_str() {
+            "main" => 0,
+            "server" => 1,
+            "orphan" => 2,
+            _ => 3,
+        };
+        (rank, top.key.as_deref(), std::cmp::Reverse(top.age_ms))
+    }
+}
+
+fn group_units(rows: &[Row]) -> Vec<UnitRows<'_>> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut units: Vec<UnitRows> = Vec::new();
+    for row in rows {
+        let i = *index.entry(&row.unit).or_insert_with(|| {
+            units.push(UnitRows { rows: Vec::new() });
+            units.len() - 1
+        });
+        units[i].rows.push(row);
+    }
+    units.sort_by(|a, b| a.order().cmp(&b.order()));
+    units
+}
+
+/// The human view: a header with the thresholds and counters, then a tree per unit.
+pub fn render(state: &State, path: &Path, now_ms: u64) -> String {
+    let mut out = String::new();
+    header(&mut out, state, path, now_ms);
+    let units = group_units(&state.processes);
+    summary(&mut out, &units);
+    let seen_ms = state.snapshot_unix_ms.unwrap_or(state.updated_unix_ms);
+    let since = now_ms.saturating_sub(seen_ms);
+    let _ = writeln!(out, "\n    PID   PPID   PGID S      AGE      RSS  COMMAND");
+    for unit in &units {
+        unit_heading(&mut out, unit, state.settings.dry_run);
+        unit_tree(&mut out, &unit.rows, since);
+    }
+    out
+}
+
+fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
+    let (s, c) = (&state.settings, &state.counters);
+    let _ = writeln!(
+        out,
+        "mcpinit {} (pid {}), up {}, state written {} ago to {}",
+        state.version,
+        state.pid,
+        duration(now_ms.saturating_sub(state.started_unix_ms)),
+        duration(now_ms.saturating_sub(state.updated_unix_ms)),
+        path.display()
+    );
+    let health = match verdict(state, now_ms) {
+        Ok(_) => "ok".to_string(),
+        Err(reason) => format!("UNHEALTHY: {reason}"),
+    };
+    let _ = writeln!(out, "health     {health}");
+    let _ = writeln!(
+        out,
+        "live       {} processes (max {}, peak {}), rss {} (max {}, peak {}){}",
+        state.live,
+        cap(s.max_procs, |n| n.to_string()),
+        c.peak_procs,
+        size(state.rss),
+        cap(s.max_memory, size),
+        size(c.peak_rss),
+        if s.dry_run {
+            ", DRY RUN: nothing is terminated"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "settings   dedupe {} keep {} settle {}, orphans {}, kill grace {}, stop grace {}, scan {}",
+        s.dedupe,
+        s.dedupe_keep,
+        setting(s.dedupe_settle_ms),
+        s.orphans,
+        setting(s.kill_grace_ms),
+        setting(s.stop_grace_ms),
+        setting(s.scan_interval_ms)
+    );
+    let _ = writeln!(
+        out,
+        "cgroup     pids.max {}, memory.max {}",
+        state.pids_max.map_or("none".into(), |n| n.to_string()),
+        state.memory_max.map_or("none".into(), size)
+    );
+    let terminated = [
+        c.terminated_duplicate,
+        c.terminated_orphan,
+        c.terminated_cap,
+        c.terminated_memory,
+    ]
+    .into_iter()
+    .fold(0u64, u64::saturating_add);
+    let _ = writeln!(
+        out,
+        "counters   terminated {terminated} (duplicate {}, orphan {}, cap {}, memory {}), \
+         escalations {}, zombies reaped {}, signals forwarded {}",
+        c.terminated_duplicate,
+        c.terminated_orphan,
+        c.terminated_cap,
+        c.terminated_memory,
+        c.escalations,
+        c.zombies_reaped,
+        c.signals_forwarded
+    );
+}
+
+fn summary(out: &mut String, units: &[UnitRows]) {
+    let count = |role: &str| units.iter().filter(|u| u.top().role == role).count();
+    let mut keys: Vec<&str> = units
+        .iter()
+        .filter(|u| u.top().role == "server")
+        .filter_map(|u| u.top().key.as_deref())
+        .collect();
+    keys.dedup(); // units are sorted by key, so equal keys are adjacent
+    let duplicates = units.iter().filter(|u| u.top().duplicate).count();
+    let _ = writeln!(
+        out,
+        "units      servers {} ({} keys, {duplicates} duplicates), orphans {}, other {}",
+        count("server"),
+        keys.len(),
+        count("orphan"),
+        count("other")
+    );
+}
+
+fn unit_heading(out: &mut String, unit: &UnitRows, dry_run: bool) {
+    let top = unit.top();
+    let rss = unit
+        .rows
+        .iter()
+        .fold(0u64, |sum, r| sum.saturating_add(r.rss));
+    let _ = write!(out, "{}", top.role);
+    if let Some(key) = &top.key {
+        let _ = write!(out, "  {key}");
+    }
+    if top.role != "main" {
+        let _ = write!(out, "  {}", top.unit.replace(':', " "));
+    }
+    let n = unit.rows.len();
+    let plural = if n == 1 { "" } else { "es" };
+    let _ = write!(out, ": {n} process{plural}, {}", size(rss));
+    if top.duplicate {
+        out.push_str("  DUPLICATE");
+    }
+    if top.terminating {
+        out.push_str(if dry_run {
+            "  WOULD TERMINATE"
+        } else {
+            "  TERMINATING"
+        });
+    }
+    out.push('\n');
+}
+
+/// The unit's processes as a pstree: children under their parent. Parent links come
+/// from a file and are not trusted to form a tree, so every row is printed exactly once.
+/// `since`: how long ago the snapshot was taken, added to every age.
+pub(super) fn unit_tree(out: &mut String, rows: &[&Row], since: u64) {
+    let mut tree = Tree {
+        rows,
+        since,
+        printed: vec![false; rows.len()],
+    };
+    let is_member = |pid: i32| rows.iter().any(|r| r.pid == pid);
+    let roots: Vec<usize> = (0..rows.len())
+        .filter(|&i| !is_member(rows[i].ppid))
+        .collect();
+    // Rows in a parent cycle (or cut off by the depth limit) have no root: the second
+    // pass prints them as roots of their own.
+    for i in roots.into_iter().chain(0..rows.len()) {
+        if !tree.printed[i] {
+            tree.branch(out, i, "", None);
+        }
+    }
+}
+
+struct Tree<'a> {
+    rows: &'a [&'a Row],
+    since: u64,
+    printed: Vec<bool>,
+}
+
+impl Tree<'_> {
+    /// `last` is None for a root, else whether this row is its parent's last child.
+    fn branch(&mut self, out: &mut String, i: usize, prefix: &str, last: Option<bool>) {
+        self.printed[i] = true;
+        let row = self.rows[i];
+        let (lead, next_prefix) = match last {
+            None => (String::new(), String::new()),
+            Some(true) => (format!("{prefix}└─ "), format!("{prefix}   ")),
+            Some(false) => (format!("{prefix}├─ "), format!("{prefix}│  ")),
+        };
+        let _ = writeln!(
+            out,
+            "{:>7} {:>6} {:>6} {:1} {:>8} {:>8}  {lead}{}",
+            row.pid,
+            row.ppid,
+            row.pgid,
+            row.state,
+            duration(row.age_ms.saturating_add(self.since)),
+            size(row.rss),
+            cut(&row.cmdline, COMMAND_WIDTH)
+        );
+        if next_prefix.chars().count() / 3 >= TREE_DEPTH {
+            return;
+        }
+        let children: Vec<usize> = (0..self.rows.len())
+            .filter(|&c| !self.printed[c] && self.rows[c].ppid == row.pid)
+            .collect();
+        for (n, &child) in children.iter().enumerate() {
+            if !self.printed[child] {
+                let last = n + 1 == children.len();
+                self.branch(out, child, &next_prefix, Some(last));
+            }
+        }
+    }
+}
+
+pub(super) fn cap(value: u64, show: impl Fn(u64) -> String) -> String {
+    if value == 0 {
+        "off".into()
+    } else {
+        show(value)
+    }
+}
+
+pub(super) fn cut(text: &str, width: usize) -> String {
+    match text.char_indices().nth(width) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// A setting in the syntax it is configured with: `250ms`, `5s`, `2m`.
+pub(super) fn setting(ms: u64) -> String {
+    match ms {
+        0 => "0".into(),
+        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
+}
+
+/// `0.3s`, `42s`, `2m05s`, `3h02m`, `4d07h`: short enough for a column.
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..10 => format!("{}.{}s", s, ms % 1000 / 100),
+        10..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// Bytes as `812K`, `48.1M`, `2.35G` (powers of 1024, as ps and top do).
+pub fn size(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    match bytes {
+        0..MIB => format!("{}K", bytes / 1024),
+        MIB..0x4000_0000 => format!("{:.1}M", bytes as f64 / MIB as f64),
+        _ => format!("{:.2}G", bytes as f64 / (1u64 << 30) as f64),
+    }
+}

@@ -1,0 +1,190 @@
+use super::render::{cut, setting, unit_tree};
+use super::*;
+use crate::config::Config;
+use crate::state::Counters;
+use crate::testkit::{defaults, p, server, snapshot, MAIN, ME};
+use std::collections::HashSet;
+
+/// What `state::render` writes for: main, two instances of one server (the older a
+/// duplicate) and an orphan, decoded back.
+fn sample(config: &Config, counters: &Counters) -> State {
+    let mut procs = server(20, MAIN, 300, "@x/a");
+    procs.extend(server(30, MAIN, 100, "@x/a"));
+    procs.push(p(40, ME, 40, 50, "node /srv/leaf.js"));
+    let snap = snapshot(procs);
+    let units = crate::units::units(&snap, Some(MAIN), &defaults());
+    let view = crate::state::View {
+        config,
+        pid: ME,
+        main: Some(MAIN),
+        started_unix_ms: 1_000,
+        limits: Default::default(),
+        snapshot: &snap,
+        units: &units,
+        terminating: &HashSet::new(),
+        counters,
+    };
+    let text = crate::state::render(&view);
+    let mut state = State::decode(&jsonread::parse(&text).unwrap()).unwrap();
+    // The testkit's clock is not the machine's boot clock: as if just scanned.
+    state.snapshot_unix_ms = Some(state.updated_unix_ms);
+    state
+}
+
+#[test]
+fn decodes_what_state_renders() {
+    let counters = Counters {
+        terminated_duplicate: 3,
+        peak_procs: 17,
+        ..Counters::default()
+    };
+    let state = sample(&Config::default(), &counters);
+    assert_eq!((state.pid, state.main_pid, state.live), (ME, Some(MAIN), 8));
+    assert_eq!(state.counters, counters);
+    assert_eq!(state.settings.max_procs, 128);
+    let role = |pid: i32| {
+        let row = state.processes.iter().find(|r| r.pid == pid).unwrap();
+        (row.role.as_str(), row.duplicate)
+    };
+    assert_eq!(role(MAIN), ("main", false));
+    assert_eq!(role(20), ("server", true));
+    assert_eq!(role(32), ("server", false));
+    assert_eq!(role(40), ("orphan", false));
+}
+
+#[test]
+fn human_view_groups_units_as_trees() {
+    let state = sample(&Config::default(), &Counters::default());
+    let now = state.updated_unix_ms + 500;
+    let text = render(&state, Path::new("/run/mcpinit.json"), now);
+    assert!(text.contains("health     ok"), "{text}");
+    assert!(
+        text.contains("units      servers 2 (1 keys, 1 duplicates), orphans 1, other 0"),
+        "{text}"
+    );
+    let older = text.find("pgid 20: 3 processes").expect(&text);
+    let newer = text.find("pgid 30: 3 processes").expect(&text);
+    assert!(
+        older < newer,
+        "servers of one key are listed oldest first:\n{text}"
+    );
+    assert!(text[older..newer].contains("DUPLICATE"), "{text}");
+    assert!(
+        text.contains("   └─ node /root/.npm/_npx/x/node_modules/.bin/srv"),
+        "{text}"
+    );
+    assert!(text.contains("orphan  pgid 40: 1 process, 1.0M"), "{text}");
+    // Ages are aged by the time since the snapshot.
+    assert!(text.contains("  5m00s "), "{text}");
+}
+
+#[test]
+fn health_verdicts() {
+    let mut config = Config::default();
+    let state = sample(&config, &Counters::default());
+    let at = state.updated_unix_ms;
+    assert!(verdict(&state, at + 1_000).is_ok());
+    let stale = verdict(&state, at + 31_000).unwrap_err();
+    assert!(stale.contains("stopped updating"), "{stale}");
+    config.max_procs = 5;
+    config.dry_run = true;
+    let over = verdict(&sample(&config, &Counters::default()), at).unwrap_err();
+    assert_eq!(over, "8 live processes, over MCPINIT_MAX_PROCS=5 (dry run)");
+    config.max_procs = 0;
+    config.max_memory = 4 << 20;
+    let over = verdict(&sample(&config, &Counters::default()), at).unwrap_err();
+    assert!(
+        over.starts_with("rss 8.0M, over MCPINIT_MAX_MEMORY=4.0M"),
+        "{over}"
+    );
+    let mut exited = state.clone();
+    exited.main_pid = None;
+    assert!(verdict(&exited, at).unwrap_err().contains("shutting down"));
+}
+
+#[test]
+fn decode_errors_name_the_field() {
+    let state =
+        r#"{"pid":1,"version":"x","started_unix_ms":1,"updated_unix_ms":"soon","cgroup":{}}"#;
+    let err = State::decode(&jsonread::parse(state).unwrap()).unwrap_err();
+    assert_eq!(
+        err,
+        "field 'updated_unix_ms' is missing or of the wrong type"
+    );
+    let err = State::decode(&jsonread::parse("[1]").unwrap()).unwrap_err();
+    assert_eq!(err, "'' is not an object");
+}
+
+#[test]
+fn parent_cycles_print_every_row_once() {
+    let row = |pid, ppid| Row {
+        pid,
+        ppid,
+        pgid: 5,
+        state: "S".into(),
+        age_ms: 0,
+        rss: 0,
+        cmdline: format!("cmd{pid}"),
+        role: "other".into(),
+        unit: "pgid:5".into(),
+        key: None,
+        duplicate: false,
+        terminating: false,
+    };
+    let rows = [row(5, 6), row(6, 5), row(7, 7)];
+    let refs: Vec<&Row> = rows.iter().collect();
+    let mut out = String::new();
+    unit_tree(&mut out, &refs, 0);
+    for pid in [5, 6, 7] {
+        assert_eq!(out.matches(&format!("cmd{pid}")).count(), 1, "{out}");
+    }
+}
+
+#[test]
+fn absurd_numbers_render_without_overflow() {
+    let mut state = sample(&Config::default(), &Counters::default());
+    state.settings.scan_interval_ms = u64::MAX;
+    state.counters.terminated_cap = u64::MAX;
+    state.counters.terminated_orphan = u64::MAX;
+    for row in &mut state.processes {
+        (row.age_ms, row.rss) = (u64::MAX, u64::MAX);
+    }
+    let text = render(&state, Path::new("x"), u64::MAX);
+    assert!(text.contains(&format!("terminated {}", u64::MAX)), "{text}");
+}
+
+#[test]
+fn missing_state_file_is_a_clear_error() {
+    let err = load(Some(PathBuf::from("/nonexistent/mcpinit.json")))
+        .err()
+        .unwrap();
+    assert!(
+        err.starts_with("no running mcpinit found (no state file at /nonexistent/mcpinit.json)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn short_forms() {
+    assert_eq!(
+        [
+            0,
+            1_250,
+            42_000,
+            125_000,
+            3 * 3_600_000 + 120_000,
+            100 * 3_600_000
+        ]
+        .map(duration),
+        ["0.0s", "1.2s", "42s", "2m05s", "3h02m", "4d04h"]
+    );
+    assert_eq!(
+        [0, 250, 5_000, 120_000].map(setting),
+        ["0", "250ms", "5s", "2m"]
+    );
+    assert_eq!(
+        [512 << 10, 48 << 20, 5 << 29].map(size),
+        ["512K", "48.0M", "2.50G"]
+    );
+    assert_eq!(cut("abcdef", 3), "abc…");
+}
