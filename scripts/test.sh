@@ -6,3 +6,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build-static.sh
 cargo test --locked -- --test-threads=2
+# mcpinit in a real Docker container (starts a dockerd if none runs; fails in CI without one)
+tests/docker/run.sh

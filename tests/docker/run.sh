@@ -1,0 +1,413 @@
+#!/usr/bin/env bash
+# mcpinit in a real Docker container, checked the way a user would see it: exit codes,
+# Ctrl-C, `docker stop`, `--pids-limit` (against Docker's own `--init` for contrast),
+# `docker logs`, `docker exec … /mcpinit status`, HEALTHCHECK, and `--user 1001`.
+#
+# Needs a Docker engine. When `docker info` fails, installs Debian's docker.io (as
+# root) and starts dockerd in the background, and stops it again at the end. When no
+# engine can be had, it says so and fails in CI (CI=true) or skips locally.
+# Every container it starts is removed at the end, every step has a timeout.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+IMAGE=mcpinit-test:local
+LABEL="mcpinit-test=$$"
+BIN=target/x86_64-unknown-linux-musl/release/mcpinit
+work=$(mktemp -d /tmp/mcpinit-docker-test.XXXXXX)
+dockerd_pid=""
+passed=0
+failed=0
+started_at=$SECONDS
+
+say() { echo "docker-test: $*"; }
+# A measured figure or the reason for a failure, under the scenario it belongs to.
+note() { echo "    $*"; }
+pass() { echo "pass: $*"; passed=$((passed + 1)); }
+fail() { echo "fail: $*"; failed=$((failed + 1)); }
+
+# Every docker call is bounded: a hung engine must not hang the suite.
+dk() { timeout 60 docker "$@"; }
+
+cleanup() {
+    local ids
+    ids=$(timeout 20 docker ps -aq --filter "label=$LABEL" 2>/dev/null || true)
+    if [ -n "$ids" ]; then
+        # shellcheck disable=SC2086 # one id per word
+        timeout 60 docker rm -f $ids >/dev/null 2>&1 || true
+    fi
+    # Rebuilt images leave their predecessors dangling; drop those, keep the cache.
+    timeout 60 docker image prune -f --filter label=mcpinit-test >/dev/null 2>&1 || true
+    if [ -n "$dockerd_pid" ] && kill -0 "$dockerd_pid" 2>/dev/null; then
+        say "stopping the dockerd this script started (pid $dockerd_pid)"
+        kill -TERM "$dockerd_pid" 2>/dev/null || true
+        for _ in $(seq 1 60); do
+            kill -0 "$dockerd_pid" 2>/dev/null || break
+            sleep 0.5
+        done
+        kill -KILL "$dockerd_pid" 2>/dev/null || true
+        wait "$dockerd_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- the engine
+
+no_engine() {
+    if [ "${CI:-}" = true ]; then
+        echo "docker-test: FAIL: no Docker engine: $1" >&2
+        exit 1
+    fi
+    echo "docker-test: SKIP: no Docker engine: $1 (in CI, with CI=true, this is a failure)"
+    exit 0
+}
+
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+
+# install_packages PACKAGE...: Debian packages, as root; nothing to do without arguments.
+install_packages() {
+    [ $# -eq 0 ] && return 0
+    [ "$(id -u)" = 0 ] || { say "please install: $*"; return 1; }
+    say "installing $*"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+engine_up() { command -v docker >/dev/null && timeout 20 docker info >/dev/null 2>&1; }
+
+ensure_engine() {
+    engine_up && return 0
+    if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
+        install_packages docker.io || no_engine "installing Debian's docker.io failed"
+        engine_up && return 0 # its package scripts may have started it
+    fi
+    [ "$(id -u)" = 0 ] || no_engine "dockerd is not running, and starting it needs root"
+    say "starting dockerd in the background"
+    dockerd >"$work/dockerd.log" 2>&1 &
+    dockerd_pid=$!
+    for _ in $(seq 1 60); do
+        engine_up && return 0
+        kill -0 "$dockerd_pid" 2>/dev/null || break
+        sleep 0.5
+    done
+    tail -n 20 "$work/dockerd.log" | sed 's/^/    dockerd: /'
+    if kill -0 "$dockerd_pid" 2>/dev/null; then
+        no_engine "dockerd did not answer within 30 s (its log is above)"
+    fi
+    no_engine "dockerd exited (its log is above)"
+}
+
+# ---------------------------------------------------------------- the image
+
+# The build context: everything the test Dockerfile copies, gathered from this machine.
+gather_context() {
+    local ctx=$work/context node lib
+    mkdir -p "$ctx/node/usr/bin" "$ctx/metamcp"
+    cp "$BIN" "$ctx/mcpinit"
+    cp /bin/busybox "$ctx/busybox"
+    cp tests/docker/leak.sh "$ctx/"
+    cp tests/fixtures/metamcp/*.js "$ctx/metamcp/"
+    # node with exactly the shared libraries it loads, at the paths it loads them from
+    node=$(readlink -f "$(command -v node)")
+    cp "$node" "$ctx/node/usr/bin/node"
+    for lib in $(ldd "$node" | grep -o '/[^ ]*'); do
+        mkdir -p "$ctx/node$(dirname "$lib")"
+        cp -L "$lib" "$ctx/node$lib"
+    done
+}
+
+build_image() {
+    scripts/build-static.sh >"$work/build.log" 2>&1 \
+        || { cat "$work/build.log"; say "building the static mcpinit failed"; exit 1; }
+    local missing=()
+    installed busybox-static || missing+=(busybox-static) # /bin/busybox must be the static one
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v python3 >/dev/null || missing+=(python3)
+    install_packages "${missing[@]}" || { say "cannot go on without them"; exit 1; }
+    gather_context
+    if ! dk build -q --network none -t "$IMAGE" -f tests/docker/Dockerfile "$work/context" \
+        >"$work/image.log" 2>&1; then
+        cat "$work/image.log"
+        say "building the test image failed"
+        exit 1
+    fi
+}
+
+# ---------------------------------------------------------------- helpers
+
+# start NAME [docker run options] IMAGE [COMMAND...]: a detached test container.
+start() {
+    local name="mcpinit-test-$$-$1"
+    shift
+    dk run -d --name "$name" --label "$LABEL" --network none "$@" >/dev/null
+    echo "$name"
+}
+
+# run_fg [docker run options] IMAGE [COMMAND...]: a foreground `docker run --rm`;
+# returns its exit status.
+run_fg() { dk run --rm --label "$LABEL" --network none "$@"; }
+
+# wait_for SECONDS COMMAND...: polls every 200 ms until COMMAND succeeds.
+wait_for() {
+    local tries=$(($1 * 5))
+    shift
+    while [ "$tries" -gt 0 ]; do
+        "$@" 2>/dev/null && return 0
+        tries=$((tries - 1))
+        sleep 0.2
+    done
+    return 1
+}
+
+# Whole logs first, then grep: with pipefail, `docker logs | grep -q` can fail when grep
+# stops reading early and docker gets SIGPIPE.
+logs() { dk logs "$1" 2>&1; }
+logs_have() { local text; text=$(logs "$1") && grep -q -- "$2" <<<"$text"; }
+duplicates_culled() { [ "$(logs "$1" | grep -c 'terminating duplicate unit')" -ge "$2" ]; }
+exit_code() { dk inspect -f '{{.State.ExitCode}}' "$1"; }
+is_running() { [ "$(dk inspect -f '{{.State.Running}}' "$1")" = true ]; }
+is_healthy() { [ "$(dk inspect -f '{{.State.Health.Status}}' "$1")" = healthy ]; }
+now_ms() { date +%s%3N; }
+
+# json EXPR: evaluates a Python expression over the JSON document on stdin (as `d`).
+json() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+
+# The container's pids cgroup on this host (cgroup v1 or v2, cgroupfs or systemd driver).
+pids_cgroup() {
+    local id dir
+    id=$(dk inspect -f '{{.Id}}' "$1")
+    for dir in "/sys/fs/cgroup/pids/docker/$id" "/sys/fs/cgroup/docker/$id" \
+        "/sys/fs/cgroup/pids/system.slice/docker-$id.scope" \
+        "/sys/fs/cgroup/system.slice/docker-$id.scope"; do
+        [ -r "$dir/pids.events" ] && { echo "$dir"; return 0; }
+    done
+    return 1
+}
+
+# watch_pids DIR SECONDS: samples the cgroup every 50 ms; prints the peak process count
+# and how many forks the kernel refused at pids.max (pids.events "max N"), as last seen
+# (the cgroup goes away if the container dies).
+watch_pids() {
+    local dir=$1 samples=$(($2 * 20)) peak=0 count refused=0 seen
+    while [ "$samples" -gt 0 ] && read -r count 2>/dev/null <"$dir/pids.current" \
+        && read -r _ seen 2>/dev/null <"$dir/pids.events"; do
+        [ "$count" -gt "$peak" ] && peak=$count
+        refused=$seen
+        samples=$((samples - 1))
+        sleep 0.05
+    done
+    echo "$peak $refused"
+}
+
+# ---------------------------------------------------------------- scenarios
+# Each returns non-zero with a note saying what it expected; `scenario` counts.
+
+scenario() {
+    local name=$1
+    shift
+    if "$@"; then pass "$name"; else fail "$name"; fi
+}
+
+exit_status() {
+    local code signal missing
+    code=0 signal=0 missing=0
+    run_fg "$IMAGE" sh -c 'exit 7' >/dev/null || code=$?
+    run_fg "$IMAGE" sh -c 'kill -KILL $$' >/dev/null || signal=$?
+    run_fg "$IMAGE" /no/such/program >/dev/null 2>&1 || missing=$?
+    note "docker run exits with: 'exit 7' -> $code, killed by SIGKILL -> $signal, not found -> $missing"
+    [ "$code" = 7 ] && [ "$signal" = 137 ] && [ "$missing" = 127 ] && return 0
+    note "expected 7, 137 and 127"
+    return 1
+}
+
+ctrl_c_with_tty() {
+    local out status=0
+    out=$(tests/docker/ctrl-c.py 30 child-ready docker run --rm -it --label "$LABEL" \
+        --network none --no-healthcheck "$IMAGE" \
+        sh -c 'trap "echo child got SIGINT; exit 42" INT; echo child-ready; while :; do sleep 0.1; done') \
+        || status=$?
+    note "docker run -it, Ctrl-C typed: exit $status; the child printed:" \
+        "$(echo "$out" | tr -d '\r' | grep -o 'child got SIGINT' || echo nothing)"
+    [ "$status" = 42 ] && grep -q 'child got SIGINT' <<<"$out" && return 0
+    note "expected the child's INT trap to run and docker run to exit 42"
+    return 1
+}
+
+# docker_stop NAME: runs `docker stop -t 10` and prints how long it took, in ms.
+docker_stop() {
+    local t0
+    t0=$(now_ms)
+    dk stop -t 10 "$1" >/dev/null
+    echo $(($(now_ms) - t0))
+}
+
+stop_ignoring_child() {
+    local script='trap "" TERM; echo child-ready; while :; do sleep 0.2; done'
+    local c t ms code tini_ms stopping
+    c=$(start stop-ignore --no-healthcheck -e MCPINIT_STOP_GRACE=3s "$IMAGE" sh -c "$script")
+    # the contrast: the same child under Docker's own init (tini), stopped at the same time
+    t=$(start stop-ignore-tini --no-healthcheck --init --entrypoint sh "$IMAGE" -c "$script")
+    if ! wait_for 10 logs_have "$c" child-ready || ! wait_for 10 logs_have "$t" child-ready; then
+        note "the children never started"
+        return 1
+    fi
+    docker_stop "$t" >"$work/tini-stop-ms" &
+    stopping=$!
+    ms=$(docker_stop "$c")
+    code=$(exit_code "$c")
+    wait "$stopping"
+    tini_ms=$(cat "$work/tini-stop-ms")
+    note "child ignores SIGTERM: docker stop -t 10 took $ms ms with MCPINIT_STOP_GRACE=3s" \
+        "(exit $code), $tini_ms ms with --init"
+    [ "$ms" -ge 2500 ] && [ "$ms" -le 6000 ] && [ "$code" = 137 ] && [ "$tini_ms" -ge 9500 ] && return 0
+    note "expected about 3 s and exit 137 (SIGKILL) with mcpinit, Docker's 10 s with --init"
+    return 1
+}
+
+stop_graceful_child() {
+    local c ms code
+    c=$(start stop-graceful --no-healthcheck "$IMAGE" \
+        sh -c 'trap "echo child stopping gracefully; exit 0" TERM; echo child-ready; while :; do sleep 0.2; done')
+    wait_for 10 logs_have "$c" child-ready || { note "the child never started"; return 1; }
+    ms=$(docker_stop "$c")
+    code=$(exit_code "$c")
+    note "child handles SIGTERM: docker stop took $ms ms, exit $code"
+    # docker logs may trail the container's end by a moment on a loaded machine
+    [ "$ms" -le 3000 ] && [ "$code" = 0 ] && wait_for 5 logs_have "$c" "child stopping gracefully" \
+        && return 0
+    note "expected its TERM trap to run, exit 0, well under 3 s"
+    return 1
+}
+
+# The leaking workload under --pids-limit 64, with mcpinit capping at 40.
+pids_limit_mcpinit() {
+    local c dir peak refused state live cap_kills
+    c=$(start leak-mcpinit --no-healthcheck --pids-limit 64 -e MCPINIT_MAX_PROCS=40 \
+        -e MCPINIT_KILL_GRACE=1s "$IMAGE" sh /test/leak.sh)
+    dir=$(pids_cgroup "$c") || { note "cannot find the container's pids cgroup"; return 1; }
+    read -r peak refused <<<"$(watch_pids "$dir" 10)"
+    state=$(dk exec "$c" /mcpinit status --json) || { note "mcpinit status --json failed"; return 1; }
+    live=$(json 'd["live"]' <<<"$state")
+    cap_kills=$(json 'd["counters"]["terminated"]["cap"]' <<<"$state")
+    note "10 s of leaking 10 processes/s: cgroup peak $peak of 64, forks refused $refused;" \
+        "mcpinit: $live live now, peak $(json 'd["counters"]["peak_procs"]' <<<"$state")," \
+        "$cap_kills units terminated for the cap, saw pids.max $(json 'd["cgroup"]["pids_max"]' <<<"$state")"
+    [ "$refused" = 0 ] && [ "$peak" -lt 64 ] && [ "$cap_kills" -gt 0 ] && is_running "$c" && return 0
+    note "expected no refused fork, a peak under 64, cap terminations, and the workload still running"
+    return 1
+}
+
+# The same workload and limit with Docker's own init (tini): nothing caps the leak.
+pids_limit_tini() {
+    local c dir peak refused
+    command -v docker-init >/dev/null || { note "docker-init (tini) is missing: install tini"; return 1; }
+    c=$(start leak-tini --no-healthcheck --pids-limit 64 --init --entrypoint sh "$IMAGE" /test/leak.sh)
+    dir=$(pids_cgroup "$c") || { note "cannot find the container's pids cgroup"; return 1; }
+    read -r peak refused <<<"$(watch_pids "$dir" 8)"
+    note "same leak with --init: cgroup peak $peak of 64, forks refused $refused;" \
+        "the workload says: $(logs "$c" | grep "can't fork" | head -n 1)"
+    # a shell whose fork fails may give up: the container then dies with the limit hit
+    is_running "$c" || note "the workload died of it: container exited with $(exit_code "$c")"
+    [ "$refused" -gt 0 ] && return 0
+    note "expected the kernel to refuse forks at the pids limit"
+    return 1
+}
+
+logs_show_decisions() {
+    local c="mcpinit-test-$$-leak-mcpinit" text
+    text=$(logs "$c")
+    note "$(grep -m1 'as pid 1' <<<"$text" | cut -c1-120)…"
+    note "$(grep -m1 'terminating cap unit' <<<"$text")"
+    note "$(grep -c 'terminating cap unit' <<<"$text") 'terminating cap unit' lines"
+    grep -q 'as pid 1 .*max_procs=40 .*cgroup_pids_max=64' <<<"$text" \
+        && grep -q 'terminating cap unit' <<<"$text" && return 0
+    note "expected the start line (max_procs=40, cgroup_pids_max=64) and cap terminations"
+    return 1
+}
+
+status_shows_tree() {
+    local c="mcpinit-test-$$-leak-mcpinit" text
+    text=$(dk exec "$c" /mcpinit status) || { note "docker exec … /mcpinit status failed"; return 1; }
+    note "docker exec … /mcpinit status: $(wc -l <<<"$text") lines," \
+        "$(grep -c 'sleep 1000' <<<"$text") mention 'sleep 1000'"
+    grep -q 'sh /test/leak.sh' <<<"$text" && grep -q 'sleep 1000' <<<"$text" \
+        && dk exec "$c" test -e /run/mcpinit.json && return 0
+    note "expected the main child, its leaked units and /run/mcpinit.json"
+    return 1
+}
+
+# A MetaMCP-shaped tree as user 1001, as MetaMCP's image runs: 3 instances of one npm exec
+# server, 1 of another, and 1 whose wrappers exit and leave its leaf orphaned. Dedupe, the
+# orphan, the state-file fallback to /tmp, HEALTHCHECK, docker stop.
+metamcp_as_user_1001() {
+    local c t0 state uid units newest duplicates ms code ok=0
+    t0=$(now_ms)
+    c=$(start metamcp --user 1001 -e MCPINIT_DEDUPE_SETTLE=1s -e MCPINIT_KILL_GRACE=1s "$IMAGE" \
+        node /app/backend.js --spawn a:3 --spawn b:1 --orphan c:1 --gap-ms 200)
+    if wait_for 15 is_healthy "$c"; then
+        note "HEALTHCHECK /mcpinit health (every 1 s): healthy $(($(now_ms) - t0)) ms after docker run"
+    else
+        note "HEALTHCHECK /mcpinit health: $(dk inspect -f '{{.State.Health.Status}}' "$c"), expected healthy;" \
+            "last check said: $(dk inspect -f '{{with .State.Health}}{{range .Log}}{{.Output}}{{end}}{{end}}' "$c" | tail -n 1)"
+        ok=1
+    fi
+    if ! wait_for 10 duplicates_culled "$c" 2; then
+        note "expected 2 'terminating duplicate unit' lines in docker logs"
+        ok=1
+    fi
+    wait_for 10 logs_have "$c" "terminating orphan unit" || { note "expected a 'terminating orphan unit' line"; ok=1; }
+    # the backend prints {"server":"a","pid":PID,"seq":N} for each instance it starts
+    newest=$(logs "$c" | grep '"server":"a"' | tail -n 1 | json 'd["pid"]' || echo none)
+    duplicates=$(logs "$c" | grep 'terminating duplicate unit')
+    note "$(head -n 1 <<<"$duplicates" | cut -c1-110)…"
+    grep -q "kept=$newest " <<<"$duplicates" \
+        || { note "expected the newest instance of server-a (pid $newest) to be kept"; ok=1; }
+    uid=$(dk exec "$c" grep '^Uid:' /proc/1/status | awk '{print $2}')
+    if ! dk exec "$c" test -e /tmp/mcpinit.json || dk exec "$c" test -e /run/mcpinit.json; then
+        note "expected the state file at /tmp/mcpinit.json (/run is not writable by 1001)"
+        ok=1
+    fi
+    if state=$(dk exec "$c" /mcpinit status --json); then
+        units=$(json 'len({p["unit"] for p in d["processes"] if p["role"] == "server"})' <<<"$state")
+        note "mcpinit runs as uid $uid; status --json as 1001 shows $units server units (a, b)"
+        if [ "$uid" != 1001 ] || [ "$units" != 2 ]; then
+            note "expected uid 1001 and 2 server units"
+            ok=1
+        fi
+    else
+        note "docker exec … /mcpinit status --json as 1001 failed: it must find /tmp/mcpinit.json"
+        ok=1
+    fi
+    ms=$(docker_stop "$c")
+    code=$(exit_code "$c")
+    note "docker stop took $ms ms, exit $code (the backend stops its instances)"
+    if [ "$ms" -gt 3000 ] || [ "$code" != 0 ]; then
+        note "expected exit 0 within 3 s"
+        ok=1
+    fi
+    return $ok
+}
+
+# ---------------------------------------------------------------- main
+
+ensure_engine
+say "engine: $(dk version --format 'server {{.Server.Version}}, client {{.Client.Version}}')," \
+    "cgroup v$(dk info --format '{{.CgroupVersion}}')"
+build_image
+say "image $IMAGE built FROM scratch ($(dk image inspect -f '{{.Size}}' "$IMAGE") bytes)"
+
+scenario "exit status: docker run exits with the child's code" exit_status
+scenario "docker run -it: Ctrl-C reaches the child" ctrl_c_with_tty
+scenario "docker stop: a child ignoring SIGTERM is killed after MCPINIT_STOP_GRACE, not 10 s" stop_ignoring_child
+scenario "docker stop: a child handling SIGTERM stops gracefully" stop_graceful_child
+scenario "--pids-limit 64: mcpinit keeps a leak under its cap of 40" pids_limit_mcpinit
+scenario "docker logs shows mcpinit's decisions" logs_show_decisions
+scenario "docker exec … /mcpinit status shows the tree" status_shows_tree
+dk rm -f "mcpinit-test-$$-leak-mcpinit" >/dev/null # done with it: stop the leak
+scenario "--pids-limit 64 with --init (tini): the leak hits the kernel's limit" pids_limit_tini
+scenario "MetaMCP-shaped, --user 1001: dedupe, orphan, /tmp state file, HEALTHCHECK, stop" metamcp_as_user_1001
+
+say "took $((SECONDS - started_at)) s"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
