@@ -11,14 +11,30 @@ pub struct Limits {
 
 const ROOT: &str = "/sys/fs/cgroup";
 
-pub fn read() -> Limits {
+/// The cgroup mcpinit runs in: its limits, and where its live task count is.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Cgroup {
+    pub limits: Limits,
+    /// `pids.current` of our own cgroup (tasks, threads included), when there is one:
+    /// the root cgroup of a host has none.
+    pub pids_current: Option<PathBuf>,
+}
+
+pub fn read() -> Cgroup {
     let membership = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     read_from(Path::new(ROOT), &membership)
 }
 
 /// `membership` is the text of /proc/self/cgroup; `root` where cgroupfs is mounted.
-pub fn read_from(root: &Path, membership: &str) -> Limits {
+pub fn read_from(root: &Path, membership: &str) -> Cgroup {
     let mut limits = Limits::default();
+    let mut pids_current = None;
+    let mut found_current = |dir: &Path| {
+        let file = dir.join("pids.current");
+        if pids_current.is_none() && file.is_file() {
+            pids_current = Some(file);
+        }
+    };
     for line in membership.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
@@ -28,6 +44,7 @@ pub fn read_from(root: &Path, membership: &str) -> Limits {
         let path = path.trim_start_matches('/');
         if id == "0" && controllers.is_empty() {
             let dir = existing(root.join(path), root);
+            found_current(&dir);
             limits.pids_max = limits.pids_max.or_else(|| value(&dir.join("pids.max")));
             limits.memory_max = limits.memory_max.or_else(|| value(&dir.join("memory.max")));
         }
@@ -35,7 +52,10 @@ pub fn read_from(root: &Path, membership: &str) -> Limits {
             let mount = root.join(controller);
             let dir = existing(mount.join(path), &mount);
             match controller {
-                "pids" => limits.pids_max = value(&dir.join("pids.max")).or(limits.pids_max),
+                "pids" => {
+                    found_current(&dir);
+                    limits.pids_max = value(&dir.join("pids.max")).or(limits.pids_max)
+                }
                 "memory" => {
                     limits.memory_max =
                         value(&dir.join("memory.limit_in_bytes")).or(limits.memory_max)
@@ -44,7 +64,17 @@ pub fn read_from(root: &Path, membership: &str) -> Limits {
             }
         }
     }
-    limits
+    Cgroup {
+        limits,
+        pids_current,
+    }
+}
+
+/// Tasks in our cgroup now; None when the file is gone or unreadable.
+pub fn current(path: &Path) -> Option<u64> {
+    let mut buf = [0u8; 24];
+    let n = std::io::Read::read(&mut std::fs::File::open(path).ok()?, &mut buf).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
 }
 
 /// Inside a container without a cgroup namespace the path names a directory of the
@@ -82,15 +112,19 @@ mod tests {
 
     #[test]
     fn v2_container_root() {
-        let root = tree(&[("pids.max", "64\n"), ("memory.max", "max\n")]);
-        let limits = read_from(&root, "0::/\n");
-        assert_eq!(
-            limits,
-            Limits {
-                pids_max: Some(64),
-                memory_max: None
-            }
-        );
+        let root = tree(&[
+            ("pids.max", "64\n"),
+            ("memory.max", "max\n"),
+            ("pids.current", "7\n"),
+        ]);
+        let cgroup = read_from(&root, "0::/\n");
+        let expected = Limits {
+            pids_max: Some(64),
+            memory_max: None,
+        };
+        assert_eq!(cgroup.limits, expected);
+        assert_eq!(cgroup.pids_current, Some(root.join("pids.current")));
+        assert_eq!(current(&root.join("pids.current")), Some(7));
     }
 
     #[test]
@@ -102,21 +136,22 @@ mod tests {
             ("unified/x", ""),
         ]);
         let membership = "8:pids:/docker/abc\n4:memory:/docker/abc\n0::/\n";
-        let limits = read_from(&root, membership);
+        let cgroup = read_from(&root, membership);
+        let expected = Limits {
+            pids_max: None,
+            memory_max: Some(512 << 20),
+        };
+        assert_eq!(cgroup.limits, expected);
         assert_eq!(
-            limits,
-            Limits {
-                pids_max: None,
-                memory_max: Some(512 << 20)
-            }
+            cgroup.pids_current, None,
+            "the host's root cgroup has no task count"
         );
     }
 
     #[test]
     fn nothing_readable_is_no_limit() {
-        assert_eq!(
-            read_from(Path::new("/nonexistent"), "garbage\n0::/x\n"),
-            Limits::default()
-        );
+        let cgroup = read_from(Path::new("/nonexistent"), "garbage\n0::/x\n");
+        assert_eq!(cgroup, Cgroup::default());
+        assert_eq!(current(Path::new("/nonexistent")), None);
     }
 }

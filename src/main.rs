@@ -64,8 +64,8 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
         // Orphans of our tree must come to us, not to the real init.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) };
     }
-    let limits = cgroup::read();
-    log_start(&config, me, limits);
+    let cgroup = cgroup::read();
+    log_start(&config, me, cgroup.limits);
     let main = match spawn::spawn(&config.command, &inherited) {
         Ok(pid) => pid,
         Err(error) => {
@@ -78,7 +78,7 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
         }
     };
     info!(event = "spawn", pid = main, command = config.command[0].to_string_lossy().as_ref(); "started child {main}");
-    supervisor::Supervisor::new(config, me, main, waited, limits).run()
+    supervisor::Supervisor::new(config, me, main, waited, cgroup).run()
 }
 
 fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {

@@ -2,9 +2,9 @@
 //! A process that vanishes or cannot be read mid-scan is skipped: it is either gone
 //! (its parent or we reap it) or will be seen on the next scan.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,15 +60,34 @@ pub struct Stat {
     comm_hash: u64,
 }
 
-/// Parse /proc/PID/stat. `comm` may hold spaces and parentheses, so split at the last ')'.
+/// The kernel writes at most this many bytes of `comm` into stat (15 for a user
+/// process, up to 63 for a kernel worker).
+const COMM_MAX: usize = 64;
+
+/// Parse /proc/PID/stat. `comm` may hold spaces and parentheses, so it ends at the last
+/// ')' of the line. Nothing after `comm` can hold a ')', so that is also the last one
+/// within `COMM_MAX` of the '(' — looked for there first, which spares a walk back over
+/// the whole line, and over the whole line only if that does not parse.
 pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     let open = text.iter().position(|&b| b == b'(')?;
-    let close = text.iter().rposition(|&b| b == b')')?;
+    let last_paren = |within: &[u8]| within.iter().rposition(|&b| b == b')');
+    let near = last_paren(&text[..text.len().min(open + 2 + COMM_MAX)]);
+    if let Some(stat) = near.and_then(|close| parse_fields(text, open, close)) {
+        return Some(stat);
+    }
+    let close = last_paren(text)?;
+    if Some(close) == near {
+        return None;
+    }
+    parse_fields(text, open, close)
+}
+
+/// The fields of a stat line whose `comm` is between `open` and `close`.
+fn parse_fields(text: &[u8], open: usize, close: usize) -> Option<Stat> {
     let comm = text.get(open + 1..close)?;
-    let rest = std::str::from_utf8(text.get(close + 2..)?).ok()?;
-    let mut fields = rest.split(' ');
-    let state = *fields.next()?.as_bytes().first()?;
-    let mut number = |skip: usize| -> Option<i64> { fields.nth(skip)?.parse().ok() };
+    let mut fields = text.get(close + 2..)?.split(|&b| b == b' ');
+    let state = *fields.next()?.first()?;
+    let mut number = |skip: usize| -> Option<i64> { decimal(fields.nth(skip)?) };
     let ppid = number(0)? as i32;
     let pgid = number(0)? as i32;
     let sid = number(0)? as i32;
@@ -88,14 +107,48 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     })
 }
 
+/// A decimal field of /proc/PID/stat, possibly negative; None if it is anything else.
+fn decimal(field: &[u8]) -> Option<i64> {
+    let (sign, digits) = match field.split_first()? {
+        (b'-', rest) => (-1, rest),
+        _ => (1, field),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    digits
+        .iter()
+        .try_fold(0i64, |n, &b| {
+            let digit = (b as char).to_digit(10)? as i64;
+            n.checked_mul(10)?.checked_add(digit)
+        })
+        .map(|n| sign * n)
+}
+
 /// Reads /proc repeatedly, re-reading a cmdline only for a new process or a new comm.
+///
+/// A scan costs one `openat`, one `read` and one `close` per process (plus a directory
+/// listing): paths are resolved against an open /proc, and a short read is the whole
+/// file (procfs produces each of these files in one go), so there is no size probe and
+/// no second read for end-of-file. That is the floor for a /proc reader, and the
+/// kernel's own work dominates it (see docs/benchmarks.md).
 pub struct Scanner {
     me: i32,
     ticks_per_sec: u64,
     page_size: u64,
     buf: Vec<u8>,
-    path: String,
-    cmdlines: HashMap<(i32, u64), (u64, Rc<str>)>,
+    /// `PID/FILE` and its NUL, relative to the open /proc.
+    path: Vec<u8>,
+    /// The last scan's command lines, sorted by pid.
+    cmdlines: Vec<Cmdline>,
+}
+
+/// A command line as read for one process, kept while its comm stays the same.
+struct Cmdline {
+    pid: i32,
+    start: u64,
+    comm_hash: u64,
+    text: Rc<str>,
 }
 
 impl Scanner {
@@ -111,17 +164,18 @@ impl Scanner {
             me,
             ticks_per_sec: if ticks > 0 { ticks as u64 } else { 100 },
             page_size: if page > 0 { page as u64 } else { 4096 },
-            buf: Vec::with_capacity(1024),
-            path: String::with_capacity(32),
-            cmdlines: HashMap::new(),
+            buf: vec![0; 1024],
+            path: Vec::with_capacity(32),
+            cmdlines: Vec::new(),
         }
     }
 
     pub fn scan(&mut self) -> Snapshot {
         let now_ms = boottime_ms();
-        let mut all: Vec<(i32, Stat)> = Vec::new();
-        if let Ok(dir) = std::fs::read_dir("/proc") {
-            for entry in dir.flatten() {
+        let mut all: Vec<(i32, Stat)> = Vec::with_capacity(self.cmdlines.len() + 16);
+        let proc_dir = File::open("/proc");
+        if let (Ok(proc_dir), Ok(listing)) = (&proc_dir, std::fs::read_dir("/proc")) {
+            for entry in listing.flatten() {
                 let name = entry.file_name();
                 let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
                     continue;
@@ -129,17 +183,25 @@ impl Scanner {
                 if pid == self.me {
                     continue;
                 }
-                if let Some(stat) = self.read(pid, "stat").and_then(parse_stat) {
+                if let Some(stat) = self.read(proc_dir, pid, "stat").and_then(parse_stat) {
                     all.push((pid, stat));
                 }
             }
         }
         let keep = descendants(self.me, &all);
-        let mut procs = Vec::with_capacity(keep.len());
-        let mut seen = HashMap::with_capacity(keep.len());
-        for (pid, stat) in all.into_iter().filter(|(pid, _)| keep.contains(pid)) {
-            let cmdline = self.cmdline(pid, &stat);
-            seen.insert((pid, stat.start), (stat.comm_hash, cmdline.clone()));
+        let mut procs = Vec::with_capacity(all.len());
+        let mut seen = Vec::with_capacity(all.len());
+        for ((pid, stat), _) in all.into_iter().zip(keep).filter(|(_, keep)| *keep) {
+            let cmdline = match &proc_dir {
+                Ok(proc_dir) => self.cmdline(proc_dir, pid, &stat),
+                Err(_) => Rc::from(""),
+            };
+            seen.push(Cmdline {
+                pid,
+                start: stat.start,
+                comm_hash: stat.comm_hash,
+                text: cmdline.clone(),
+            });
             procs.push(Proc {
                 pid,
                 ppid: stat.ppid,
@@ -152,6 +214,8 @@ impl Scanner {
                 cmdline,
             });
         }
+        // /proc lists pids in ascending order, so these sorts find little to do.
+        seen.sort_unstable_by_key(|c| c.pid);
         self.cmdlines = seen;
         procs.sort_unstable_by_key(|p| p.pid);
         Snapshot {
@@ -161,25 +225,79 @@ impl Scanner {
         }
     }
 
-    fn cmdline(&mut self, pid: i32, stat: &Stat) -> Rc<str> {
-        if let Some((hash, cmdline)) = self.cmdlines.get(&(pid, stat.start)) {
-            if *hash == stat.comm_hash && !cmdline.is_empty() {
-                return cmdline.clone();
+    fn cmdline(&mut self, proc_dir: &File, pid: i32, stat: &Stat) -> Rc<str> {
+        if let Ok(i) = self.cmdlines.binary_search_by_key(&pid, |c| c.pid) {
+            let cached = &self.cmdlines[i];
+            let same = cached.start == stat.start && cached.comm_hash == stat.comm_hash;
+            if same && !cached.text.is_empty() {
+                return cached.text.clone();
             }
         }
-        let text = self.read(pid, "cmdline").map(join_args).unwrap_or_default();
+        let text = self
+            .read(proc_dir, pid, "cmdline")
+            .map(join_args)
+            .unwrap_or_default();
+        if self.buf.len() > 4096 {
+            // A huge command line once must not keep its buffer for good.
+            self.buf = vec![0; 1024];
+        }
         Rc::from(text)
     }
 
-    fn read(&mut self, pid: i32, file: &str) -> Option<&[u8]> {
-        use std::fmt::Write;
+    /// /proc/PID/FILE, read into the scanner's buffer.
+    fn read(&mut self, proc_dir: &File, pid: i32, file: &str) -> Option<&[u8]> {
         self.path.clear();
-        let _ = write!(self.path, "/proc/{pid}/{file}");
-        self.buf.clear();
-        File::open(&self.path)
-            .and_then(|mut f| f.read_to_end(&mut self.buf))
-            .ok()?;
-        Some(&self.buf)
+        push_decimal(&mut self.path, pid.unsigned_abs());
+        self.path.push(b'/');
+        self.path.extend_from_slice(file.as_bytes());
+        self.path.push(0);
+        let path = std::ffi::CStr::from_bytes_with_nul(&self.path).ok()?;
+        let len = read_at(proc_dir.as_raw_fd(), path, &mut self.buf)?;
+        Some(&self.buf[..len])
+    }
+}
+
+/// `n` in decimal: the pid part of a path, without the formatting machinery, which
+/// costs more than the rest of the path's handling together.
+fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
+    let start = out.len();
+    loop {
+        out.push(b'0' + (n % 10) as u8);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out[start..].reverse();
+}
+
+/// Read a whole procfs file, `path` relative to `dir` (or absolute), into `buf` (grown
+/// when too small); returns the length. procfs hands over the whole file on the first
+/// read when the buffer is large enough, so a short read is the end of it.
+fn read_at(dir: RawFd, path: &std::ffi::CStr, buf: &mut Vec<u8>) -> Option<usize> {
+    // SAFETY: valid NUL-terminated path; the returned fd is owned by `file` alone.
+    let fd = unsafe { libc::openat(dir, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` was just opened and nothing else holds it.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len().max(512) * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => return Some(len),
+            Ok(n) => {
+                len += n;
+                if len < buf.len() {
+                    return Some(len);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
     }
 }
 
@@ -195,23 +313,27 @@ fn join_args(raw: &[u8]) -> String {
     out
 }
 
-/// Pids whose parent chain reaches `root`.
-fn descendants(root: i32, all: &[(i32, Stat)]) -> std::collections::HashSet<i32> {
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::with_capacity(all.len());
-    for (pid, stat) in all {
-        children.entry(stat.ppid).or_default().push(*pid);
-    }
-    let mut found = std::collections::HashSet::with_capacity(all.len());
+/// Which entries of `all` have a parent chain reaching `root`.
+fn descendants(root: i32, all: &[(i32, Stat)]) -> Vec<bool> {
+    // Entries ordered by parent, so the children of a process are one contiguous run.
+    let mut by_parent: Vec<usize> = (0..all.len()).collect();
+    by_parent.sort_unstable_by_key(|&i| all[i].1.ppid);
+    let mut keep = vec![false; all.len()];
     let mut stack = vec![root];
-    while let Some(pid) = stack.pop() {
-        for &child in children.get(&pid).map(Vec::as_slice).unwrap_or(&[]) {
-            // A pid seen twice would be a /proc race; never loop on it.
-            if found.insert(child) {
-                stack.push(child);
+    while let Some(parent) = stack.pop() {
+        let first = by_parent.partition_point(|&i| all[i].1.ppid < parent);
+        for &i in by_parent[first..]
+            .iter()
+            .take_while(|&&i| all[i].1.ppid == parent)
+        {
+            // Each entry is taken once, so a /proc race can never make this loop.
+            if !keep[i] {
+                keep[i] = true;
+                stack.push(all[i].0);
             }
         }
     }
-    found
+    keep
 }
 
 /// CLOCK_BOOTTIME in milliseconds: the clock /proc start times are measured on.
@@ -227,11 +349,10 @@ pub fn boottime_ms() -> u64 {
 
 /// Read one process's stat, for identity checks right before a signal.
 pub fn stat_of(pid: i32) -> Option<Stat> {
-    let mut buf = Vec::with_capacity(512);
-    File::open(format!("/proc/{pid}/stat"))
-        .and_then(|mut f| f.read_to_end(&mut buf))
-        .ok()?;
-    parse_stat(&buf)
+    let path = std::ffi::CString::new(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = vec![0; 1024];
+    let len = read_at(libc::AT_FDCWD, &path, &mut buf)?;
+    parse_stat(&buf[..len])
 }
 
 #[cfg(test)]
@@ -244,6 +365,26 @@ mod tests {
         let s = parse_stat(line).unwrap();
         assert_eq!((s.ppid, s.pgid, s.sid, s.state), (1, 42, 42, b'S'));
         assert_eq!((s.start, s.rss_pages), (123456, 250));
+    }
+
+    #[test]
+    fn stat_with_comm_longer_than_the_kernel_writes() {
+        // Not produced by today's kernels: the near search finds the ')' inside the
+        // name, what follows does not parse, and the whole line is searched.
+        let comm = format!("x) {}", "w".repeat(70));
+        let line = format!("7 ({comm}) S 2 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 3 1\n");
+        let s = parse_stat(line.as_bytes()).unwrap();
+        assert_eq!((s.ppid, s.state, s.start, s.rss_pages), (2, b'S', 99, 3));
+    }
+
+    #[test]
+    fn stat_numbers_are_plain_decimals() {
+        assert_eq!(decimal(b"-1"), Some(-1));
+        assert_eq!(decimal(b"4194304"), Some(4194304));
+        assert_eq!(decimal(b"12a"), None);
+        assert_eq!(decimal(b"-"), None);
+        assert_eq!(decimal(b""), None);
+        assert_eq!(decimal(b"18446744073709551615"), None);
     }
 
     #[test]
@@ -275,8 +416,29 @@ mod tests {
             comm_hash: 0,
         };
         let all = [(2, stat(1)), (3, stat(2)), (4, stat(9)), (5, stat(3))];
-        let mut found: Vec<_> = descendants(1, &all).into_iter().collect();
-        found.sort();
+        let keep = descendants(1, &all);
+        let found: Vec<_> = all
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(p, _)| p.0)
+            .collect();
         assert_eq!(found, [2, 3, 5]);
+    }
+
+    #[test]
+    fn descendants_end_on_a_racy_parent_cycle() {
+        let stat = |ppid| Stat {
+            ppid,
+            pgid: 0,
+            sid: 0,
+            state: b'S',
+            start: 0,
+            rss_pages: 0,
+            comm_hash: 0,
+        };
+        // A pid listed twice across a reparenting: 2 -> 3 -> 2 again.
+        let all = [(2, stat(1)), (3, stat(2)), (2, stat(3))];
+        assert_eq!(descendants(1, &all), [true, true, true]);
     }
 }

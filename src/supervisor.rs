@@ -1,7 +1,7 @@
 //! The event loop, the only place that waits: one `sigtimedwait` bounded by the next
 //! deadline (scan, probe, escalation, stop grace), then whatever is due.
 
-use crate::cgroup::Limits;
+use crate::cgroup::{self, Cgroup, Limits};
 use crate::config::Config;
 use crate::policy::{self, Reason};
 use crate::proctree::{Scanner, Snapshot};
@@ -37,6 +37,8 @@ pub struct Supervisor {
     terminations: Terminations,
     counters: Counters,
     limits: Limits,
+    /// The container's own task count, when its cgroup has one: the fork-burst probe.
+    pids_current: Option<PathBuf>,
     started_unix_ms: u64,
     state_path: PathBuf,
     state_written: Option<Instant>,
@@ -59,7 +61,7 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(config: Config, me: i32, main: i32, waited: Waited, limits: Limits) -> Supervisor {
+    pub fn new(config: Config, me: i32, main: i32, waited: Waited, cgroup: Cgroup) -> Supervisor {
         let now = Instant::now();
         let state_path = state::choose_path(&config);
         Supervisor {
@@ -70,7 +72,7 @@ impl Supervisor {
             scanner: Scanner::new(me),
             terminations: Terminations::default(),
             counters: Counters::default(),
-            limits,
+            limits: cgroup.limits,
             started_unix_ms: state::unix_ms(),
             state_path,
             state_written: None,
@@ -79,12 +81,13 @@ impl Supervisor {
             last_fingerprint: 0,
             next_scan: now + MIN_SCAN_GAP,
             next_probe: now + PROBE_INTERVAL,
-            probe_baseline: proc_count(),
+            probe_baseline: 0,
             near_cap_warned: false,
             main_memory_warned: false,
             stop_requested: None,
             stop_killed: false,
             drain: None,
+            pids_current: cgroup.pids_current,
             config,
         }
     }
@@ -224,7 +227,7 @@ impl Supervisor {
         if self.config.max_procs > 0 && now >= self.next_probe {
             self.next_probe = now + PROBE_INTERVAL;
             let threshold = (self.config.max_procs as u64 / 16).max(4);
-            if proc_count() > self.probe_baseline + threshold {
+            if self.probe() > self.probe_baseline + threshold {
                 self.next_scan = now;
             }
         }
@@ -235,7 +238,7 @@ impl Supervisor {
     }
 
     fn scan(&mut self, now: Instant) {
-        self.probe_baseline = proc_count();
+        self.probe_baseline = self.probe();
         let snapshot = self.scanner.scan();
         let main = (self.main_exit.is_none()).then_some(self.main);
         let units = units::units(&snapshot, main, &self.config.dedupe);
@@ -269,6 +272,15 @@ impl Supervisor {
         }
         self.last = (snapshot, units);
         self.write_state_if_due(now);
+    }
+
+    /// A cheap count that grows with a fork burst: the cgroup's task count when there
+    /// is one (a container), else the host's process count from the link count of /proc.
+    fn probe(&self) -> u64 {
+        self.pids_current
+            .as_deref()
+            .and_then(cgroup::current)
+            .unwrap_or_else(proc_count)
     }
 
     fn fingerprint(&self, snapshot: &Snapshot) -> u64 {
@@ -412,8 +424,14 @@ impl Supervisor {
                     Some(at) => (at + self.config.stop_grace).min(now + self.config.stop_grace),
                     None => now + self.config.stop_grace,
                 };
-                let left = self.kill_everything(libc::SIGTERM);
-                if left > 0 {
+                // After the stop grace everything already had SIGKILL: only reaping is left.
+                let signal = if self.stop_killed {
+                    libc::SIGKILL
+                } else {
+                    libc::SIGTERM
+                };
+                let left = self.kill_everything(signal);
+                if left > 0 && !self.stop_killed {
                     info!(event = "drain", processes = left; "sent SIGTERM to {left} remaining processes");
                 }
                 self.drain = Some((grace_end, false));
@@ -495,8 +513,8 @@ fn join(pids: &[i32]) -> String {
 }
 
 /// Processes on the system, from the link count of /proc: one syscall, no directory
-/// read. It counts beyond our namespace, so it is a trigger for a real scan, never a
-/// measurement.
+/// read. It counts the whole host, beyond our namespace, so it is only the fallback
+/// trigger for a real scan where no cgroup task count is to be had, never a measurement.
 fn proc_count() -> u64 {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: valid path and out-pointer.
