@@ -8,12 +8,17 @@ use crate::proctree::{Scanner, Snapshot};
 use crate::reap::{self, Exit, Reaped};
 use crate::signals::Waited;
 use crate::state::{self, Counters};
-use crate::terminate::{self, Event, Terminations};
-use crate::units::{self, Unit, UnitId};
+use crate::terminate::Terminations;
+use crate::units::{self, Unit};
 use crate::values::signal_name;
-use log::{debug, error, info, warn};
+use log::{error, info, warn};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+mod report;
+mod shutdown;
+
+use report::join;
 
 /// How often the cheap fork-burst probe runs while a cap is set.
 const PROBE_INTERVAL: Duration = Duration::from_millis(100);
@@ -283,38 +288,6 @@ impl Supervisor {
             .unwrap_or_else(proc_count)
     }
 
-    fn fingerprint(&self, snapshot: &Snapshot) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        for p in &snapshot.procs {
-            (p.pid, p.start, p.state, p.ppid, p.pgid, p.cmdline.len()).hash(&mut hasher);
-        }
-        let mut busy: Vec<_> = self.terminations.busy().into_iter().collect();
-        busy.sort();
-        busy.hash(&mut hasher);
-        self.counters.hash(&mut hasher);
-        hasher.finish()
-    }
-
-    fn watch_thresholds(&mut self, plan: &policy::Plan, units: &[Unit]) {
-        let cap = self.config.max_procs;
-        if cap > 0 {
-            let near = plan.live * 5 > cap * 4;
-            if near && !self.near_cap_warned {
-                warn!(event = "near_cap", live = plan.live, max_procs = cap; "{} live processes, above 80% of the cap of {cap}", plan.live);
-            }
-            self.near_cap_warned = near;
-        }
-        if plan.main_over_memory && !self.main_memory_warned {
-            let rss = units
-                .iter()
-                .find(|u| u.id == UnitId::Main)
-                .map_or(0, |u| u.rss);
-            error!(event = "main_over_memory", pid = self.main, rss = rss, max_memory = self.config.max_memory; "the main child alone uses {} MiB, over the memory cap; leaving it to the kernel", rss >> 20);
-        }
-        self.main_memory_warned = plan.main_over_memory;
-    }
-
     fn terminate(
         &mut self,
         unit: &Unit,
@@ -360,156 +333,6 @@ impl Supervisor {
             now,
         );
     }
-
-    fn log_escalation(&mut self, event: Event) {
-        match event {
-            Event::Killed { id, pids } => {
-                self.counters.escalations += 1;
-                let pgid = match id {
-                    UnitId::Group(pgid) => pgid,
-                    _ => 0,
-                };
-                let pids = join(&pids);
-                warn!(event = "escalate", unit = unit_name(id).as_str(), pgid = pgid, pids = pids.as_str();
-                    "{} still alive after the kill grace, sending SIGKILL", unit_name(id));
-            }
-            Event::Gone { id, reason } => {
-                debug!(event = "unit_gone", unit = unit_name(id).as_str(), reason = reason.as_str(); "{} is gone", unit_name(id));
-            }
-            Event::Stuck { id, pids } => {
-                let pids = join(&pids);
-                error!(event = "stuck", unit = unit_name(id).as_str(), pids = pids.as_str(); "{} survives SIGKILL (uninterruptible?); giving up on it", unit_name(id));
-            }
-        }
-    }
-
-    fn write_state_if_due(&mut self, now: Instant) {
-        let due = match self.state_written {
-            None => true,
-            Some(at) => {
-                (self.state_dirty && now >= at + STATE_MIN_GAP) || now >= at + STATE_HEARTBEAT
-            }
-        };
-        if !due {
-            return;
-        }
-        let (snapshot, units) = (&self.last.0, self.last.1.as_slice());
-        let busy = self.terminations.busy();
-        let view = state::View {
-            config: &self.config,
-            pid: self.me,
-            main: self.main_exit.is_none().then_some(self.main),
-            started_unix_ms: self.started_unix_ms,
-            limits: self.limits,
-            snapshot,
-            units,
-            terminating: &busy,
-            counters: &self.counters,
-        };
-        if let Err(e) = state::write(&self.state_path, &state::render(&view)) {
-            if self.state_written.is_none() {
-                warn!(event = "state_error", path = self.state_path.display().to_string().as_str(); "cannot write the state file {}: {e}", self.state_path.display());
-            }
-        }
-        self.state_written = Some(now);
-        self.state_dirty = false;
-    }
-
-    /// After the main child exited: SIGTERM the rest, SIGKILL after the grace, and
-    /// report whether everything is gone (or given up on).
-    fn shutdown_step(&mut self, now: Instant) -> bool {
-        match self.drain {
-            None => {
-                let grace_end = match self.stop_requested {
-                    Some(at) => (at + self.config.stop_grace).min(now + self.config.stop_grace),
-                    None => now + self.config.stop_grace,
-                };
-                // After the stop grace everything already had SIGKILL: only reaping is left.
-                let signal = if self.stop_killed {
-                    libc::SIGKILL
-                } else {
-                    libc::SIGTERM
-                };
-                let left = self.kill_everything(signal);
-                if left > 0 && !self.stop_killed {
-                    info!(event = "drain", processes = left; "sent SIGTERM to {left} remaining processes");
-                }
-                self.drain = Some((grace_end, false));
-                // The state file shows the child gone, so `health` fails during the drain.
-                self.state_dirty = true;
-                self.state_written = None;
-                self.write_state_if_due(now);
-                matches!(self.reap(), Reaped::NoChildren)
-            }
-            Some((kill_at, false)) if now >= kill_at => {
-                let left = self.kill_everything(libc::SIGKILL);
-                warn!(event = "shutdown_kill", processes = left; "stop grace over, sent SIGKILL to {left} remaining processes");
-                self.drain = Some((now + FINAL_REAP, true));
-                false
-            }
-            Some((give_up_at, true)) if now >= give_up_at => {
-                error!(event = "stuck"; "processes survive SIGKILL; exiting without them");
-                true
-            }
-            Some((_, true)) => {
-                self.kill_everything(libc::SIGKILL);
-                false
-            }
-            Some(_) => false,
-        }
-    }
-
-    /// Signal every descendant; returns how many were alive.
-    fn kill_everything(&mut self, signal: i32) -> usize {
-        let snapshot = self.scanner.scan();
-        let live: Vec<_> = snapshot.procs.iter().filter(|p| !p.is_zombie()).collect();
-        if self.me == 1 {
-            // As PID 1 every process in the namespace is ours: one kill(-1) reaches them
-            // all, including ones forked while we speak.
-            // SAFETY: plain kill(2); PID 1 itself is excluded by the kernel.
-            unsafe { libc::kill(-1, signal) };
-        } else {
-            for p in &live {
-                terminate::send(p.pid, p.start, signal);
-            }
-        }
-        if signal == libc::SIGTERM {
-            for p in &live {
-                terminate::send(p.pid, p.start, libc::SIGCONT);
-            }
-        }
-        live.len()
-    }
-
-    fn finish(self) -> i32 {
-        let exit = self.main_exit.unwrap_or(Exit::Signal(libc::SIGKILL));
-        let status = match exit {
-            Exit::Code(code) if self.config.expect_zero.contains(&code) => 0,
-            other => other.status(),
-        };
-        let c = &self.counters;
-        info!(event = "shutdown", status = status, zombies_reaped = c.zombies_reaped,
-            terminated = c.terminated_duplicate + c.terminated_orphan + c.terminated_cap + c.terminated_memory,
-            escalations = c.escalations, peak_procs = c.peak_procs;
-            "exiting with status {status}");
-        let _ = std::fs::remove_file(&self.state_path);
-        status
-    }
-}
-
-fn unit_name(id: UnitId) -> String {
-    match id {
-        UnitId::Main => "main child".into(),
-        UnitId::Group(pgid) => format!("process group {pgid}"),
-        UnitId::Subtree(root) => format!("subtree of {root}"),
-    }
-}
-
-fn join(pids: &[i32]) -> String {
-    pids.iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Processes on the system, from the link count of /proc: one syscall, no directory
