@@ -55,6 +55,8 @@ pub struct Supervisor {
     next_scan: Instant,
     next_probe: Instant,
     probe_baseline: u64,
+    /// Live descendants at the last scan.
+    last_live: usize,
     near_cap_warned: bool,
     main_memory_warned: bool,
     /// When mcpinit was asked to stop (SIGTERM/SIGINT): the stop grace runs from here.
@@ -87,6 +89,7 @@ impl Supervisor {
             next_scan: now + MIN_SCAN_GAP,
             next_probe: now + PROBE_INTERVAL,
             probe_baseline: 0,
+            last_live: 0,
             near_cap_warned: false,
             main_memory_warned: false,
             stop_requested: None,
@@ -231,8 +234,11 @@ impl Supervisor {
         }
         if self.config.max_procs > 0 && now >= self.next_probe {
             self.next_probe = now + PROBE_INTERVAL;
-            let threshold = (self.config.max_procs as u64 / 16).max(4);
-            if self.probe() > self.probe_baseline + threshold {
+            // A burst, or any growth that may carry the count over the cap: the probe's
+            // count includes threads, so it only ever errs towards one scan too many.
+            let cap = self.config.max_procs as u64;
+            let grown = self.probe().saturating_sub(self.probe_baseline);
+            if grown > (cap / 16).max(4) || self.last_live as u64 + grown > cap {
                 self.next_scan = now;
             }
         }
@@ -256,6 +262,7 @@ impl Supervisor {
             snapshot.now_ms,
             &self.terminations.busy(),
         );
+        self.last_live = plan.projected;
         self.counters.peak_procs = self.counters.peak_procs.max(plan.live);
         self.counters.peak_rss = self.counters.peak_rss.max(plan.rss);
         self.watch_thresholds(&plan, &units);
