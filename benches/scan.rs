@@ -1,0 +1,91 @@
+//! The /proc scan against real processes: cost per process as the tree grows from 10
+//! to 10,000 idle children. `warm` is the periodic scan (command lines cached, only
+//! /proc/PID/stat read); `cold` is the first look at a tree (every cmdline read too).
+//!
+//! The scan reads every process in /proc, ours or not, so run it in a PID namespace
+//! to measure our tree alone, as `scripts/bench.sh` does:
+//!     unshare --pid --fork --mount-proc --kill-child cargo bench --bench scan
+//! Every child dies with this process (PR_SET_PDEATHSIG), even if the bench is killed.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mcpinit::proctree::Scanner;
+use std::hint::black_box;
+use std::time::Duration;
+
+/// Idle children of this process, killed and reaped on drop.
+struct Children(Vec<libc::pid_t>);
+
+impl Children {
+    fn spawn(n: usize) -> Children {
+        let mut pids = Vec::with_capacity(n);
+        for _ in 0..n {
+            // SAFETY: the child calls only async-signal-safe functions, then waits for
+            // its death signal forever.
+            match unsafe { libc::fork() } {
+                0 => unsafe {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                    loop {
+                        libc::pause();
+                    }
+                },
+                -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+                pid => pids.push(pid),
+            }
+        }
+        Children(pids)
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            // SAFETY: our own unreaped children, so the pids cannot have been reused.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        for &pid in &self.0 {
+            // SAFETY: waitpid with a null status pointer.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+    }
+}
+
+fn scan(c: &mut Criterion) {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let sizes: Vec<usize> = match std::env::var("MCPINIT_BENCH_SCAN_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect(),
+        // `cargo test --all-targets` runs each bench once, without `--bench`: keep it small.
+        Err(_) if !std::env::args().any(|a| a == "--bench") => vec![10],
+        Err(_) => vec![10, 100, 1_000, 10_000],
+    };
+    let mut group = c.benchmark_group("scan");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for &n in &sizes {
+        let children = Children::spawn(n);
+        let mut scanner = Scanner::new(me);
+        let first = scanner.scan();
+        assert_eq!(
+            first.procs.len(),
+            n,
+            "the scan must see exactly our children"
+        );
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("warm", n), &n, |b, _| {
+            b.iter(|| black_box(scanner.scan()))
+        });
+        group.bench_with_input(BenchmarkId::new("cold", n), &n, |b, _| {
+            b.iter(|| black_box(Scanner::new(me).scan()))
+        });
+        drop(children);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, scan);
+criterion_main!(benches);
