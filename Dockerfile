@@ -6,6 +6,7 @@ FROM rust:1-bookworm AS builder
 RUN rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY src ./src
 COPY benches ./benches
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl \

@@ -70,10 +70,12 @@ pub fn read_from(root: &Path, membership: &str) -> Cgroup {
     }
 }
 
-/// Tasks in our cgroup now; None when the file is gone or unreadable.
-pub fn current(path: &Path) -> Option<u64> {
+/// Tasks in our cgroup now, from `pids.current` kept open: one pread per probe.
+/// None when it cannot be read.
+pub fn current(file: &std::fs::File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
     let mut buf = [0u8; 24];
-    let n = std::io::Read::read(&mut std::fs::File::open(path).ok()?, &mut buf).ok()?;
+    let n = file.read_at(&mut buf, 0).ok()?;
     std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
 }
 
@@ -124,7 +126,10 @@ mod tests {
         };
         assert_eq!(cgroup.limits, expected);
         assert_eq!(cgroup.pids_current, Some(root.join("pids.current")));
-        assert_eq!(current(&root.join("pids.current")), Some(7));
+        let file = std::fs::File::open(root.join("pids.current")).unwrap();
+        assert_eq!(current(&file), Some(7));
+        std::fs::write(root.join("pids.current"), "12\n").unwrap();
+        assert_eq!(current(&file), Some(12), "read again from the start");
     }
 
     #[test]
@@ -152,6 +157,5 @@ mod tests {
     fn nothing_readable_is_no_limit() {
         let cgroup = read_from(Path::new("/nonexistent"), "garbage\n0::/x\n");
         assert_eq!(cgroup, Cgroup::default());
-        assert_eq!(current(Path::new("/nonexistent")), None);
     }
 }

@@ -41,6 +41,9 @@ pub struct Plan {
     pub rss: u64,
     /// The main child alone is over the memory cap: not ours to kill.
     pub main_over_memory: bool,
+    /// Some duplicate waits for its newest instance to settle: a decision is due later
+    /// even if nothing else changes.
+    pub waiting: bool,
 }
 
 /// Decide. `units` comes from `units::units`, sorted oldest first; `busy` holds the
@@ -67,9 +70,12 @@ pub fn decide(units: &[Unit], config: &Config, now_ms: u64, busy: &HashSet<UnitI
     }
     let surplus = duplicates(&candidates, config.dedupe_keep, busy);
     let settle_ms = config.dedupe_settle.as_millis() as u64;
+    let mut waiting = false;
     for &(unit, newest) in &surplus {
         if now_ms.saturating_sub(newest.started_ms) >= settle_ms {
             picker.pick(unit, Reason::Duplicate, Some(newest.top));
+        } else {
+            waiting = true;
         }
     }
 
@@ -115,6 +121,7 @@ pub fn decide(units: &[Unit], config: &Config, now_ms: u64, busy: &HashSet<UnitI
         rss: picker.rss,
         terminate: picker.terminate,
         main_over_memory,
+        waiting,
     }
 }
 

@@ -2,7 +2,7 @@
 //! deadline (scan, probe, escalation, stop grace), then whatever is due.
 
 use crate::cgroup::{self, Cgroup, Limits};
-use crate::config::Config;
+use crate::config::{Config, Orphans};
 use crate::policy::{self, Reason};
 use crate::proctree::{Scanner, Snapshot};
 use crate::reap::{self, Exit, Reaped};
@@ -24,6 +24,9 @@ use report::join;
 const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// Scans triggered by SIGCHLD or the probe are at least this far apart.
 const MIN_SCAN_GAP: Duration = Duration::from_millis(20);
+/// Periodic scans skipped in a row at most when provably nothing changed: a full scan
+/// still happens at least every (1 + this) scan intervals.
+const MAX_QUIET_SCANS: u32 = 4;
 /// While a termination is in flight, its unit is followed this closely.
 const ESCALATION_SCAN: Duration = Duration::from_millis(100);
 /// State file rewrites: at most this often, and at least this often as a heartbeat.
@@ -42,8 +45,14 @@ pub struct Supervisor {
     terminations: Terminations,
     counters: Counters,
     limits: Limits,
-    /// The container's own task count, when its cgroup has one: the fork-burst probe.
-    pids_current: Option<PathBuf>,
+    /// The container's own task count (`pids.current`, kept open), when its cgroup has
+    /// one: the fork-burst probe.
+    pids_current: Option<std::fs::File>,
+    /// Something we must look at happened since the last scan: a reap, a probe jump.
+    changed: bool,
+    /// A duplicate waits for its settle time: the next periodic scan is never skipped.
+    waiting: bool,
+    quiet_scans: u32,
     started_unix_ms: u64,
     state_path: PathBuf,
     state_written: Option<Instant>,
@@ -95,7 +104,12 @@ impl Supervisor {
             stop_requested: None,
             stop_killed: false,
             drain: None,
-            pids_current: cgroup.pids_current,
+            pids_current: cgroup
+                .pids_current
+                .and_then(|p| std::fs::File::open(p).ok()),
+            changed: true,
+            waiting: false,
+            quiet_scans: 0,
             config,
         }
     }
@@ -183,6 +197,7 @@ impl Supervisor {
             }
         });
         self.counters.zombies_reaped += reaped;
+        self.changed = true;
         if let Some(exit) = main_exit {
             let how = match exit {
                 Exit::Code(code) => format!("exited with {code}"),
@@ -191,9 +206,13 @@ impl Supervisor {
             info!(event = "child_exit", pid = main, status = exit.status(); "child {main} {how}");
             self.main_exit = Some(exit);
         }
-        // A death may have orphaned a unit: look soon, but not once per SIGCHLD.
-        let soon = Instant::now() + MIN_SCAN_GAP;
-        self.next_scan = self.next_scan.min(soon);
+        // A death may have orphaned a unit, or ended one being terminated: look soon,
+        // but not once per SIGCHLD. Nothing else decides on a death, so a storm of
+        // exits with orphans kept costs no scans at all.
+        if self.config.orphans == Orphans::Term || self.terminations.in_flight() {
+            let soon = Instant::now() + MIN_SCAN_GAP;
+            self.next_scan = self.next_scan.min(soon);
+        }
         outcome
     }
 
@@ -239,13 +258,31 @@ impl Supervisor {
             let cap = self.config.max_procs as u64;
             let grown = self.probe().saturating_sub(self.probe_baseline);
             if grown > (cap / 16).max(4) || self.last_live as u64 + grown > cap {
+                self.changed = true;
                 self.next_scan = now;
             }
         }
         if now >= self.next_scan {
-            self.scan(now);
+            if self.quiet() && self.quiet_scans < MAX_QUIET_SCANS {
+                self.quiet_scans += 1;
+                self.next_scan = now + self.config.scan_interval;
+            } else {
+                self.quiet_scans = 0;
+                self.scan(now);
+            }
         }
         self.write_state_if_due(now);
+    }
+
+    /// Nothing a scan could act on can have changed since the last one: no reap, the
+    /// same task count, no termination to follow, no duplicate waiting to settle, and
+    /// no memory cap (RSS moves without any of these). The idle container's case.
+    fn quiet(&self) -> bool {
+        !self.changed
+            && !self.waiting
+            && !self.terminations.in_flight()
+            && self.config.max_memory == 0
+            && self.probe() == self.probe_baseline
     }
 
     fn scan(&mut self, now: Instant) {
@@ -263,6 +300,8 @@ impl Supervisor {
             &self.terminations.busy(),
         );
         self.last_live = plan.projected;
+        self.waiting = plan.waiting;
+        self.changed = false;
         self.counters.peak_procs = self.counters.peak_procs.max(plan.live);
         self.counters.peak_rss = self.counters.peak_rss.max(plan.rss);
         self.watch_thresholds(&plan, &units);
@@ -290,7 +329,7 @@ impl Supervisor {
     /// is one (a container), else the host's process count from the link count of /proc.
     fn probe(&self) -> u64 {
         self.pids_current
-            .as_deref()
+            .as_ref()
             .and_then(cgroup::current)
             .unwrap_or_else(proc_count)
     }
