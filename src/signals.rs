@@ -16,12 +16,15 @@ const SYNCHRONOUS: &[i32] = &[
     libc::SIGSYS,
 ];
 
-/// What mcpinit inherited, so the child can get exactly that back.
+/// What mcpinit inherited, so the child can get exactly that back. SIGPIPE is kept too:
+/// std's `Command` resets it to the default in the child before our pre-exec hook runs,
+/// which would silently undo a parent's SIG_IGN.
 #[derive(Clone, Copy)]
 pub struct Inherited {
     mask: libc::sigset_t,
     ttin: libc::sigaction,
     ttou: libc::sigaction,
+    pipe: libc::sigaction,
 }
 
 /// The set mcpinit waits on.
@@ -47,17 +50,28 @@ pub fn block_all() -> (Inherited, Waited) {
         let mut ttou = MaybeUninit::zeroed().assume_init();
         libc::sigaction(libc::SIGTTIN, &ignore, &mut ttin);
         libc::sigaction(libc::SIGTTOU, &ignore, &mut ttou);
-        (Inherited { mask, ttin, ttou }, Waited(set))
+        let mut pipe = MaybeUninit::zeroed().assume_init();
+        libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut pipe);
+        (
+            Inherited {
+                mask,
+                ttin,
+                ttou,
+                pipe,
+            },
+            Waited(set),
+        )
     }
 }
 
 impl Inherited {
     /// In the forked child, before exec: async-signal-safe calls only.
     pub fn restore(&self) -> std::io::Result<()> {
-        // SAFETY: restores values captured by `block_all`; all three calls are async-signal-safe.
+        // SAFETY: restores values captured by `block_all`; all these calls are async-signal-safe.
         let failed = unsafe {
             libc::sigaction(libc::SIGTTIN, &self.ttin, std::ptr::null_mut()) != 0
                 || libc::sigaction(libc::SIGTTOU, &self.ttou, std::ptr::null_mut()) != 0
+                || libc::sigaction(libc::SIGPIPE, &self.pipe, std::ptr::null_mut()) != 0
                 || libc::sigprocmask(libc::SIG_SETMASK, &self.mask, std::ptr::null_mut()) != 0
         };
         if failed {

@@ -232,9 +232,10 @@ fn a_child_that_handles_sigterm_stops_gracefully() {
 
 #[test]
 fn the_child_inherits_the_mask_and_ignored_set_mcpinit_was_given() {
-    // PID 1 is python: it blocks USR2 and HUP, ignores USR1, records its own SigBlk and
-    // SigIgn, then execs mcpinit, whose child (grep itself: a shell would reset the mask)
-    // prints the same two lines.
+    // PID 1 is python: it blocks USR2 and HUP, ignores USR1 and (python's own default)
+    // PIPE, records its own SigBlk and SigIgn, then execs mcpinit, whose child (grep
+    // itself: a shell would reset the mask) prints the same two lines. SIGPIPE matters:
+    // std's Command resets it to the default in the child unless mcpinit restores it.
     let dir = temp_dir("mask");
     let parent = dir.join("parent").display().to_string();
     let program = format!(
@@ -242,7 +243,7 @@ fn the_child_inherits_the_mask_and_ignored_set_mcpinit_was_given() {
 import os, signal
 signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2, signal.SIGHUP])
 signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 status = open('/proc/self/status').read().splitlines()
 open('{parent}', 'w').write('\n'.join(l for l in status if l.startswith(('SigBlk', 'SigIgn'))))
 os.execv('{mcpinit}', ['mcpinit', 'grep', '-E', '^(SigBlk|SigIgn)', '/proc/self/status'])
@@ -258,6 +259,10 @@ os.execv('{mcpinit}', ['mcpinit', 'grep', '-E', '^(SigBlk|SigIgn)', '/proc/self/
         parent.contains("SigBlk:\t0000000000000801"),
         "test setup: {parent}"
     );
+    // USR1 (bit 9) and PIPE (bit 12) ignored.
+    let ignored = parent.lines().find(|l| l.starts_with("SigIgn")).unwrap();
+    let bits = u64::from_str_radix(ignored.split('\t').nth(1).unwrap().trim(), 16).unwrap();
+    assert_eq!(bits & 0x1200, 0x1200, "test setup: {parent}");
     assert_eq!(parent.trim(), child.join("\n"));
 }
 
