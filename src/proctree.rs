@@ -404,9 +404,9 @@ mod tests {
         assert_eq!(join_args(b""), "");
     }
 
-    #[test]
-    fn descendants_follow_parent_links_only() {
-        let stat = |ppid| Stat {
+    /// A process with parent `ppid`, the only field descendants() reads.
+    fn stat(ppid: i32) -> Stat {
+        Stat {
             ppid,
             pgid: 0,
             sid: 0,
@@ -414,7 +414,11 @@ mod tests {
             start: 0,
             rss_pages: 0,
             comm_hash: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn descendants_follow_parent_links_only() {
         let all = [(2, stat(1)), (3, stat(2)), (4, stat(9)), (5, stat(3))];
         let keep = descendants(1, &all);
         let found: Vec<_> = all
@@ -428,15 +432,6 @@ mod tests {
 
     #[test]
     fn descendants_end_on_a_racy_parent_cycle() {
-        let stat = |ppid| Stat {
-            ppid,
-            pgid: 0,
-            sid: 0,
-            state: b'S',
-            start: 0,
-            rss_pages: 0,
-            comm_hash: 0,
-        };
         // A pid listed twice across a reparenting: 2 -> 3 -> 2 again.
         let all = [(2, stat(1)), (3, stat(2)), (2, stat(3))];
         assert_eq!(descendants(1, &all), [true, true, true]);
