@@ -230,6 +230,29 @@ fn a_child_that_handles_sigterm_stops_gracefully() {
     assert_eq!(run.wait(LONG), Some(0));
 }
 
+/// Waiting out a child that takes its time to stop is a sleep, not a spin: the stop
+/// grace is the only deadline left once a stop is under way.
+#[test]
+fn waiting_for_a_slow_stop_costs_no_cpu() {
+    let dir = temp_dir("slowstop");
+    let f = dir.join("ready").display().to_string();
+    let script =
+        format!("trap 'sleep 3; exit 0' TERM; echo ready > {f}; while :; do sleep 0.05; done");
+    let mut run = Run::start(&["sh", "-c", &script], &[]);
+    assert!(wait_for_file(&f, "ready"));
+    let init = run.init_pid();
+    let before = cpu_ticks(init);
+    run.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(init) - before;
+    // A spinning loop uses nearly all of the 2 s (about 200 ticks); a sleeping one ~0.
+    assert!(
+        used < 40,
+        "mcpinit used {used} ticks of CPU in 2 s of stop grace"
+    );
+    assert_eq!(run.wait(LONG), Some(0));
+}
+
 #[test]
 fn the_child_inherits_the_mask_and_ignored_set_mcpinit_was_given() {
     // PID 1 is python: it blocks USR2 and HUP, ignores USR1 and (python's own default)

@@ -156,20 +156,22 @@ impl Supervisor {
                 kill_at
             });
         }
+        if let Some(at) = self.stop_requested {
+            // Stopping: no scans, probes or state writes any more (govern() does none),
+            // so only the stop grace and the final reap after it can be due.
+            let extra = if self.stop_killed {
+                FINAL_REAP
+            } else {
+                Duration::ZERO
+            };
+            return deadline.min(at + self.config.stop_grace + extra).max(now);
+        }
         deadline = deadline.min(self.next_scan);
         if self.config.max_procs > 0 {
             deadline = deadline.min(self.next_probe);
         }
         if let Some(at) = self.terminations.next_deadline() {
             deadline = deadline.min(at);
-        }
-        if let Some(at) = self.stop_requested {
-            let extra = if self.stop_killed {
-                FINAL_REAP
-            } else {
-                Duration::ZERO
-            };
-            deadline = deadline.min(at + self.config.stop_grace + extra);
         }
         if let Some(at) = self.state_written {
             let gap = if self.state_dirty {
@@ -265,6 +267,14 @@ impl Supervisor {
                 self.next_scan = now;
             }
         }
+        if self
+            .terminations
+            .next_deadline()
+            .is_some_and(|at| now >= at)
+        {
+            // A kill grace ran out: the scan after it sends the SIGKILL.
+            self.next_scan = now;
+        }
         if now >= self.next_scan {
             if self.quiet() && self.quiet_scans < MAX_QUIET_SCANS {
                 self.quiet_scans += 1;
@@ -313,7 +323,13 @@ impl Supervisor {
                 self.terminate(unit, &snapshot, decision, now);
             }
         }
-        let interval = if self.terminations.in_flight() {
+        // Over the cap, something keeps forking (the busy units are already counted as
+        // gone): look again at the shortest gap, or a storm gains a probe interval's
+        // worth of forks per beat.
+        let over_cap = self.config.max_procs > 0 && plan.live > self.config.max_procs;
+        let interval = if over_cap {
+            MIN_SCAN_GAP
+        } else if self.terminations.in_flight() {
             self.config.scan_interval.min(ESCALATION_SCAN)
         } else {
             self.config.scan_interval

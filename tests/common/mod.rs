@@ -245,3 +245,19 @@ pub fn is_zombie(pid: i32) -> bool {
 pub fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
 }
+
+/// CPU time `pid` has used so far (utime + stime), in clock ticks.
+pub fn cpu_ticks(pid: i32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .rfind(')')
+        .map(|i| {
+            stat[i + 2..]
+                .split(' ')
+                .map(|f| f.parse().unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default();
+    // Fields 14 and 15, counted from the state (field 3) at index 0.
+    fields.get(11).unwrap_or(&0) + fields.get(12).unwrap_or(&0)
+}
