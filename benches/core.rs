@@ -70,6 +70,7 @@ fn incident(n: usize) -> Snapshot {
         me: ME,
         now_ms: NOW_MS,
         procs,
+        shared_groups: Vec::new(),
     }
 }
 

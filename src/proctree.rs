@@ -36,9 +36,19 @@ pub struct Snapshot {
     /// CLOCK_BOOTTIME in milliseconds when the scan started (same clock as `started_ms`).
     pub now_ms: u64,
     pub procs: Vec<Proc>,
+    /// Process groups that also hold live processes outside mcpinit's tree (mcpinit's
+    /// own group among them), sorted: a `docker exec` session's shell, say. Such a
+    /// group is never signalled as a whole.
+    pub shared_groups: Vec<i32>,
 }
 
 impl Snapshot {
+    /// Signalling `-pgid` would reach only processes of ours: a real group (not 0, the
+    /// leader outside our PID namespace, nor 1) with no member outside our tree.
+    pub fn group_is_ours(&self, pgid: i32) -> bool {
+        pgid > 1 && self.shared_groups.binary_search(&pgid).is_err()
+    }
+
     pub fn get(&self, pid: i32) -> Option<&Proc> {
         self.procs
             .binary_search_by_key(&pid, |p| p.pid)
@@ -191,7 +201,15 @@ impl Scanner {
         let keep = descendants(self.me, &all);
         let mut procs = Vec::with_capacity(all.len());
         let mut seen = Vec::with_capacity(all.len());
-        for ((pid, stat), _) in all.into_iter().zip(keep).filter(|(_, keep)| *keep) {
+        // SAFETY: getpgrp has no preconditions.
+        let mut shared_groups = vec![unsafe { libc::getpgrp() }];
+        for ((pid, stat), ours) in all.into_iter().zip(keep) {
+            if !ours {
+                if stat.state != b'Z' && stat.state != b'X' {
+                    shared_groups.push(stat.pgid);
+                }
+                continue;
+            }
             let cmdline = match &proc_dir {
                 Ok(proc_dir) => self.cmdline(proc_dir, pid, &stat),
                 Err(_) => Rc::from(""),
@@ -218,10 +236,13 @@ impl Scanner {
         seen.sort_unstable_by_key(|c| c.pid);
         self.cmdlines = seen;
         procs.sort_unstable_by_key(|p| p.pid);
+        shared_groups.sort_unstable();
+        shared_groups.dedup();
         Snapshot {
             me: self.me,
             now_ms,
             procs,
+            shared_groups,
         }
     }
 

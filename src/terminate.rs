@@ -21,6 +21,8 @@ pub struct Escalation {
     kill_at: Instant,
     killed_at: Option<Instant>,
     dry_run: bool,
+    /// The unit is a process group with nobody else in it: `kill(-pgid)` is safe.
+    whole_group: bool,
 }
 
 /// What a refresh did, for the log.
@@ -75,6 +77,7 @@ impl Terminations {
             kill_at: now + grace,
             killed_at: None,
             dry_run,
+            whole_group: whole_group(unit.id, snapshot),
         };
         if !dry_run {
             escalation.signal(&escalation.members, libc::SIGTERM);
@@ -108,6 +111,7 @@ impl Terminations {
                 .copied()
                 .collect();
             e.members = current;
+            e.whole_group = whole_group(e.id, snapshot);
             match e.killed_at {
                 None if now >= e.kill_at => {
                     e.signal(&e.members, libc::SIGKILL);
@@ -173,7 +177,7 @@ impl Escalation {
     }
 
     fn signal(&self, members: &[(i32, u64)], signal: i32) {
-        if let UnitId::Group(pgid) = self.id {
+        if let (UnitId::Group(pgid), true) = (self.id, self.whole_group) {
             // One killpg reaches the whole group atomically, members forked this very
             // moment included; it is safe once one member proves the group still exists.
             if members
@@ -189,6 +193,10 @@ impl Escalation {
             send(pid, start, signal);
         }
     }
+}
+
+fn whole_group(id: UnitId, snapshot: &Snapshot) -> bool {
+    matches!(id, UnitId::Group(pgid) if snapshot.group_is_ours(pgid))
 }
 
 /// Signal `pid` only if it is still the process that started at `start`.

@@ -31,6 +31,7 @@ pub fn snapshot(procs: Vec<Proc>) -> Snapshot {
         me: ME,
         now_ms: NOW_MS,
         procs: all,
+        shared_groups: Vec::new(),
     }
 }
 

@@ -104,3 +104,32 @@ fn without_a_live_main_child_nothing_is_shared() {
     let units = units(&snap, None, &defaults());
     assert_eq!(ids(&units), [UnitId::Group(MAIN)]);
 }
+
+#[test]
+fn a_group_whose_leader_is_outside_the_namespace_goes_by_subtree() {
+    // pgid 0: two unrelated orphans of a `docker exec` session whose shell (the
+    // leader) lives outside our PID namespace; they must not merge into one unit.
+    let procs = vec![
+        p(30, ME, 0, 5, "sleep 999"),
+        p(31, ME, 0, 4, "sh -c y"),
+        p(32, 31, 0, 4, "sleep 998"),
+    ];
+    let units = units(&snapshot(procs), Some(MAIN), &defaults());
+    assert_eq!(
+        ids(&units),
+        [UnitId::Main, UnitId::Subtree(30), UnitId::Subtree(31)]
+    );
+    let sub = units.iter().find(|u| u.id == UnitId::Subtree(31)).unwrap();
+    assert_eq!(sub.pids, [31, 32]);
+    assert!(sub.orphaned);
+}
+
+#[test]
+fn only_groups_wholly_ours_may_be_signalled_as_a_group() {
+    let mut snap = snapshot(Vec::new());
+    snap.shared_groups = vec![7];
+    assert!(snap.group_is_ours(100));
+    assert!(!snap.group_is_ours(7));
+    assert!(!snap.group_is_ours(1));
+    assert!(!snap.group_is_ours(0));
+}

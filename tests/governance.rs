@@ -369,3 +369,45 @@ fn a_unit_that_keeps_forking_while_terminated_still_ends_up_dead() {
         "only the main child is left"
     );
 }
+
+/// A session entering the container from outside (`docker exec`), here with nsenter:
+/// its background child is orphaned to mcpinit, inside the session's process group.
+/// The orphan is terminated; the session's own shell, not mcpinit's, is left alone,
+/// both when the shell leads its group (setsid) and when the leader is outside the
+/// namespace (the group reads as 0 inside).
+#[test]
+fn an_exec_sessions_orphan_is_terminated_but_not_the_session() {
+    for setsid in [true, false] {
+        let run = Run::start(&["--", "sleep", "1000"], &[("MCPINIT_ORPHANS", "term")]);
+        let init = run.init_pid();
+        let target = init.to_string();
+        let mut argv = vec!["-t", target.as_str(), "-p", "-m"];
+        if unsafe { libc::geteuid() } != 0 {
+            argv.extend(["-U", "--preserve-credentials"]);
+        }
+        argv.push("--");
+        if setsid {
+            argv.push("setsid");
+        }
+        argv.extend(["sh", "-c", "(sleep 999 &); sleep 3; echo survived"]);
+        let session = std::process::Command::new("timeout")
+            .args(["-s", "KILL", "30", "nsenter"])
+            .args(&argv)
+            .output()
+            .expect("nsenter (util-linux) must be installed");
+        let out = String::from_utf8_lossy(&session.stdout);
+        assert!(
+            session.status.success() && out.contains("survived"),
+            "setsid={setsid}: the session was hit: {:?} {out}",
+            session.status
+        );
+        assert!(
+            run.wait_for_log("terminating orphan", LONG),
+            "setsid={setsid}: the orphan was not terminated"
+        );
+        assert!(
+            wait_until(LONG, || (run.count("sleep 999") == 0).then_some(())).is_some(),
+            "setsid={setsid}: the orphan is still alive"
+        );
+    }
+}
