@@ -53,12 +53,36 @@ pub fn choose_path(config: &Config) -> PathBuf {
     }
 }
 
+/// Replace `path` with `document` atomically. The temporary file is created new
+/// (`O_EXCL | O_NOFOLLOW`) under a name nobody can guess in advance: in a shared /tmp a
+/// planted symlink must not make a root mcpinit write through it.
 pub fn write(path: &Path, document: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, document)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp.{}.{}", std::process::id(), unique()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .and_then(|mut file| file.write_all(document.as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
-    })
+    }
+    written
+}
+
+/// Nanoseconds of the monotonic clock: a different temporary name at every write.
+fn unique() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000) ^ ts.tv_nsec as u64
 }
 
 pub fn render(view: &View) -> String {
@@ -227,4 +251,32 @@ pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn write_replaces_the_file_and_leaves_no_temporary_behind() {
+        let dir = std::env::temp_dir().join(format!("mcpinit-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mcpinit.json");
+        // A symlink where an old, predictable temporary name would have gone.
+        std::os::unix::fs::symlink(dir.join("victim"), path.with_extension("tmp.1")).unwrap();
+        write(&path, "{\"a\":1}").unwrap();
+        write(&path, "{\"a\":2}").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":2}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o022, 0, "not writable by others: {mode:o}");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(!dir.join("victim").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
