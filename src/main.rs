@@ -7,7 +7,7 @@
 
 use log::info;
 use mcpinit::config::{self, Config, Invocation};
-use mcpinit::{cgroup, logging, signals, spawn, status, supervisor};
+use mcpinit::{cgroup, logging, output, signals, spawn, status, supervisor};
 use std::ffi::{CStr, OsString};
 use std::os::unix::ffi::OsStringExt;
 
@@ -22,21 +22,21 @@ extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         Ok(Invocation::Status { json, state_file }) => status::status(json, state_file),
         Ok(Invocation::Health { state_file }) => status::health(state_file),
         Ok(Invocation::Help) => {
-            println!("{}", config::USAGE);
+            output::out(&format!("{}\n", config::USAGE));
             0
         }
         Ok(Invocation::Version) => {
-            println!("mcpinit {}", env!("CARGO_PKG_VERSION"));
+            output::out(&format!("mcpinit {}\n", env!("CARGO_PKG_VERSION")));
             0
         }
         Err(error) => {
-            eprintln!("mcpinit: {}", error.message);
+            output::err(&format!("mcpinit: {}\n", error.message));
             if error.usage {
-                eprintln!(
-                    "{}",
-                    config::USAGE.lines().take(3).collect::<Vec<_>>().join("\n")
-                );
-                eprintln!("Try 'mcpinit --help' for more information.");
+                let synopsis = config::USAGE.lines().take(3).collect::<Vec<_>>();
+                output::err(&format!(
+                    "{}\nTry 'mcpinit --help' for more information.\n",
+                    synopsis.join("\n")
+                ));
             }
             2
         }
@@ -73,7 +73,7 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
             if config.log_json {
                 log::error!(event = "spawn_error", status = error.status; "{}", error.message);
             }
-            eprintln!("mcpinit: {}", error.message);
+            output::err(&format!("mcpinit: {}\n", error.message));
             return error.status;
         }
     };

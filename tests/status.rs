@@ -9,8 +9,9 @@ use common::*;
 use mcpinit::jsonread::{self, Value};
 use std::collections::HashSet;
 use std::fs;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(40);
@@ -31,6 +32,12 @@ fn state_file(run: &Run) -> PathBuf {
 
 /// `mcpinit ARGS` inside the run's PID and mount namespaces, with no MCPINIT_* from us.
 fn inside(run: &Run, args: &[&str]) -> Output {
+    inside_command(run, args)
+        .output()
+        .expect("nsenter must be installed")
+}
+
+fn inside_command(run: &Run, args: &[&str]) -> Command {
     let mut cmd = Command::new("timeout");
     cmd.args(["-s", "KILL", "30", "nsenter", "-t"])
         .arg(run.init_pid().to_string())
@@ -46,7 +53,7 @@ fn inside(run: &Run, args: &[&str]) -> Output {
             cmd.env_remove(key);
         }
     }
-    cmd.output().expect("nsenter must be installed")
+    cmd
 }
 
 fn status_json(run: &Run) -> Option<Value> {
@@ -361,4 +368,44 @@ fn state_file_falls_back_to_tmp_when_run_is_not_writable() {
     assert!(inside(&run, &["health"]).status.success());
     drop(run);
     let _ = fs::remove_dir_all(tmp);
+}
+
+/// A pipe whose reader is already gone: every write to it fails with EPIPE.
+fn closed_pipe() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two fds; the read end is closed, the write end owned below.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        Stdio::from(OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+/// `mcpinit status | head -1`: the reader leaves early. mcpinit has SIGPIPE blocked,
+/// so each write fails with EPIPE, which must end nothing but the output.
+#[test]
+fn a_reader_that_goes_away_is_not_a_crash() {
+    let run = start(&[], "--spawn a:2 --gap-ms 100");
+    assert!(
+        wait_until(LONG, || health(&run).0.then_some(())).is_some(),
+        "never healthy"
+    );
+    let file = state_file(&run);
+    let file = file.to_str().unwrap();
+    let commands: [&[&str]; 5] = [
+        &["status", "--state-file", file],
+        &["status", "--json", "--state-file", file],
+        &["health", "--state-file", file],
+        &["--help"],
+        &["--version"],
+    ];
+    for args in commands {
+        let out = inside_command(&run, args)
+            .stdout(closed_pipe())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "mcpinit {args:?}: {stderr}");
+    }
 }

@@ -15,6 +15,7 @@ pub use health::verdict;
 pub use render::{duration, render, size};
 
 use crate::jsonread;
+use crate::output;
 use crate::state::{FALLBACK, PRIMARY};
 use std::path::{Path, PathBuf};
 
@@ -22,17 +23,14 @@ pub fn status(json: bool, state_file: Option<PathBuf>) -> i32 {
     let found = match load(state_file) {
         Ok(found) => found,
         Err(reason) => {
-            eprintln!("mcpinit status: {reason}");
+            output::err(&format!("mcpinit status: {reason}\n"));
             return 1;
         }
     };
     if json {
-        print!("{}", found.text);
+        output::out(&found.text);
     } else {
-        print!(
-            "{}",
-            render(&found.state, &found.path, crate::state::unix_ms())
-        );
+        output::out(&render(&found.state, &found.path, crate::state::unix_ms()));
     }
     0
 }
@@ -41,11 +39,11 @@ pub fn health(state_file: Option<PathBuf>) -> i32 {
     let verdict = load(state_file).and_then(|found| verdict(&found.state, crate::state::unix_ms()));
     match verdict {
         Ok(summary) => {
-            println!("healthy: {summary}");
+            output::out(&format!("healthy: {summary}\n"));
             0
         }
         Err(reason) => {
-            println!("unhealthy: {reason}");
+            output::out(&format!("unhealthy: {reason}\n"));
             1
         }
     }
