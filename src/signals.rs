@@ -25,6 +25,7 @@ pub struct Inherited {
     ttin: libc::sigaction,
     ttou: libc::sigaction,
     pipe: libc::sigaction,
+    chld: libc::sigaction,
 }
 
 /// The set mcpinit waits on.
@@ -32,6 +33,7 @@ pub struct Waited(libc::sigset_t);
 
 /// Block every signal but the synchronous ones and ignore SIGTTIN/SIGTTOU: once the child
 /// owns the terminal, mcpinit is a background process and must not be stopped by it.
+/// SIGCHLD gets its default disposition, whatever was inherited.
 pub fn block_all() -> (Inherited, Waited) {
     // SAFETY: plain libc calls on local, initialised sigset/sigaction values.
     unsafe {
@@ -52,12 +54,21 @@ pub fn block_all() -> (Inherited, Waited) {
         libc::sigaction(libc::SIGTTOU, &ignore, &mut ttou);
         let mut pipe = MaybeUninit::zeroed().assume_init();
         libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut pipe);
+        // An inherited SIG_IGN for SIGCHLD makes the kernel reap our children itself:
+        // we would never learn the main child's status and wait for it forever.
+        let default = libc::sigaction {
+            sa_sigaction: libc::SIG_DFL,
+            ..MaybeUninit::zeroed().assume_init()
+        };
+        let mut chld = MaybeUninit::zeroed().assume_init();
+        libc::sigaction(libc::SIGCHLD, &default, &mut chld);
         (
             Inherited {
                 mask,
                 ttin,
                 ttou,
                 pipe,
+                chld,
             },
             Waited(set),
         )
@@ -72,6 +83,7 @@ impl Inherited {
             libc::sigaction(libc::SIGTTIN, &self.ttin, std::ptr::null_mut()) != 0
                 || libc::sigaction(libc::SIGTTOU, &self.ttou, std::ptr::null_mut()) != 0
                 || libc::sigaction(libc::SIGPIPE, &self.pipe, std::ptr::null_mut()) != 0
+                || libc::sigaction(libc::SIGCHLD, &self.chld, std::ptr::null_mut()) != 0
                 || libc::sigprocmask(libc::SIG_SETMASK, &self.mask, std::ptr::null_mut()) != 0
         };
         if failed {

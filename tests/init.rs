@@ -289,6 +289,32 @@ os.execv('{mcpinit}', ['mcpinit', 'grep', '-E', '^(SigBlk|SigIgn)', '/proc/self/
     assert_eq!(parent.trim(), child.join("\n"));
 }
 
+/// A parent that ignores SIGCHLD (the kernel then reaps children by itself) must not
+/// leave mcpinit waiting forever for a status it can never collect; the child still
+/// inherits the SIG_IGN.
+#[test]
+fn an_inherited_sigchld_ignore_is_not_a_hang() {
+    let program = format!(
+        r#"
+import os, signal
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+os.execv('{mcpinit}', ['mcpinit', 'grep', 'SigIgn', '/proc/self/status'])
+"#,
+        mcpinit = mcpinit()
+    );
+    let mut run = Run::start_with("python3", &["-c", &program], &[]);
+    assert_eq!(
+        run.wait(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        run.stderr()
+    );
+    let ignored = run.stdout();
+    let line = ignored.lines().find(|l| l.starts_with("SigIgn")).unwrap();
+    let bits = u64::from_str_radix(line.split('\t').nth(1).unwrap().trim(), 16).unwrap();
+    assert_ne!(bits & (1 << (libc::SIGCHLD - 1)), 0, "{line}");
+}
+
 /// Every invalid value of every variable and option: exit 2, one line naming it, and
 /// nothing spawned (the command would create a marker file).
 #[test]
