@@ -80,14 +80,16 @@ pub fn decide(units: &[Unit], config: &Config, now_ms: u64, busy: &HashSet<UnitI
     }
 
     if config.max_procs > 0 {
-        // Cheapest losses first: surplus duplicates (settled or not), orphans, then the
-        // oldest deduped servers, then the oldest of anything else.
+        // Cheapest losses first: surplus duplicates (settled or not), orphans, the
+        // oldest deduped servers, the oldest other detached groups, and only then the
+        // subtrees of the main child's own group (MetaMCP's backend and frontend).
         let order = surplus
             .iter()
             .map(|&(unit, _)| unit)
             .chain(candidates.iter().copied().filter(|u| u.orphaned))
             .chain(candidates.iter().copied().filter(|u| u.key.is_some()))
-            .chain(candidates.iter().copied().filter(|u| u.key.is_none()));
+            .chain(candidates.iter().copied().filter(|u| expendable(u)))
+            .chain(candidates.iter().copied().filter(|u| !expendable(u)));
         for unit in order {
             if picker.live - picker.gone <= config.max_procs {
                 break;

@@ -174,6 +174,35 @@ fn cap_stops_at_the_cap_and_never_takes_main() {
 }
 
 #[test]
+fn cap_spares_the_application_while_a_detached_group_can_go() {
+    // The backend (pid 20, in the entrypoint's group) is older than two unkeyed
+    // detached groups (`setsid sleep`), which go first; it goes only when they are not
+    // enough.
+    let mut procs = vec![p(20, MAIN, MAIN, 500, "node backend.js")];
+    procs.push(p(60, 20, 60, 100, "sleep 1000"));
+    procs.push(p(70, 20, 70, 50, "sleep 1000"));
+    let config = Config {
+        max_procs: 2,
+        ..config()
+    };
+    // live: main + backend + 2 = 4; over the cap by 2.
+    let plan = plan(procs.clone(), &config);
+    assert_eq!(
+        chosen(&plan),
+        [
+            (UnitId::Group(60), Reason::Cap, None),
+            (UnitId::Group(70), Reason::Cap, None)
+        ]
+    );
+    let tight = Config {
+        max_procs: 1,
+        ..config
+    };
+    let plan = super::tests::plan(procs, &tight);
+    assert_eq!(plan.terminate.last().unwrap().unit, UnitId::Subtree(20));
+}
+
+#[test]
 fn busy_units_count_as_gone_and_are_not_chosen_again() {
     let procs: Vec<_> = (0..30)
         .map(|i| p(100 + i, MAIN, MAIN, 1000 - i as u64, "sleep 1000"))
