@@ -30,6 +30,9 @@ fn exit_statuses() {
     // tini's -e: the expected code becomes 0, others pass through; signals are not codes.
     assert_eq!(exit_of(&["-e", "3", "sh", "-c", "exit 3"], &[]), 0);
     assert_eq!(exit_of(&["-e", "3", "-e4", "sh", "-c", "exit 5"], &[]), 5);
+    // tini's meaning: a death by SIGTERM is 143, and -e 143 maps it to 0.
+    assert_eq!(exit_of(&["-e", "143", "sh", "-c", "kill $$"], &[]), 0);
+    assert_eq!(exit_of(&["-e", "143", "sh", "-c", "kill -9 $$"], &[]), 137);
 }
 
 #[test]

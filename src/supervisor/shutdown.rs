@@ -76,9 +76,11 @@ impl Supervisor {
 
     pub(super) fn finish(self) -> i32 {
         let exit = self.main_exit.unwrap_or(Exit::Signal(libc::SIGKILL));
-        let status = match exit {
-            Exit::Code(code) if self.config.expect_zero.contains(&code) => 0,
-            other => other.status(),
+        // As tini: a death by signal N is 128+N first, and that too can be remapped
+        // (`-e 143` for a child that ends on SIGTERM).
+        let status = match exit.status() {
+            code if self.config.expect_zero.contains(&code) => 0,
+            code => code,
         };
         let c = &self.counters;
         info!(event = "shutdown", status = status, zombies_reaped = c.zombies_reaped,
