@@ -373,6 +373,17 @@ fn invalid_settings_are_refused_before_anything_runs() {
         let name = option[0].split('=').next().unwrap();
         assert!(run.stderr().contains(name), "{option:?}: {}", run.stderr());
     }
+    // Bytes that are not UTF-8 are a bad value too, not an unset variable.
+    let refused = in_namespace(mcpinit(), &["touch", &marker])
+        .env(
+            "MCPINIT_MAX_PROCS",
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff"),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(err.contains("MCPINIT_MAX_PROCS"), "{err}");
     assert!(
         !std::path::Path::new(&marker).exists(),
         "a refused run spawned its command"
