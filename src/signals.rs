@@ -4,18 +4,6 @@
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
-/// Faults are delivered to the thread that caused them; blocking them would hang or kill
-/// us in confusing ways, so they keep their default action.
-const SYNCHRONOUS: &[i32] = &[
-    libc::SIGFPE,
-    libc::SIGILL,
-    libc::SIGSEGV,
-    libc::SIGBUS,
-    libc::SIGABRT,
-    libc::SIGTRAP,
-    libc::SIGSYS,
-];
-
 /// What mcpinit inherited, so the child can get exactly that back. SIGPIPE is kept too:
 /// std's `Command` resets it to the default in the child before our pre-exec hook runs,
 /// which would silently undo a parent's SIG_IGN.
@@ -31,17 +19,20 @@ pub struct Inherited {
 /// The set mcpinit waits on.
 pub struct Waited(libc::sigset_t);
 
-/// Block every signal but the synchronous ones and ignore SIGTTIN/SIGTTOU: once the child
-/// owns the terminal, mcpinit is a background process and must not be stopped by it.
-/// SIGCHLD gets its default disposition, whatever was inherited.
+/// Block every signal and ignore SIGTTIN/SIGTTOU: once the child owns the terminal,
+/// mcpinit is a background process and must not be stopped by it. SIGCHLD gets its
+/// default disposition, whatever was inherited.
+///
+/// The fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT) are
+/// blocked too: a real fault is forced through by the kernel, which unblocks it and
+/// applies the default action (and `abort` unblocks SIGABRT itself), so blocking only
+/// changes what happens to one sent with kill(1): it is forwarded like any other,
+/// instead of killing mcpinit (or, as PID 1, being dropped).
 pub fn block_all() -> (Inherited, Waited) {
     // SAFETY: plain libc calls on local, initialised sigset/sigaction values.
     unsafe {
         let mut set = empty_set();
         libc::sigfillset(&mut set);
-        for &sig in SYNCHRONOUS {
-            libc::sigdelset(&mut set, sig);
-        }
         let mut mask = empty_set();
         libc::sigprocmask(libc::SIG_SETMASK, &set, &mut mask);
         let ignore = libc::sigaction {

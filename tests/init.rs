@@ -69,6 +69,8 @@ fn every_catchable_signal_is_forwarded_to_the_child() {
     let file = dir.join("got").display().to_string();
     let names = [
         "HUP", "INT", "QUIT", "USR1", "USR2", "WINCH", "CONT", "ALRM", "PIPE", "URG", "TERM",
+        // Fault signals too, when someone sends them with kill(1).
+        "TRAP", "ABRT", "BUS", "FPE", "ILL", "SEGV", "SYS",
     ];
     let script = trapping_child(&file, &names);
     let run = Run::start(&["sh", "-c", &script], &[]);
@@ -98,6 +100,13 @@ fn sig(name: &str) -> i32 {
         "PIPE" => libc::SIGPIPE,
         "URG" => libc::SIGURG,
         "TERM" => libc::SIGTERM,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "ILL" => libc::SIGILL,
+        "SEGV" => libc::SIGSEGV,
+        "SYS" => libc::SIGSYS,
         _ => unreachable!(),
     }
 }
