@@ -31,7 +31,7 @@ fn text_line(record: &log::Record) -> String {
         "{} mcpinit {:<5} {}",
         timestamp(),
         record.level(),
-        record.args()
+        crate::output::printable(&record.args().to_string())
     );
     struct Fields<'a>(&'a mut String);
     impl<'kvs> VisitSource<'kvs> for Fields<'_> {
@@ -43,7 +43,7 @@ fn text_line(record: &log::Record) -> String {
             if text.is_empty() {
                 return Ok(()); // e.g. no launcher key: nothing to read in a text line
             }
-            if text.contains([' ', '"', '=']) {
+            if text.contains([' ', '"', '=']) || text.chars().any(char::is_control) {
                 let _ = write!(self.0, " {key}=");
                 json::string(self.0, &text);
             } else {

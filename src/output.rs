@@ -17,3 +17,33 @@ pub fn out(text: &str) {
 pub fn err(text: &str) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): command lines are
+/// whatever a process put there, and must neither break a one-line log record nor
+/// send escape sequences to the operator's terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(super::printable("npm exec a"), "npm exec a");
+        assert_eq!(
+            super::printable("a\nb\u{1b}[2Jc\té"),
+            "a\\nb\\u{1b}[2Jc\\té"
+        );
+    }
+}

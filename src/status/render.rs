@@ -230,7 +230,7 @@ impl Tree<'_> {
             row.state,
             duration(row.age_ms.saturating_add(self.since)),
             size(row.rss),
-            cut(&row.cmdline, COMMAND_WIDTH)
+            cut(&crate::output::printable(&row.cmdline), COMMAND_WIDTH)
         );
         if next_prefix.chars().count() / 3 >= TREE_DEPTH {
             return;
