@@ -66,8 +66,10 @@ pub struct Stat {
     pub state: u8,
     pub start: u64,
     pub rss_pages: u64,
-    /// Hash of `comm`: a changed comm means an exec or a new title, so cmdline is re-read.
-    comm_hash: u64,
+    /// Hash of `comm` and of where the arguments live (`arg_start`, `arg_end`): a new
+    /// title changes the first, an exec (a new stack) the second, and either way the
+    /// cached cmdline is read again.
+    exec_hash: u64,
 }
 
 /// The kernel writes at most this many bytes of `comm` into stat (15 for a user
@@ -103,9 +105,15 @@ fn parse_fields(text: &[u8], open: usize, close: usize) -> Option<Stat> {
     let sid = number(0)? as i32;
     let start = number(15)? as u64; // field 22
     let rss_pages = number(1)?.max(0) as u64; // field 24
-    let comm_hash = comm.iter().fold(0xcbf29ce484222325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    });
+                                              // Fields 48 and 49, absent before Linux 3.5 and 0 where we may not look: then the
+                                              // comm alone has to tell.
+    let args = [number(23).unwrap_or(0), number(0).unwrap_or(0)];
+    let fnv = |h: u64, b: u8| (h ^ b as u64).wrapping_mul(0x100000001b3);
+    let exec_hash = comm
+        .iter()
+        .copied()
+        .chain(args.iter().flat_map(|a| a.to_le_bytes()))
+        .fold(0xcbf29ce484222325u64, fnv);
     Some(Stat {
         ppid,
         pgid,
@@ -113,7 +121,7 @@ fn parse_fields(text: &[u8], open: usize, close: usize) -> Option<Stat> {
         state,
         start,
         rss_pages,
-        comm_hash,
+        exec_hash,
     })
 }
 
@@ -157,7 +165,7 @@ pub struct Scanner {
 struct Cmdline {
     pid: i32,
     start: u64,
-    comm_hash: u64,
+    exec_hash: u64,
     text: Rc<str>,
 }
 
@@ -217,7 +225,7 @@ impl Scanner {
             seen.push(Cmdline {
                 pid,
                 start: stat.start,
-                comm_hash: stat.comm_hash,
+                exec_hash: stat.exec_hash,
                 text: cmdline.clone(),
             });
             procs.push(Proc {
@@ -249,7 +257,7 @@ impl Scanner {
     fn cmdline(&mut self, proc_dir: &File, pid: i32, stat: &Stat) -> Rc<str> {
         if let Ok(i) = self.cmdlines.binary_search_by_key(&pid, |c| c.pid) {
             let cached = &self.cmdlines[i];
-            let same = cached.start == stat.start && cached.comm_hash == stat.comm_hash;
+            let same = cached.start == stat.start && cached.exec_hash == stat.exec_hash;
             if same && !cached.text.is_empty() {
                 return cached.text.clone();
             }
@@ -389,6 +397,23 @@ mod tests {
     }
 
     #[test]
+    fn an_exec_keeping_the_comm_still_changes_the_identity() {
+        // The same process (pid, start time, comm) before and after exec: only the
+        // addresses of its arguments (fields 48 and 49) differ.
+        let line = |args: &str| {
+            format!(
+                "9 (node) S 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 500 0 3 1 1 1 1 1 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 {args} 0 0 0\n"
+            )
+        };
+        let before = parse_stat(line("140720000000000 140720000000100").as_bytes()).unwrap();
+        let after = parse_stat(line("140730000000000 140730000000020").as_bytes()).unwrap();
+        assert_eq!((before.start, after.start), (500, 500));
+        assert_ne!(before.exec_hash, after.exec_hash);
+        let again = parse_stat(line("140720000000000 140720000000100").as_bytes()).unwrap();
+        assert_eq!(before.exec_hash, again.exec_hash);
+    }
+
+    #[test]
     fn stat_with_comm_longer_than_the_kernel_writes() {
         // Not produced by today's kernels: the near search finds the ')' inside the
         // name, what follows does not parse, and the whole line is searched.
@@ -434,7 +459,7 @@ mod tests {
             state: b'S',
             start: 0,
             rss_pages: 0,
-            comm_hash: 0,
+            exec_hash: 0,
         }
     }
 
