@@ -21,3 +21,14 @@ fi
 if ! rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
     rustup target add x86_64-unknown-linux-musl
 fi
+
+# The real-npx governance test runs a real `npm exec @modelcontextprotocol/server-everything`
+# from the npx cache; cache it once (the registry can be slow). It exits at stdin's EOF;
+# the namespace and the time limit make sure nothing of it outlives this step.
+if ! ls -d "${HOME:-/root}"/.npm/_npx/*/node_modules/@modelcontextprotocol/server-everything >/dev/null 2>&1; then
+    echo "setup: caching @modelcontextprotocol/server-everything for the real-npx test" >&2
+    ns=(unshare --pid --fork --mount-proc --kill-child)
+    [ "$(id -u)" = 0 ] || ns=(unshare --user --map-root-user --pid --fork --mount-proc --kill-child)
+    timeout -s KILL 300 "${ns[@]}" npx -y @modelcontextprotocol/server-everything </dev/null >/dev/null 2>&1 ||
+        echo "setup: could not cache it (registry unreachable?); that one test will say SKIPPED" >&2
+fi

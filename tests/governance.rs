@@ -301,9 +301,12 @@ fn real_npx_servers_are_deduped() {
                 .exists()
         });
     if !cached {
-        eprintln!(
-            "SKIPPED real_npx_servers_are_deduped: @modelcontextprotocol/server-everything is not in \
-             the npx cache (run `npx -y @modelcontextprotocol/server-everything </dev/null` once)"
+        // Straight to the stderr handle: the test harness captures eprintln! of a
+        // passing test, and a skip nobody sees is a pass nobody earned.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED real_npx_servers_are_deduped: @modelcontextprotocol/server-everything is not \
+              in the npx cache (scripts/setup.sh caches it when the npm registry is reachable)\n",
         );
         return;
     }
