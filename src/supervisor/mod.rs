@@ -30,6 +30,9 @@ const MIN_SCAN_GAP: Duration = Duration::from_millis(20);
 /// Periodic scans skipped in a row at most when provably nothing changed: a full scan
 /// still happens at least every (1 + this) scan intervals.
 const MAX_QUIET_SCANS: u32 = 4;
+/// A periodic scan waits while zombies keep coming (a mass exit): until this long after
+/// the last reap, and never more than one scan interval in all.
+const REAP_PAUSE: Duration = Duration::from_millis(50);
 /// While a termination is in flight, its unit is followed this closely.
 const ESCALATION_SCAN: Duration = Duration::from_millis(100);
 /// State file rewrites: at most this often, and at least this often as a heartbeat.
@@ -65,6 +68,12 @@ pub struct Supervisor {
     /// What the state file last showed, minus RSS and ages (those ride the heartbeat).
     last_fingerprint: u64,
     next_scan: Instant,
+    /// The next scan was pulled forward by something that may need a decision at once
+    /// (a burst, a death that may orphan a unit, a kill deadline), not just the clock.
+    urgent: bool,
+    /// When the periodic scan fell due, and the last time a zombie was reaped.
+    periodic_due: Instant,
+    last_reaped: Option<Instant>,
     next_probe: Instant,
     probe_baseline: u64,
     /// Live descendants at the last scan.
@@ -99,6 +108,9 @@ impl Supervisor {
             last: (Snapshot::default(), Vec::new()),
             last_fingerprint: 0,
             next_scan: now + MIN_SCAN_GAP,
+            urgent: false,
+            periodic_due: now + MIN_SCAN_GAP,
+            last_reaped: None,
             next_probe: now + PROBE_INTERVAL,
             probe_baseline: 0,
             last_live: 0,
@@ -203,6 +215,9 @@ impl Supervisor {
         });
         self.counters.zombies_reaped += reaped;
         self.changed = true;
+        if reaped > 0 {
+            self.last_reaped = Some(Instant::now());
+        }
         if let Some(exit) = main_exit {
             let how = match exit {
                 Exit::Code(code) => format!("exited with {code}"),
@@ -217,6 +232,7 @@ impl Supervisor {
         if self.config.orphans == Orphans::Term || self.terminations.in_flight() {
             let soon = Instant::now() + MIN_SCAN_GAP;
             self.next_scan = self.next_scan.min(soon);
+            self.urgent = true;
         }
         outcome
     }
@@ -265,6 +281,7 @@ impl Supervisor {
             if grown > (cap / 16).max(4) || self.last_live as u64 + grown > cap {
                 self.changed = true;
                 self.next_scan = now;
+                self.urgent = true;
             }
         }
         if self
@@ -274,17 +291,34 @@ impl Supervisor {
         {
             // A kill grace ran out: the scan after it sends the SIGKILL.
             self.next_scan = now;
+            self.urgent = true;
+        }
+        if now >= self.next_scan && !self.urgent {
+            self.hold_during_mass_exit(now);
         }
         if now >= self.next_scan {
             if self.quiet() && self.quiet_scans < MAX_QUIET_SCANS {
                 self.quiet_scans += 1;
                 self.next_scan = now + self.config.scan_interval;
+                self.periodic_due = self.next_scan;
             } else {
                 self.quiet_scans = 0;
                 self.scan(now);
             }
         }
         self.write_state_if_due(now);
+    }
+
+    /// A periodic scan in the middle of a mass exit reads thousands of dying processes
+    /// and takes a core from their exits, to decide on a tree that is gone a moment
+    /// later: while zombies keep coming it waits, at most one scan interval.
+    fn hold_during_mass_exit(&mut self, now: Instant) {
+        if let Some(at) = self.last_reaped {
+            let pause = at + REAP_PAUSE;
+            if now < pause && pause < self.periodic_due + self.config.scan_interval {
+                self.next_scan = pause;
+            }
+        }
     }
 
     /// Nothing a scan could act on can have changed since the last one: no reap, the
@@ -335,6 +369,8 @@ impl Supervisor {
             self.config.scan_interval
         };
         self.next_scan = now + interval;
+        self.periodic_due = self.next_scan;
+        self.urgent = false;
         let fingerprint = self.fingerprint(&snapshot);
         if fingerprint != self.last_fingerprint {
             self.last_fingerprint = fingerprint;
