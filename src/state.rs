@@ -43,14 +43,18 @@ pub fn choose_path(config: &Config) -> PathBuf {
     if let Some(path) = &config.state_file {
         return path.clone();
     }
-    let probe = Path::new(PRIMARY).with_extension(format!("probe.{}", std::process::id()));
-    match std::fs::write(&probe, b"") {
-        Ok(()) => {
-            let _ = std::fs::remove_file(&probe);
-            PathBuf::from(PRIMARY)
-        }
-        Err(_) => PathBuf::from(FALLBACK),
-    }
+    // Whether we may create files in /run, for our effective uid (1001 may not; a
+    // read-only /run says EROFS): one system call, nothing created.
+    // SAFETY: a valid NUL-terminated path.
+    let writable = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c"/run".as_ptr(),
+            libc::W_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    PathBuf::from(if writable == 0 { PRIMARY } else { FALLBACK })
 }
 
 /// Replace `path` with `document` atomically. The temporary file is created new
