@@ -30,6 +30,9 @@ const MIN_SCAN_GAP: Duration = Duration::from_millis(20);
 /// Periodic scans skipped in a row at most when provably nothing changed: a full scan
 /// still happens at least every (1 + this) scan intervals.
 const MAX_QUIET_SCANS: u32 = 4;
+/// A probe or scan falling due this soon is done now: deadlines that drift a few
+/// milliseconds apart then share one wake-up instead of costing two.
+const COALESCE: Duration = Duration::from_millis(10);
 /// A periodic scan waits while zombies keep coming (a mass exit): until this long after
 /// the last reap, and never more than one scan interval in all.
 const REAP_PAUSE: Duration = Duration::from_millis(50);
@@ -272,7 +275,7 @@ impl Supervisor {
             // Stopping: no new decisions, only reaping until the child is gone.
             return;
         }
-        if self.config.max_procs > 0 && now >= self.next_probe {
+        if self.config.max_procs > 0 && now + COALESCE >= self.next_probe {
             self.next_probe = now + PROBE_INTERVAL;
             // A burst, or any growth that may carry the count over the cap: the probe's
             // count includes threads, so it only ever errs towards one scan too many.
@@ -296,7 +299,7 @@ impl Supervisor {
         if now >= self.next_scan && !self.urgent {
             self.hold_during_mass_exit(now);
         }
-        if now >= self.next_scan {
+        if now + COALESCE >= self.next_scan {
             if self.quiet() && self.quiet_scans < MAX_QUIET_SCANS {
                 self.quiet_scans += 1;
                 self.next_scan = now + self.config.scan_interval;
@@ -371,6 +374,10 @@ impl Supervisor {
         self.next_scan = now + interval;
         self.periodic_due = self.next_scan;
         self.urgent = false;
+        // The count was just taken: the probe's period starts again here, which also
+        // lets a periodic scan share a wake-up with every few probes (each wake-up of
+        // an idle container is most of what it costs).
+        self.next_probe = now + PROBE_INTERVAL;
         let fingerprint = self.fingerprint(&snapshot);
         if fingerprint != self.last_fingerprint {
             self.last_fingerprint = fingerprint;
