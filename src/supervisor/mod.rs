@@ -34,7 +34,8 @@ const MAX_QUIET_SCANS: u32 = 4;
 /// milliseconds apart then share one wake-up instead of costing two.
 const COALESCE: Duration = Duration::from_millis(10);
 /// A periodic scan waits while zombies keep coming (a mass exit): until this long after
-/// the last reap, and never more than one scan interval in all.
+/// the last reap, and never more than MAX_QUIET_SCANS intervals in all, the same bound as
+/// for skipped scans.
 const REAP_PAUSE: Duration = Duration::from_millis(50);
 /// While a termination is in flight, its unit is followed this closely.
 const ESCALATION_SCAN: Duration = Duration::from_millis(100);
@@ -314,11 +315,13 @@ impl Supervisor {
 
     /// A periodic scan in the middle of a mass exit reads thousands of dying processes
     /// and takes a core from their exits, to decide on a tree that is gone a moment
-    /// later: while zombies keep coming it waits, at most one scan interval.
+    /// later: while zombies keep coming it waits, so that a full scan still happens at
+    /// least every 1 + MAX_QUIET_SCANS intervals.
     fn hold_during_mass_exit(&mut self, now: Instant) {
         if let Some(at) = self.last_reaped {
             let pause = at + REAP_PAUSE;
-            if now < pause && pause < self.periodic_due + self.config.scan_interval {
+            let limit = self.periodic_due + self.config.scan_interval * MAX_QUIET_SCANS;
+            if now < pause && pause < limit {
                 self.next_scan = pause;
             }
         }
