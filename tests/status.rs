@@ -38,6 +38,11 @@ fn inside(run: &Run, args: &[&str]) -> Output {
 }
 
 fn inside_command(run: &Run, args: &[&str]) -> Command {
+    inside_program(run, mcpinit(), args)
+}
+
+/// `program ARGS` inside the run's namespaces, `program` a path as seen in there.
+fn inside_program(run: &Run, program: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new("timeout");
     cmd.args(["-s", "KILL", "30", "nsenter", "-t"])
         .arg(run.init_pid().to_string())
@@ -47,7 +52,7 @@ fn inside_command(run: &Run, args: &[&str]) -> Command {
         // The harness maps us to root in a user namespace of our own.
         cmd.args(["-U", "--preserve-credentials"]);
     }
-    cmd.arg(mcpinit()).args(args);
+    cmd.arg(program).args(args);
     for (key, _) in std::env::vars() {
         if key.starts_with("MCPINIT_") {
             cmd.env_remove(key);
@@ -334,11 +339,13 @@ fn state_file_is_never_seen_half_written() {
 #[test]
 fn state_file_falls_back_to_tmp_when_run_is_not_writable() {
     // In the run's own mount namespace: /run read-only, /tmp a directory we can see.
+    // The checkout itself may live under /tmp (CI's clone can), which the bind mount
+    // hides: the binary runs from a copy in that directory, /tmp/mcpinit in there.
     let tmp = temp_dir("fallback-tmp");
+    fs::copy(mcpinit(), tmp.join("mcpinit")).unwrap();
     let script = format!(
-        "mount -t tmpfs -o ro tmpfs /run && mount --bind {} /tmp && unset MCPINIT_STATE_FILE && exec {} -- sleep 60",
-        tmp.display(),
-        mcpinit()
+        "mount -t tmpfs -o ro tmpfs /run && mount --bind {} /tmp && unset MCPINIT_STATE_FILE && exec /tmp/mcpinit -- sleep 60",
+        tmp.display()
     );
     let run = Run::start_with("sh", &["-c", &script], &[]);
     let written = tmp.join("mcpinit.json");
@@ -354,7 +361,12 @@ fn state_file_falls_back_to_tmp_when_run_is_not_writable() {
     );
 
     // Without --state-file, status looks at /run/mcpinit.json, then /tmp/mcpinit.json.
-    let out = inside(&run, &["status"]);
+    let inside = |args: &[&str]| {
+        inside_program(&run, "/tmp/mcpinit", args)
+            .output()
+            .expect("nsenter must be installed")
+    };
+    let out = inside(&["status"]);
     let view = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -365,7 +377,7 @@ fn state_file_falls_back_to_tmp_when_run_is_not_writable() {
         view.contains("to /tmp/mcpinit.json") && view.contains("sleep 60"),
         "{view}"
     );
-    assert!(inside(&run, &["health"]).status.success());
+    assert!(inside(&["health"]).status.success());
     drop(run);
     let _ = fs::remove_dir_all(tmp);
 }
