@@ -25,8 +25,20 @@ pub struct Proc {
 
 impl Proc {
     pub fn is_zombie(&self) -> bool {
-        self.state == b'Z' || self.state == b'X'
+        is_dead(self.state)
     }
+}
+
+/// A process in state Z (zombie) or X (being torn down) has exited: it only waits to be
+/// reaped, and is neither counted nor signalled.
+fn is_dead(state: u8) -> bool {
+    state == b'Z' || state == b'X'
+}
+
+/// pgid 0 means the group's leader is outside our PID namespace, and 1 is the group of
+/// the namespace's init: neither is a process group of ours to signal or to unit by.
+pub fn foreign_pgid(pgid: i32) -> bool {
+    pgid <= 1
 }
 
 /// mcpinit's descendants at one moment, sorted by pid.
@@ -43,10 +55,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Signalling `-pgid` would reach only processes of ours: a real group (not 0, the
-    /// leader outside our PID namespace, nor 1) with no member outside our tree.
+    /// Signalling `-pgid` would reach only processes of ours: a group of our namespace
+    /// with no member outside our tree.
     pub fn group_is_ours(&self, pgid: i32) -> bool {
-        pgid > 1 && self.shared_groups.binary_search(&pgid).is_err()
+        !foreign_pgid(pgid) && self.shared_groups.binary_search(&pgid).is_err()
     }
 
     pub fn get(&self, pid: i32) -> Option<&Proc> {
@@ -70,6 +82,12 @@ pub struct Stat {
     /// title changes the first, an exec (a new stack) the second, and either way the
     /// cached cmdline is read again.
     exec_hash: u64,
+}
+
+impl Stat {
+    pub fn is_zombie(&self) -> bool {
+        is_dead(self.state)
+    }
 }
 
 /// The kernel writes at most this many bytes of `comm` into stat (15 for a user
@@ -105,8 +123,9 @@ fn parse_fields(text: &[u8], open: usize, close: usize) -> Option<Stat> {
     let sid = number(0)? as i32;
     let start = number(15)? as u64; // field 22
     let rss_pages = number(1)?.max(0) as u64; // field 24
-                                              // Fields 48 and 49, absent before Linux 3.5 and 0 where we may not look: then the
-                                              // comm alone has to tell.
+
+    // Fields 48 and 49, absent before Linux 3.5 and 0 where we may not look: then the
+    // comm alone has to tell.
     let args = [number(23).unwrap_or(0), number(0).unwrap_or(0)];
     let fnv = |h: u64, b: u8| (h ^ b as u64).wrapping_mul(0x100000001b3);
     let exec_hash = comm
@@ -152,6 +171,8 @@ fn decimal(field: &[u8]) -> Option<i64> {
 /// kernel's own work dominates it (see docs/benchmarks.md).
 pub struct Scanner {
     me: i32,
+    /// mcpinit's own process group, which is shared with whoever started it.
+    my_pgid: i32,
     ticks_per_sec: u64,
     page_size: u64,
     buf: Vec<u8>,
@@ -180,6 +201,8 @@ impl Scanner {
         };
         Scanner {
             me,
+            // SAFETY: getpgrp has no preconditions.
+            my_pgid: unsafe { libc::getpgrp() },
             ticks_per_sec: if ticks > 0 { ticks as u64 } else { 100 },
             page_size: if page > 0 { page as u64 } else { 4096 },
             buf: vec![0; 1024],
@@ -209,11 +232,10 @@ impl Scanner {
         let keep = descendants(self.me, &all);
         let mut procs = Vec::with_capacity(all.len());
         let mut seen = Vec::with_capacity(all.len());
-        // SAFETY: getpgrp has no preconditions.
-        let mut shared_groups = vec![unsafe { libc::getpgrp() }];
+        let mut shared_groups = vec![self.my_pgid];
         for ((pid, stat), ours) in all.into_iter().zip(keep) {
             if !ours {
-                if stat.state != b'Z' && stat.state != b'X' {
+                if !stat.is_zombie() {
                     shared_groups.push(stat.pgid);
                 }
                 continue;

@@ -230,5 +230,5 @@ fn pidfd_open(pid: i32) -> Option<i32> {
 /// `pid` still started at `start` (and is in `pgid`, when given).
 fn verified(pid: i32, start: u64, pgid: Option<i32>) -> bool {
     proctree::stat_of(pid)
-        .is_some_and(|s| s.start == start && pgid.is_none_or(|g| s.pgid == g) && s.state != b'Z')
+        .is_some_and(|s| s.start == start && pgid.is_none_or(|g| s.pgid == g) && !s.is_zombie())
 }

@@ -7,7 +7,7 @@
 //! is never a victim.
 
 use crate::launcher;
-use crate::proctree::{Proc, Snapshot};
+use crate::proctree::{self, Proc, Snapshot};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,9 +53,7 @@ pub fn units(snapshot: &Snapshot, main: Option<i32>, patterns: &[String]) -> Vec
     for proc in snapshot.procs.iter().filter(|p| !p.is_zombie()) {
         let id = if Some(proc.pid) == main {
             UnitId::Main
-        } else if Some(proc.pgid) == shared_pgid || proc.pgid <= 1 {
-            // pgid 0: the leader is outside our PID namespace; 1: mcpinit's own group.
-            // Neither is a group of ours, so its processes go by subtree.
+        } else if Some(proc.pgid) == shared_pgid || proctree::foreign_pgid(proc.pgid) {
             UnitId::Subtree(subtree_root(snapshot, proc, main).pid)
         } else {
             UnitId::Group(proc.pgid)

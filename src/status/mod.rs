@@ -104,7 +104,7 @@ fn check_running(pid: i32, path: &Path) -> Result<(), String> {
         )
     };
     match crate::proctree::stat_of(pid) {
-        Some(stat) if stat.state != b'Z' && stat.state != b'X' => {}
+        Some(stat) if !stat.is_zombie() => {}
         _ => return Err(stale(format!("pid {pid} is gone"))),
     }
     if same_executable(pid) {
