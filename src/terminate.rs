@@ -21,8 +21,6 @@ pub struct Escalation {
     kill_at: Instant,
     killed_at: Option<Instant>,
     dry_run: bool,
-    /// The unit is a process group with nobody else in it: `kill(-pgid)` is safe.
-    whole_group: bool,
 }
 
 /// What a refresh did, for the log.
@@ -77,11 +75,10 @@ impl Terminations {
             kill_at: now + grace,
             killed_at: None,
             dry_run,
-            whole_group: whole_group(unit.id, snapshot),
         };
         if !dry_run {
-            escalation.signal(&escalation.members, libc::SIGTERM);
-            escalation.signal(&escalation.members, libc::SIGCONT);
+            escalation.signal(snapshot, &escalation.members, libc::SIGTERM);
+            escalation.signal(snapshot, &escalation.members, libc::SIGCONT);
         }
         self.list.push(escalation);
     }
@@ -111,10 +108,9 @@ impl Terminations {
                 .copied()
                 .collect();
             e.members = current;
-            e.whole_group = whole_group(e.id, snapshot);
             match e.killed_at {
                 None if now >= e.kill_at => {
-                    e.signal(&e.members, libc::SIGKILL);
+                    e.signal(snapshot, &e.members, libc::SIGKILL);
                     e.killed_at = Some(now);
                     events.push(Event::Killed {
                         id: e.id,
@@ -122,8 +118,8 @@ impl Terminations {
                     });
                 }
                 None => {
-                    e.signal(&fresh, libc::SIGTERM);
-                    e.signal(&fresh, libc::SIGCONT);
+                    e.signal(snapshot, &fresh, libc::SIGTERM);
+                    e.signal(snapshot, &fresh, libc::SIGCONT);
                 }
                 Some(at) if now.duration_since(at) > GIVE_UP_AFTER_KILL => {
                     events.push(Event::Stuck {
@@ -132,7 +128,7 @@ impl Terminations {
                     });
                     return false;
                 }
-                Some(_) => e.signal(&e.members, libc::SIGKILL),
+                Some(_) => e.signal(snapshot, &e.members, libc::SIGKILL),
             }
             true
         });
@@ -176,8 +172,14 @@ impl Escalation {
             .collect()
     }
 
-    fn signal(&self, members: &[(i32, u64)], signal: i32) {
-        if let (UnitId::Group(pgid), true) = (self.id, self.whole_group) {
+    /// Signal the unit: its whole group at once when `snapshot` shows the group holds
+    /// nothing but ours, else each member on its own.
+    fn signal(&self, snapshot: &Snapshot, members: &[(i32, u64)], signal: i32) {
+        let group = match self.id {
+            UnitId::Group(pgid) if snapshot.group_is_ours(pgid) => Some(pgid),
+            _ => None,
+        };
+        if let Some(pgid) = group {
             // One killpg reaches the whole group atomically, members forked this very
             // moment included; it is safe once one member proves the group still exists.
             if members
@@ -193,10 +195,6 @@ impl Escalation {
             send(pid, start, signal);
         }
     }
-}
-
-fn whole_group(id: UnitId, snapshot: &Snapshot) -> bool {
-    matches!(id, UnitId::Group(pgid) if snapshot.group_is_ours(pgid))
 }
 
 /// Signal `pid` only if it is still the process that started at `start`.
