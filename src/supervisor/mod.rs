@@ -276,12 +276,13 @@ impl Supervisor {
             // Stopping: no new decisions, only reaping until the child is gone.
             return;
         }
+        let mut count = None;
         if self.config.max_procs > 0 && now + COALESCE >= self.next_probe {
             self.next_probe = now + PROBE_INTERVAL;
             // A burst, or any growth that may carry the count over the cap: the probe's
             // count includes threads, so it only ever errs towards one scan too many.
             let cap = self.config.max_procs as u64;
-            let grown = self.probe().saturating_sub(self.probe_baseline);
+            let grown = self.probed(&mut count).saturating_sub(self.probe_baseline);
             if grown > (cap / 16).max(4) || self.last_live as u64 + grown > cap {
                 self.changed = true;
                 self.next_scan = now;
@@ -301,13 +302,17 @@ impl Supervisor {
             self.hold_during_mass_exit(now);
         }
         if now + COALESCE >= self.next_scan {
-            if self.quiet() && self.quiet_scans < MAX_QUIET_SCANS {
+            let quiet = self.quiet_scans < MAX_QUIET_SCANS
+                && self.quiet()
+                && self.probed(&mut count) == self.probe_baseline;
+            if quiet {
                 self.quiet_scans += 1;
                 self.next_scan = now + self.config.scan_interval;
                 self.periodic_due = self.next_scan;
             } else {
                 self.quiet_scans = 0;
-                self.scan(now);
+                let baseline = self.probed(&mut count);
+                self.scan(now, baseline);
             }
         }
         self.write_state_if_due(now);
@@ -327,19 +332,26 @@ impl Supervisor {
         }
     }
 
-    /// Nothing a scan could act on can have changed since the last one: no reap, the
-    /// same task count, no termination to follow, no duplicate waiting to settle, and
-    /// no memory cap (RSS moves without any of these). The idle container's case.
+    /// Nothing a scan could act on can have changed since the last one, as far as the
+    /// loop's own state tells: no reap, no termination to follow, no duplicate waiting
+    /// to settle, and no memory cap (RSS moves without any of these). With the task
+    /// count unchanged too, it is the idle container's case.
     fn quiet(&self) -> bool {
         !self.changed
             && !self.waiting
             && !self.terminations.in_flight()
             && self.config.max_memory == 0
-            && self.probe() == self.probe_baseline
     }
 
-    fn scan(&mut self, now: Instant) {
-        self.probe_baseline = self.probe();
+    /// The probe's count, read at most once per wake-up: the probe, the quiet check and
+    /// a scan's baseline often fall on the same one.
+    fn probed(&self, count: &mut Option<u64>) -> u64 {
+        *count.get_or_insert_with(|| self.probe())
+    }
+
+    /// Scan, with `baseline` the probe's count taken just before.
+    fn scan(&mut self, now: Instant, baseline: u64) {
+        self.probe_baseline = baseline;
         let snapshot = self.scanner.scan();
         let main = (self.main_exit.is_none()).then_some(self.main);
         let units = units::units(&snapshot, main, &self.config.dedupe);
