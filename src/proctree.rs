@@ -255,20 +255,38 @@ impl Scanner {
         let now_ms = boottime_ms();
         self.looks += 1;
         self.blind = None;
-        let mut all: Vec<(i32, Stat)> = Vec::with_capacity(self.cmdlines.len() + 16);
+        match self.look(now_ms) {
+            Ok(snapshot) => snapshot,
+            Err(errno) => {
+                // Out of memory: an empty, blind snapshot, on which nothing is decided;
+                // reaping goes on, and the next scan tries again.
+                self.blind = Some(Blind { errno, unread: 0 });
+                Snapshot {
+                    me: self.me,
+                    now_ms,
+                    ..Snapshot::default()
+                }
+            }
+        }
+    }
+
+    /// One scan, every allocation that grows with the population made fallibly: at
+    /// 5,000 processes a scan holds about a megabyte, and under a memory limit a failed
+    /// allocation must cost the scan, not PID 1.
+    fn look(&mut self, now_ms: u64) -> Result<Snapshot, Errno> {
         if self.proc_dir.is_none() {
             match open_proc() {
                 Ok(dir) => self.proc_dir = Some(dir),
                 Err(errno) => self.blind = Some(Blind { errno, unread: 0 }),
             }
         }
-        let mut pids = Vec::with_capacity(self.cmdlines.len() + 16);
+        let mut pids = reserved(self.cmdlines.len() + 16)?;
         if let Some(dir) = self.proc_dir.as_mut() {
             for entry in dir.iter() {
                 match entry {
                     Ok(entry) => {
                         if let Some(pid) = pid_name(entry.file_name().to_bytes()) {
-                            pids.push(pid);
+                            push(&mut pids, pid)?;
                         }
                     }
                     Err(errno) => {
@@ -279,16 +297,17 @@ impl Scanner {
             }
         }
         let proc_fd = self.proc_dir.as_ref().map_or(-1, |d| d.as_raw_fd());
+        let mut all: Vec<(i32, Stat)> = reserved(pids.len())?;
         let mut unread = 0;
         let mut starved_by = None;
-        for pid in pids {
+        for &pid in &pids {
             if pid == self.me {
                 continue;
             }
             match self.read(proc_fd, pid, "stat") {
                 Ok(text) => {
                     if let Some(stat) = parse_stat(text) {
-                        all.push((pid, stat));
+                        push(&mut all, (pid, stat))?;
                     }
                 }
                 Err(errno) if starved(errno) => {
@@ -298,17 +317,20 @@ impl Scanner {
                 Err(_) => {}
             }
         }
+        drop(pids);
         if let Some(errno) = starved_by {
             self.blind.get_or_insert(Blind { errno, unread });
         }
-        let keep = descendants(self.me, &all);
-        let mut procs = Vec::with_capacity(all.len());
-        let mut seen = Vec::with_capacity(all.len());
-        let mut shared_groups = vec![self.my_pgid];
+        let keep = descendants(self.me, &all)?;
+        let ours = keep.iter().filter(|&&k| k).count();
+        let mut procs = reserved(ours)?;
+        let mut seen = reserved(ours)?;
+        let mut shared_groups = reserved(16)?;
+        push(&mut shared_groups, self.my_pgid)?;
         for ((pid, stat), ours) in all.into_iter().zip(keep) {
             if !ours {
                 if !stat.is_zombie() {
-                    shared_groups.push(stat.pgid);
+                    push(&mut shared_groups, stat.pgid)?;
                 }
                 continue;
             }
@@ -337,12 +359,12 @@ impl Scanner {
         procs.sort_unstable_by_key(|p| p.pid);
         shared_groups.sort_unstable();
         shared_groups.dedup();
-        Snapshot {
+        Ok(Snapshot {
             me: self.me,
             now_ms,
             procs,
             shared_groups,
-        }
+        })
     }
 
     fn cmdline(&mut self, proc_fd: RawFd, pid: i32, stat: &Stat) -> Rc<str> {
@@ -457,13 +479,32 @@ fn join_args(raw: &[u8]) -> String {
     out
 }
 
+/// A vector with room for `n`, or ENOMEM.
+fn reserved<T>(n: usize) -> Result<Vec<T>, Errno> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Errno::ENOMEM)?;
+    Ok(v)
+}
+
+/// `v.push(x)`, growing fallibly.
+fn push<T>(v: &mut Vec<T>, x: T) -> Result<(), Errno> {
+    if v.len() == v.capacity() {
+        v.try_reserve(v.len().max(16)).map_err(|_| Errno::ENOMEM)?;
+    }
+    v.push(x);
+    Ok(())
+}
+
 /// Which entries of `all` have a parent chain reaching `root`.
-fn descendants(root: i32, all: &[(i32, Stat)]) -> Vec<bool> {
+fn descendants(root: i32, all: &[(i32, Stat)]) -> Result<Vec<bool>, Errno> {
     // Entries ordered by parent, so the children of a process are one contiguous run.
-    let mut by_parent: Vec<usize> = (0..all.len()).collect();
+    let mut by_parent: Vec<usize> = reserved(all.len())?;
+    by_parent.extend(0..all.len());
     by_parent.sort_unstable_by_key(|&i| all[i].1.ppid);
-    let mut keep = vec![false; all.len()];
-    let mut stack = vec![root];
+    let mut keep = reserved(all.len())?;
+    keep.resize(all.len(), false);
+    let mut stack = reserved(64)?;
+    stack.push(root);
     while let Some(parent) = stack.pop() {
         let first = by_parent.partition_point(|&i| all[i].1.ppid < parent);
         for &i in by_parent[first..]
@@ -473,11 +514,11 @@ fn descendants(root: i32, all: &[(i32, Stat)]) -> Vec<bool> {
             // Each entry is taken once, so a /proc race can never make this loop.
             if !keep[i] {
                 keep[i] = true;
-                stack.push(all[i].0);
+                push(&mut stack, all[i].0)?;
             }
         }
     }
-    keep
+    Ok(keep)
 }
 
 /// CLOCK_BOOTTIME in milliseconds: the clock /proc start times are measured on.
@@ -581,7 +622,7 @@ mod tests {
     #[test]
     fn descendants_follow_parent_links_only() {
         let all = [(2, stat(1)), (3, stat(2)), (4, stat(9)), (5, stat(3))];
-        let keep = descendants(1, &all);
+        let keep = descendants(1, &all).unwrap();
         let found: Vec<_> = all
             .iter()
             .zip(keep)
@@ -595,6 +636,6 @@ mod tests {
     fn descendants_end_on_a_racy_parent_cycle() {
         // A pid listed twice across a reparenting: 2 -> 3 -> 2 again.
         let all = [(2, stat(1)), (3, stat(2)), (2, stat(3))];
-        assert_eq!(descendants(1, &all), [true, true, true]);
+        assert_eq!(descendants(1, &all).unwrap(), [true, true, true]);
     }
 }
