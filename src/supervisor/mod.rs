@@ -6,7 +6,7 @@
 use crate::cgroup::{Cgroup, Limits};
 use crate::config::{Config, Orphans};
 use crate::policy::{self, Reason};
-use crate::proctree::{Scanner, Snapshot};
+use crate::proctree::{Blind, Scanner, Snapshot};
 use crate::reap::{self, Reaped};
 use crate::signals::{Received, Waited};
 use crate::state::{self, Counters};
@@ -44,6 +44,8 @@ pub struct Supervisor {
     started_unix_ms: u64,
     /// The last scan and its units: what the state file shows.
     last: (Snapshot, Vec<Unit>),
+    /// Why scans cannot see every process, while they cannot.
+    blind: Option<Blind>,
 }
 
 /// Whether the loop goes on.
@@ -74,6 +76,7 @@ impl Supervisor {
             limits: cgroup.limits,
             started_unix_ms: state::unix_ms(),
             last: (Snapshot::default(), Vec::new()),
+            blind: None,
             config,
         }
     }
@@ -205,6 +208,25 @@ impl Supervisor {
     /// Scan, decide and act, with `baseline` the probe's count taken just before.
     fn scan(&mut self, now: Instant, baseline: u64) {
         let snapshot = self.scanner.scan();
+        let blind = self.scanner.blind();
+        report::sight(self.blind, blind);
+        self.blind = blind;
+        if blind.is_some() {
+            // An incomplete snapshot: deciding on it could end the newest instance of
+            // a key whose older sibling it cannot see, or take a unit in flight for
+            // ended. Decide nothing; reaping goes on, and the next scan tries again.
+            self.schedule.scanned(
+                now,
+                Found {
+                    over_cap: false,
+                    following: self.terminations.in_flight(),
+                    settling: false,
+                },
+            );
+            self.publisher.mark_dirty();
+            self.publish_if_due(now);
+            return;
+        }
         let units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
         for event in self.terminations.refresh(&snapshot, now) {
             if let Event::Killed { .. } = event {
