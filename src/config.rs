@@ -1,7 +1,7 @@
 //! Command line and environment -> one typed `Config`, validated before anything runs.
 //! Every refusal is one line naming the variable or option, the value, and what is accepted.
 
-pub use crate::settings::{usage, Config, DedupeList, Orphans, SYNOPSIS};
+pub use crate::settings::{usage, Config, DedupeList, LogTarget, Orphans, SYNOPSIS};
 use crate::settings::{Kind, SETTINGS};
 use crate::values;
 use std::ffi::OsString;

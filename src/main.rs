@@ -55,7 +55,7 @@ fn arguments(argc: libc::c_int, argv: *const *const libc::c_char) -> Vec<OsStrin
 }
 
 fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -> i32 {
-    logging::init(&config.log_filter, config.log_json);
+    logging::init(&config.log_filter, config.log_json, config.log_target);
     // SAFETY: getpid and prctl with integer arguments.
     let me = unsafe { libc::getpid() };
     if let Some(signal) = config.parent_death_signal {

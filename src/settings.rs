@@ -22,6 +22,7 @@ pub struct Config {
     pub warn_on_reap: bool,
     pub log_filter: String,
     pub log_json: bool,
+    pub log_target: LogTarget,
     pub max_procs: usize,
     pub max_memory: u64,
     /// Launcher patterns whose instances are deduped; empty = dedupe off.
@@ -52,6 +53,7 @@ impl Default for Config {
             warn_on_reap: false,
             log_filter: "info".into(),
             log_json: false,
+            log_target: LogTarget::Stdout,
             max_procs: 128,
             max_memory: 0,
             dedupe: DEFAULT_DEDUPE.iter().map(|s| s.to_string()).collect(),
@@ -85,6 +87,26 @@ impl Orphans {
 impl fmt::Display for Orphans {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(name_of(Orphans::NAMES, *self))
+    }
+}
+
+/// Where log lines go. stdout is what `docker logs` shows, but it is also the child's
+/// stdout: an MCP stdio server (`docker run -i`) speaks JSON-RPC there, so it needs
+/// stderr, which `docker logs` shows as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    Stdout,
+    Stderr,
+}
+
+impl LogTarget {
+    const NAMES: &'static [(&'static str, LogTarget)] =
+        &[("stdout", LogTarget::Stdout), ("stderr", LogTarget::Stderr)];
+}
+
+impl fmt::Display for LogTarget {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(name_of(LogTarget::NAMES, *self))
     }
 }
 
@@ -296,6 +318,10 @@ pub static SETTINGS: &[Setting] = &[
         |c, v| set(&mut c.log_json, choose(&[("text", false), ("json", true)], v), "'text' or 'json'"),
         |c| (if c.log_json { "json" } else { "text" }).into(),
         "log line format: text, or one JSON object per line"),
+    Setting::text("MCPINIT_LOG_TARGET", "--log-target", "stdout|stderr",
+        |c, v| set(&mut c.log_target, choose(LogTarget::NAMES, v), "'stdout' or 'stderr'"),
+        |c| c.log_target.to_string(),
+        "log stream; stderr keeps the child's stdout clean (MCP stdio servers)"),
     Setting::text("MCPINIT_STATE_FILE", "--state-file", "PATH",
         |c, v| set(&mut c.state_file, Some(Some(PathBuf::from(v))), "a path"),
         |c| c.state_file.as_ref().map_or("/run/mcpinit.json, else /tmp/mcpinit.json".into(),
@@ -419,6 +445,7 @@ mod tests {
             ("MCPINIT_ORPHANS", "keep"),
             ("MCPINIT_DRY_RUN", "1"),
             ("MCPINIT_LOG_FORMAT", "json"),
+            ("MCPINIT_LOG_TARGET", "stderr"),
             ("MCPINIT_STATE_FILE", "/x/s.json"),
         ] {
             let s = SETTINGS.iter().find(|s| s.var == var).unwrap();
