@@ -2,9 +2,13 @@
 //! A process that vanishes or cannot be read mid-scan is skipped: it is either gone
 //! (its parent or we reap it) or will be seen on the next scan.
 
+use nix::fcntl::{openat, OFlag, AT_FDCWD};
+use nix::sys::stat::Mode;
+use nix::time::{clock_gettime, ClockId};
+use nix::unistd::{getpgrp, sysconf, SysconfVar};
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::rc::Rc;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -192,19 +196,15 @@ struct Cmdline {
 
 impl Scanner {
     pub fn new(me: i32) -> Scanner {
-        // SAFETY: sysconf has no preconditions.
-        let (ticks, page) = unsafe {
-            (
-                libc::sysconf(libc::_SC_CLK_TCK),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
+        let sysconf = |var, otherwise| match sysconf(var) {
+            Ok(Some(n)) if n > 0 => n as u64,
+            _ => otherwise,
         };
         Scanner {
             me,
-            // SAFETY: getpgrp has no preconditions.
-            my_pgid: unsafe { libc::getpgrp() },
-            ticks_per_sec: if ticks > 0 { ticks as u64 } else { 100 },
-            page_size: if page > 0 { page as u64 } else { 4096 },
+            my_pgid: getpgrp().as_raw(),
+            ticks_per_sec: sysconf(SysconfVar::CLK_TCK, 100),
+            page_size: sysconf(SysconfVar::PAGE_SIZE, 4096),
             buf: vec![0; 1024],
             path: Vec::with_capacity(32),
             cmdlines: Vec::new(),
@@ -303,7 +303,7 @@ impl Scanner {
         self.path.extend_from_slice(file.as_bytes());
         self.path.push(0);
         let path = std::ffi::CStr::from_bytes_with_nul(&self.path).ok()?;
-        let len = read_at(proc_dir.as_raw_fd(), path, &mut self.buf)?;
+        let len = read_at(proc_dir.as_fd(), path, &mut self.buf)?;
         Some(&self.buf[..len])
     }
 }
@@ -325,14 +325,9 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
 /// Read a whole procfs file, `path` relative to `dir` (or absolute), into `buf` (grown
 /// when too small); returns the length. procfs hands over the whole file on the first
 /// read when the buffer is large enough, so a short read is the end of it.
-fn read_at(dir: RawFd, path: &std::ffi::CStr, buf: &mut Vec<u8>) -> Option<usize> {
-    // SAFETY: valid NUL-terminated path; the returned fd is owned by `file` alone.
-    let fd = unsafe { libc::openat(dir, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: `fd` was just opened and nothing else holds it.
-    let mut file = unsafe { File::from_raw_fd(fd) };
+fn read_at(dir: BorrowedFd, path: &std::ffi::CStr, buf: &mut Vec<u8>) -> Option<usize> {
+    let fd = openat(dir, path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
+    let mut file = File::from(fd);
     let mut len = 0;
     loop {
         if len == buf.len() {
@@ -389,20 +384,17 @@ fn descendants(root: i32, all: &[(i32, Stat)]) -> Vec<bool> {
 
 /// CLOCK_BOOTTIME in milliseconds: the clock /proc start times are measured on.
 pub fn boottime_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    // Fails only for a clock the kernel lacks (BOOTTIME is there since 2.6.39).
+    clock_gettime(ClockId::CLOCK_BOOTTIME).map_or(0, |ts| {
+        ts.tv_sec() as u64 * 1000 + ts.tv_nsec() as u64 / 1_000_000
+    })
 }
 
 /// Read one process's stat, for identity checks right before a signal.
 pub fn stat_of(pid: i32) -> Option<Stat> {
     let path = std::ffi::CString::new(format!("/proc/{pid}/stat")).ok()?;
     let mut buf = vec![0; 1024];
-    let len = read_at(libc::AT_FDCWD, &path, &mut buf)?;
+    let len = read_at(AT_FDCWD, &path, &mut buf)?;
     parse_stat(&buf[..len])
 }
 
