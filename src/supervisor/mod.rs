@@ -7,7 +7,7 @@ use crate::policy::{self, Reason};
 use crate::proctree::{Scanner, Snapshot};
 use crate::reap::{self, Exit, Reaped};
 use crate::signals::Waited;
-use crate::state::{self, Counters};
+use crate::statefile::{self, Counters};
 use crate::terminate::Terminations;
 use crate::units::{self, Unit};
 use crate::values::signal_name;
@@ -95,7 +95,7 @@ pub struct Supervisor {
 impl Supervisor {
     pub fn new(config: Config, me: i32, main: i32, waited: Waited, cgroup: Cgroup) -> Supervisor {
         let now = Instant::now();
-        let state_path = state::choose_path(&config);
+        let state_path = statefile::choose_path(&config);
         Supervisor {
             me,
             main,
@@ -105,7 +105,7 @@ impl Supervisor {
             terminations: Terminations::default(),
             counters: Counters::default(),
             limits: cgroup.limits,
-            started_unix_ms: state::unix_ms(),
+            started_unix_ms: statefile::unix_ms(),
             state_path,
             state_written: None,
             state_dirty: true,

@@ -4,7 +4,7 @@
 use super::{Supervisor, STATE_HEARTBEAT, STATE_MIN_GAP};
 use crate::policy;
 use crate::proctree::Snapshot;
-use crate::state;
+use crate::statefile;
 use crate::terminate::Event;
 use crate::units::{Unit, UnitId};
 use log::{debug, error, warn};
@@ -77,7 +77,7 @@ impl Supervisor {
         }
         let (snapshot, units) = (&self.last.0, self.last.1.as_slice());
         let busy = self.terminations.busy();
-        let view = state::View {
+        let view = statefile::View {
             config: &self.config,
             pid: self.me,
             main: self.main_exit.is_none().then_some(self.main),
@@ -88,7 +88,7 @@ impl Supervisor {
             terminating: &busy,
             counters: &self.counters,
         };
-        if let Err(e) = state::write(&self.state_path, &state::render(&view)) {
+        if let Err(e) = statefile::write(&self.state_path, &view) {
             if self.state_written.is_none() {
                 warn!(event = "state_error", path = self.state_path.display().to_string().as_str(); "cannot write the state file {}: {e}", self.state_path.display());
             }
