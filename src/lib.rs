@@ -8,6 +8,7 @@ pub mod json;
 pub mod jsonread;
 pub mod launcher;
 pub mod logging;
+pub mod metrics;
 pub mod output;
 pub mod policy;
 pub mod proctree;
