@@ -38,6 +38,8 @@ pub struct Config {
     pub dry_run: bool,
     /// None: `/run/mcpinit.json`, falling back to `/tmp/mcpinit.json`.
     pub state_file: Option<PathBuf>,
+    /// Where to serve `/metrics` and `/healthz`; None (the default): nowhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             scan_interval: Duration::from_secs(1),
             dry_run: false,
             state_file: None,
+            metrics: None,
         }
     }
 }
@@ -223,6 +226,17 @@ const SETTINGS: &[Setting] = &[
                 "text" => false,
                 "json" => true,
                 _ => return Err("'text' or 'json'"),
+            };
+            Ok(())
+        },
+    },
+    Setting {
+        var: "MCPINIT_METRICS",
+        option: "--metrics",
+        apply: |c, v| {
+            c.metrics = match v.trim() {
+                "off" => None,
+                v => Some(crate::metrics::parse_address(v).ok_or(crate::metrics::ADDRESS_HELP)?),
             };
             Ok(())
         },
@@ -485,6 +499,7 @@ Governance (each option overrides its variable):
   --log FILTER            MCPINIT_LOG             info, debug, mcpinit=trace (info)
   --log-format text|json  MCPINIT_LOG_FORMAT      log line format (text)
   --state-file PATH       MCPINIT_STATE_FILE      state for status/health
+  --metrics ADDR:PORT     MCPINIT_METRICS         serve /metrics and /healthz (off)
 
 Exit status: the child's; 128+N if it died of signal N; 127 command not
 found; 126 not executable; 2 bad usage or configuration.";

@@ -224,3 +224,26 @@ fn log_filters() {
         assert!(log_filter(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn metrics_are_off_unless_an_address_is_given() {
+    assert_eq!(run(&["cmd"], &[]).unwrap().metrics, None);
+    let c = run(&["cmd"], &[("MCPINIT_METRICS", "0.0.0.0:9464")]).unwrap();
+    assert_eq!(c.metrics, Some("0.0.0.0:9464".parse().unwrap()));
+    let c = run(
+        &["--metrics", "[::1]:9000", "cmd"],
+        &[("MCPINIT_METRICS", "0.0.0.0:9464")],
+    )
+    .unwrap();
+    assert_eq!(c.metrics, Some("[::1]:9000".parse().unwrap()));
+    let c = run(&["--metrics=off", "cmd"], &[("MCPINIT_METRICS", ":9464")]).unwrap();
+    assert_eq!(c.metrics, None);
+    assert_eq!(
+        refused(&["cmd"], &[("MCPINIT_METRICS", "localhost:9464")]),
+        format!(
+            "invalid MCPINIT_METRICS 'localhost:9464': expected {}",
+            crate::metrics::ADDRESS_HELP
+        )
+    );
+    assert!(refused(&["--metrics", "9464", "cmd"], &[]).starts_with("invalid --metrics '9464'"));
+}

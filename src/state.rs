@@ -241,7 +241,7 @@ fn processes(view: &View) -> String {
     out
 }
 
-fn role(unit: &Unit) -> &'static str {
+pub(crate) fn role(unit: &Unit) -> &'static str {
     if unit.orphaned {
         "orphan"
     } else if unit.key.is_some() {
