@@ -189,10 +189,6 @@ fn a_scrape_parsed_by_prometheus_client_agrees_with_status_json() {
     assert_eq!(v("mcpinit_processes"), 7.0, "main + two servers of 3");
     assert!(v("mcpinit_scan_duration_seconds_count") > 0.0);
     assert!(v("mcpinit_zombies_reaped_total") >= 4.0);
-    let _ = std::fs::write(
-        std::env::temp_dir().join("mcpinit-metrics-scrape.txt"),
-        &text,
-    );
 
     // /healthz says what `health` says.
     let (code, body) = get(addr, "/healthz");
