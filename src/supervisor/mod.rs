@@ -8,7 +8,7 @@ use crate::cgroup::{Cgroup, Limits};
 use crate::config::{Config, Orphans};
 use crate::metrics::Server;
 use crate::policy::{self, Reason};
-use crate::proctree::{Scanner, Snapshot};
+use crate::proctree::{Blind, Scanner, Snapshot};
 use crate::reap::{self, Reaped};
 use crate::signals::{Received, Signals};
 use crate::state::{self, Counters};
@@ -55,6 +55,8 @@ pub struct Supervisor {
     started_unix_ms: u64,
     /// The last scan and its units: what the state file shows.
     last: (Snapshot, Vec<Unit>),
+    /// Why scans cannot see every process, while they cannot.
+    blind: Option<Blind>,
 }
 
 /// Signals taken per wake-up at most (31 standard ones can be pending, real-time ones
@@ -98,6 +100,7 @@ impl Supervisor {
             limits: cgroup.limits,
             started_unix_ms: state::unix_ms(),
             last: (Snapshot::default(), Vec::new()),
+            blind: None,
             config,
         }
     }
@@ -260,6 +263,25 @@ impl Supervisor {
         let started = Instant::now();
         let snapshot = self.scanner.scan();
         self.tally.scanned(started.elapsed());
+        let blind = self.scanner.blind();
+        report::sight(self.blind, blind);
+        self.blind = blind;
+        if blind.is_some() {
+            // An incomplete snapshot: deciding on it could end the newest instance of
+            // a key whose older sibling it cannot see, or take a unit in flight for
+            // ended. Decide nothing; reaping goes on, and the next scan tries again.
+            self.schedule.scanned(
+                now,
+                Found {
+                    over_cap: false,
+                    following: self.terminations.in_flight(),
+                    settling: false,
+                },
+            );
+            self.publisher.mark_dirty();
+            self.publish_if_due(now);
+            return;
+        }
         let units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
         for event in self.terminations.refresh(&snapshot, now) {
             if let Event::Killed { .. } = event {
