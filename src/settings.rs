@@ -6,6 +6,7 @@
 use crate::values;
 use std::ffi::OsString;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub struct Config {
     pub dry_run: bool,
     /// None: `/run/mcpinit.json`, falling back to `/tmp/mcpinit.json`.
     pub state_file: Option<PathBuf>,
+    /// Where to serve `/metrics` and `/healthz`; None (the default): nowhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             scan_interval: Duration::from_secs(1),
             dry_run: false,
             state_file: None,
+            metrics: None,
         }
     }
 }
@@ -327,7 +331,18 @@ pub static SETTINGS: &[Setting] = &[
         |c| c.state_file.as_ref().map_or("/run/mcpinit.json, else /tmp/mcpinit.json".into(),
             |p| p.display().to_string()),
         "where the live state for status and health is kept"),
+    Setting::text("MCPINIT_METRICS", "--metrics", "ADDR:PORT|off", read_metrics,
+        |c| c.metrics.map_or("off".into(), |a| a.to_string()),
+        "serve Prometheus text at /metrics (and /healthz) there"),
 ];
+
+fn read_metrics(c: &mut Config, value: &str) -> Result<(), &'static str> {
+    c.metrics = match value.trim() {
+        "off" => None,
+        v => Some(crate::metrics::parse_address(v).ok_or(crate::metrics::ADDRESS_HELP)?),
+    };
+    Ok(())
+}
 
 fn read_dedupe(c: &mut Config, value: &str) -> Result<(), &'static str> {
     if value.trim().eq_ignore_ascii_case("off") {
@@ -447,6 +462,8 @@ mod tests {
             ("MCPINIT_LOG_FORMAT", "json"),
             ("MCPINIT_LOG_TARGET", "stderr"),
             ("MCPINIT_STATE_FILE", "/x/s.json"),
+            ("MCPINIT_METRICS", "127.0.0.1:9464"),
+            ("MCPINIT_METRICS", "[::]:9464"),
         ] {
             let s = SETTINGS.iter().find(|s| s.var == var).unwrap();
             s.apply(&mut c, text).unwrap();
