@@ -29,8 +29,11 @@ pub struct Config {
     pub max_memory: u64,
     /// Launcher patterns whose instances are deduped; empty = dedupe off.
     pub dedupe: Vec<String>,
+    /// The newest instances of each key kept whatever their input (1: the spare).
     pub dedupe_keep: usize,
-    pub dedupe_settle: Duration,
+    /// An older instance is ended only once it has had no input for this long;
+    /// zero: input is not looked at, only the newest `dedupe_keep` are kept.
+    pub dedupe_idle: Duration,
     pub orphans: Orphans,
     pub kill_grace: Duration,
     pub stop_grace: Duration,
@@ -38,6 +41,8 @@ pub struct Config {
     pub dry_run: bool,
     /// None: `/run/mcpinit.json`, falling back to `/tmp/mcpinit.json`.
     pub state_file: Option<PathBuf>,
+    /// Retired settings that were set: one warning each once logging is up.
+    pub retired: Vec<String>,
 }
 
 impl Default for Config {
@@ -54,16 +59,20 @@ impl Default for Config {
             max_memory: 0,
             dedupe: DEFAULT_DEDUPE.iter().map(|s| s.to_string()).collect(),
             dedupe_keep: 1,
-            dedupe_settle: Duration::from_secs(30),
+            dedupe_idle: DEFAULT_DEDUPE_IDLE,
             orphans: Orphans::Term,
             kill_grace: Duration::from_secs(5),
             stop_grace: Duration::from_secs(8),
             scan_interval: Duration::from_secs(1),
             dry_run: false,
             state_file: None,
+            retired: Vec::new(),
         }
     }
 }
+
+/// Peers that reclaim idle MCP servers wait 5–15 minutes; see docs/configuration.md.
+pub const DEFAULT_DEDUPE_IDLE: Duration = Duration::from_secs(600);
 
 const DEFAULT_DEDUPE: &[&str] = &["npm exec", "npx", "uvx"];
 
@@ -149,10 +158,22 @@ const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        var: "MCPINIT_DEDUPE_IDLE",
+        option: "--dedupe-idle",
+        apply: |c, v| {
+            c.dedupe_idle = values::duration(v).ok_or(values::DURATION_HELP)?;
+            Ok(())
+        },
+    },
+    Setting {
         var: "MCPINIT_DEDUPE_SETTLE",
         option: "--dedupe-settle",
         apply: |c, v| {
-            c.dedupe_settle = values::duration(v).ok_or(values::DURATION_HELP)?;
+            c.retired.push(format!(
+                "MCPINIT_DEDUPE_SETTLE / --dedupe-settle ('{v}') is retired and ignored: an older \
+                 instance is now ended only once it has had no input for MCPINIT_DEDUPE_IDLE, \
+                 and the newest is always kept"
+            ));
             Ok(())
         },
     },
@@ -475,8 +496,8 @@ Governance (each option overrides its variable):
   --max-procs N           MCPINIT_MAX_PROCS       cap on live descendants (128; 0 = off)
   --max-memory SIZE       MCPINIT_MAX_MEMORY      cap on their total RSS (0 = off)
   --dedupe LIST|off       MCPINIT_DEDUPE          launchers deduped (npm exec,npx,uvx)
-  --dedupe-keep N         MCPINIT_DEDUPE_KEEP     instances kept per command line (1)
-  --dedupe-settle DUR     MCPINIT_DEDUPE_SETTLE   newest must live this long first (30s)
+  --dedupe-keep N         MCPINIT_DEDUPE_KEEP     newest kept per command line (1)
+  --dedupe-idle DUR       MCPINIT_DEDUPE_IDLE     older ones ended once idle this long (10m)
   --orphans term|keep     MCPINIT_ORPHANS         what to do with orphans (term)
   --kill-grace DUR        MCPINIT_KILL_GRACE      SIGTERM -> SIGKILL grace (5s)
   --stop-grace DUR        MCPINIT_STOP_GRACE      shutdown grace (8s)

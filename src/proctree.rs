@@ -310,7 +310,7 @@ impl Scanner {
 
 /// `n` in decimal: the pid part of a path, without the formatting machinery, which
 /// costs more than the rest of the path's handling together.
-fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
     let start = out.len();
     loop {
         out.push(b'0' + (n % 10) as u8);
@@ -325,7 +325,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
 /// Read a whole procfs file, `path` relative to `dir` (or absolute), into `buf` (grown
 /// when too small); returns the length. procfs hands over the whole file on the first
 /// read when the buffer is large enough, so a short read is the end of it.
-fn read_at(dir: RawFd, path: &std::ffi::CStr, buf: &mut Vec<u8>) -> Option<usize> {
+pub(crate) fn read_at(dir: RawFd, path: &std::ffi::CStr, buf: &mut Vec<u8>) -> Option<usize> {
     // SAFETY: valid NUL-terminated path; the returned fd is owned by `file` alone.
     let fd = unsafe { libc::openat(dir, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {

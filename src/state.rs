@@ -4,6 +4,7 @@
 use crate::cgroup::Limits;
 use crate::config::{Config, Orphans};
 use crate::json::Object;
+use crate::policy::Activity;
 use crate::proctree::Snapshot;
 use crate::units::{Unit, UnitId};
 use std::collections::{HashMap, HashSet};
@@ -36,6 +37,8 @@ pub struct View<'a> {
     pub units: &'a [Unit],
     pub terminating: &'a HashSet<UnitId>,
     pub counters: &'a Counters,
+    /// What is known of the instances' input (only watched units are in it).
+    pub activity: &'a Activity,
 }
 
 /// Where to write: the configured path, else /run when writable, else /tmp.
@@ -137,7 +140,7 @@ fn settings(c: &Config) -> String {
         .num("max_memory", c.max_memory)
         .str("dedupe", &dedupe)
         .num("dedupe_keep", c.dedupe_keep)
-        .num("dedupe_settle_ms", c.dedupe_settle.as_millis())
+        .num("dedupe_idle_ms", c.dedupe_idle.as_millis())
         .str(
             "orphans",
             if c.orphans == Orphans::Term {
@@ -231,7 +234,21 @@ fn processes(view: &View) -> String {
                 Some(key) => object.str("key", key),
                 None => object.raw("key", "null"),
             };
+            // How long the unit has had no input (null: not watched), and whether any
+            // was seen since mcpinit began watching it.
+            let seen = view.activity.get(&unit.id);
+            match seen {
+                Some(u) => object.num(
+                    "idle_ms",
+                    view.snapshot.now_ms.saturating_sub(u.idle_since_ms()),
+                ),
+                None => object.raw("idle_ms", "null"),
+            };
             object
+                .bool(
+                    "input_seen",
+                    seen.is_some_and(|u| u.last_input_ms.is_some()),
+                )
                 .bool("duplicate", duplicate.contains(&unit.id))
                 .bool("terminating", view.terminating.contains(&unit.id))
                 .end();

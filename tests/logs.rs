@@ -67,7 +67,7 @@ fn every_json_line_parses_at_every_level() {
     // cap the main child alone exceeds (error); then a stop (signal, drain, shutdown).
     let backend = fixture("metamcp/backend.js");
     let args = [
-        "--dedupe-settle",
+        "--dedupe-idle",
         "500ms",
         "--kill-grace",
         "500ms",

@@ -29,7 +29,7 @@ pub struct Settings {
     pub max_memory: u64,
     pub dedupe: String,
     pub dedupe_keep: u64,
-    pub dedupe_settle_ms: u64,
+    pub dedupe_idle_ms: u64,
     pub orphans: String,
     pub kill_grace_ms: u64,
     pub stop_grace_ms: u64,
@@ -52,6 +52,10 @@ pub struct Row {
     /// `main`, `pgid:N` or `subtree:N`: rows with the same unit are terminated together.
     pub unit: String,
     pub key: Option<String>,
+    /// How long the unit has had no input; None when its input is not watched.
+    pub idle_ms: Option<u64>,
+    /// Input was seen since mcpinit began watching the unit.
+    pub input_seen: bool,
     pub duplicate: bool,
     pub terminating: bool,
 }
@@ -160,7 +164,7 @@ impl Settings {
             max_memory: s.u64("max_memory")?,
             dedupe: s.str("dedupe")?,
             dedupe_keep: s.u64("dedupe_keep")?,
-            dedupe_settle_ms: s.u64("dedupe_settle_ms")?,
+            dedupe_idle_ms: s.u64("dedupe_idle_ms")?,
             orphans: s.str("orphans")?,
             kill_grace_ms: s.u64("kill_grace_ms")?,
             stop_grace_ms: s.u64("stop_grace_ms")?,
@@ -198,6 +202,8 @@ impl Row {
             role: p.str("role")?,
             unit: p.str("unit")?,
             key: p.nullable("key", |v| v.as_str().map(String::from))?,
+            idle_ms: p.nullable("idle_ms", Value::as_u64)?,
+            input_seen: p.bool("input_seen")?,
             duplicate: p.bool("duplicate")?,
             terminating: p.bool("terminating")?,
         })

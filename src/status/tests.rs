@@ -13,6 +13,26 @@ fn sample(config: &Config, counters: &Counters) -> State {
     procs.push(p(40, ME, 40, 50, "node /srv/leaf.js"));
     let snap = snapshot(procs);
     let units = crate::units::units(&snap, Some(MAIN), &defaults());
+    // The older instance: input 40 s before the snapshot; the newer none in 90 s.
+    let now = snap.now_ms;
+    let activity: crate::policy::Activity = [
+        (
+            crate::units::UnitId::Group(20),
+            crate::activity::Use {
+                last_input_ms: Some(now - 40_000),
+                watched_since_ms: now - 200_000,
+            },
+        ),
+        (
+            crate::units::UnitId::Group(30),
+            crate::activity::Use {
+                last_input_ms: None,
+                watched_since_ms: now - 90_000,
+            },
+        ),
+    ]
+    .into_iter()
+    .collect();
     let view = crate::state::View {
         config,
         pid: ME,
@@ -23,6 +43,7 @@ fn sample(config: &Config, counters: &Counters) -> State {
         units: &units,
         terminating: &HashSet::new(),
         counters,
+        activity: &activity,
     };
     let text = crate::state::render(&view);
     let mut state = State::decode(&jsonread::parse(&text).unwrap()).unwrap();
@@ -50,6 +71,13 @@ fn decodes_what_state_renders() {
     assert_eq!(role(20), ("server", true));
     assert_eq!(role(32), ("server", false));
     assert_eq!(role(40), ("orphan", false));
+    let idle = |pid: i32| {
+        let row = state.processes.iter().find(|r| r.pid == pid).unwrap();
+        (row.idle_ms, row.input_seen)
+    };
+    assert_eq!(idle(22), (Some(40_000), true), "every row of the unit");
+    assert_eq!(idle(30), (Some(90_000), false));
+    assert_eq!(idle(40), (None, false), "not watched");
 }
 
 #[test]
@@ -73,7 +101,15 @@ fn human_view_groups_units_as_trees() {
         text.contains("   └─ node /root/.npm/_npx/x/node_modules/.bin/srv"),
         "{text}"
     );
-    assert!(text.contains("orphan  pgid 40: 1 process, 1.0M"), "{text}");
+    assert!(
+        text.contains("orphan  pgid 40: 1 process, 1.0M\n"),
+        "{text}"
+    );
+    assert!(text.contains(", last input 40s ago  DUPLICATE"), "{text}");
+    assert!(
+        text.contains("pgid 30: 3 processes, 3.0M, no input in 1m30s"),
+        "{text}"
+    );
     // Ages are aged by the time since the snapshot.
     assert!(text.contains("  5m00s "), "{text}");
 }
@@ -128,6 +164,8 @@ fn parent_cycles_print_every_row_once() {
         role: "other".into(),
         unit: "pgid:5".into(),
         key: None,
+        idle_ms: None,
+        input_seen: false,
         duplicate: false,
         terminating: false,
     };

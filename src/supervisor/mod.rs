@@ -1,6 +1,7 @@
 //! The event loop, the only place that waits: one `sigtimedwait` bounded by the next
 //! deadline (scan, probe, escalation, stop grace), then whatever is due.
 
+use crate::activity::{self, Tracker};
 use crate::cgroup::{self, Cgroup, Limits};
 use crate::config::{Config, Orphans};
 use crate::policy::{self, Reason};
@@ -11,6 +12,7 @@ use crate::state::{self, Counters};
 use crate::terminate::Terminations;
 use crate::units::{self, Unit};
 use crate::values::signal_name;
+use crate::watch;
 use log::{error, info, warn};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -60,8 +62,16 @@ pub struct Supervisor {
     pids_current: Option<std::fs::File>,
     /// Something we must look at happened since the last scan: a reap, a probe jump.
     changed: bool,
-    /// A duplicate waits for its settle time: the next periodic scan is never skipped.
-    waiting: bool,
+    /// When a decision falls due without any change the probe sees (an instance kept
+    /// for its input runs out of it, or the next look at the input): from then on the
+    /// periodic scan is never skipped.
+    due: Option<Instant>,
+    /// The instances' input: counters kept between looks, and what the last look told.
+    tracker: Tracker,
+    uses: policy::Activity,
+    next_sample: Instant,
+    /// When the input was last read.
+    sampled: Option<Instant>,
     quiet_scans: u32,
     started_unix_ms: u64,
     state_path: PathBuf,
@@ -127,7 +137,11 @@ impl Supervisor {
                 .pids_current
                 .and_then(|p| std::fs::File::open(p).ok()),
             changed: true,
-            waiting: false,
+            due: None,
+            tracker: Tracker::new(activity::startup_ms(config.dedupe_idle.as_millis() as u64)),
+            uses: policy::Activity::new(),
+            next_sample: now,
+            sampled: None,
             quiet_scans: 0,
             config,
         }
@@ -338,7 +352,7 @@ impl Supervisor {
     /// count unchanged too, it is the idle container's case.
     fn quiet(&self) -> bool {
         !self.changed
-            && !self.waiting
+            && self.due.is_none_or(|at| Instant::now() < at)
             && !self.terminations.in_flight()
             && self.config.max_memory == 0
     }
@@ -358,14 +372,8 @@ impl Supervisor {
         for event in self.terminations.refresh(&snapshot, now) {
             self.log_escalation(event);
         }
-        let plan = policy::decide(
-            &units,
-            &self.config,
-            snapshot.now_ms,
-            &self.terminations.busy(),
-        );
+        let plan = self.decide(&snapshot, &units, now);
         self.last_live = plan.projected;
-        self.waiting = plan.waiting;
         self.changed = false;
         self.counters.peak_procs = self.counters.peak_procs.max(plan.live);
         self.counters.peak_rss = self.counters.peak_rss.max(plan.rss);
@@ -400,6 +408,43 @@ impl Supervisor {
         }
         self.last = (snapshot, units);
         self.write_state_if_due(now);
+    }
+
+    /// The policy's plan, on input read as recently as it needs: the instances of keys
+    /// with surplus instances are looked at every `watch::period`, and when a plan
+    /// would end an instance by its input, every instance is read afresh and the plan
+    /// made again, so nothing is ended on a stale look.
+    fn decide(&mut self, snapshot: &Snapshot, units: &[Unit], now: Instant) -> policy::Plan {
+        let busy = self.terminations.busy();
+        let watched = policy::watched(units, &self.config, &busy);
+        let period = watch::period(self.config.dedupe_idle, self.config.scan_interval);
+        if watched.is_empty() {
+            let idle_ms = self.config.dedupe_idle.as_millis() as u64;
+            self.tracker = Tracker::new(activity::startup_ms(idle_ms));
+            self.uses.clear();
+        } else if now >= self.next_sample {
+            self.uses = watch::sample(&mut self.tracker, snapshot, units, &watched);
+            self.sampled = Some(now);
+            self.next_sample = now + period;
+        }
+        let decide = |uses: &policy::Activity| {
+            policy::decide(units, uses, &self.config, snapshot.now_ms, &busy)
+        };
+        let mut plan = decide(&self.uses);
+        let fresh = self.sampled.is_some_and(|at| now < at + watch::FRESH);
+        if plan.uses_activity && !fresh && !self.config.dedupe_idle.is_zero() {
+            let all = policy::all_instances(units, &busy);
+            self.uses = watch::sample(&mut self.tracker, snapshot, units, &all);
+            self.sampled = Some(now);
+            self.next_sample = now + period;
+            plan = decide(&self.uses);
+        }
+        let due = plan
+            .due_ms
+            .map(|at| now + Duration::from_millis(at.saturating_sub(snapshot.now_ms)));
+        let sample_due = (!watched.is_empty()).then_some(self.next_sample);
+        self.due = due.into_iter().chain(sample_due).min();
+        plan
     }
 
     /// A cheap count that grows with a fork burst: the cgroup's task count when there

@@ -87,6 +87,7 @@ impl Supervisor {
             units,
             terminating: &busy,
             counters: &self.counters,
+            activity: &self.uses,
         };
         if let Err(e) = state::write(&self.state_path, &state::render(&view)) {
             if self.state_written.is_none() {
