@@ -24,7 +24,7 @@ extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         Ok(Invocation::Status { json, state_file }) => status::status(json, state_file),
         Ok(Invocation::Health { state_file }) => status::health(state_file),
         Ok(Invocation::Help) => {
-            output::out(&format!("{}\n", config::USAGE));
+            output::out(&format!("{}\n", config::usage()));
             0
         }
         Ok(Invocation::Version) => {
@@ -34,10 +34,9 @@ extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         Err(error) => {
             output::err(&format!("mcpinit: {}\n", error.message));
             if error.usage {
-                let synopsis = config::USAGE.lines().take(3).collect::<Vec<_>>();
                 output::err(&format!(
                     "{}\nTry 'mcpinit --help' for more information.\n",
-                    synopsis.join("\n")
+                    config::SYNOPSIS
                 ));
             }
             2
@@ -56,7 +55,7 @@ fn arguments(argc: libc::c_int, argv: *const *const libc::c_char) -> Vec<OsStrin
 }
 
 fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -> i32 {
-    logging::init(&config.log_filter, config.log_json);
+    logging::init(&config.log_filter, config.log_json, config.log_target);
     // SAFETY: getpid and prctl with integer arguments.
     let me = unsafe { libc::getpid() };
     if let Some(signal) = config.parent_death_signal {
@@ -84,11 +83,7 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
 }
 
 fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {
-    let dedupe = if c.dedupe.is_empty() {
-        "off".to_string()
-    } else {
-        c.dedupe.join(",")
-    };
+    let dedupe = config::DedupeList(&c.dedupe).to_string();
     let memory = if c.max_memory == 0 {
         "off".to_string()
     } else {
@@ -100,9 +95,9 @@ fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {
         .map_or("max".to_string(), |n| format!("{}MiB", n >> 20));
     info!(event = "start", version = env!("CARGO_PKG_VERSION"), pid = me, max_procs = c.max_procs,
         max_memory = memory.as_str(), dedupe = dedupe.as_str(), dedupe_keep = c.dedupe_keep,
-        dedupe_idle_ms = c.dedupe_idle.as_millis() as u64,
-        orphans = if c.orphans == config::Orphans::Term { "term" } else { "keep" },
-        kill_grace_ms = c.kill_grace.as_millis() as u64, stop_grace_ms = c.stop_grace.as_millis() as u64,
+        dedupe_idle_ms = c.dedupe_idle.as_millis() as u64, orphans = c.orphans.to_string().as_str(),
+        kill_grace_ms = c.kill_grace.as_millis() as u64,
+        eof_grace_ms = c.eof_grace.as_millis() as u64, stop_grace_ms = c.stop_grace.as_millis() as u64,
         scan_interval_ms = c.scan_interval.as_millis() as u64, dry_run = c.dry_run,
         cgroup_pids_max = pids_max.as_str(), cgroup_memory_max = memory_max.as_str();
         "mcpinit {} as pid {me}{}", env!("CARGO_PKG_VERSION"), if me == 1 { "" } else { " (subreaper)" });

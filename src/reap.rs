@@ -25,9 +25,10 @@ impl Exit {
 }
 
 /// Outcome of one pass over the exited children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reaped {
     /// More children are alive.
-    Some,
+    ChildrenLeft,
     /// No child left at all: nothing of ours runs.
     NoChildren,
 }
@@ -40,7 +41,7 @@ pub fn reap(mut each: impl FnMut(libc::pid_t, Exit)) -> Reaped {
         // SAFETY: waitpid with a valid out-pointer.
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         match pid {
-            0 => return Reaped::Some,
+            0 => return Reaped::ChildrenLeft,
             -1 => {
                 if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                     continue;

@@ -6,13 +6,95 @@
 //! leaves are its members with no child among the members.
 
 use crate::activity::{self, Tracker, Use};
-use crate::policy::Activity;
+use crate::config::Config;
+use crate::policy::{self, Activity, Plan};
 use crate::proctree::{push_decimal, read_at, Snapshot};
 use crate::units::{Unit, UnitId};
 use std::collections::HashSet;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The policy with the input it needs, read as recently as it needs it: the
+/// instances of keys with surplus instances are looked at every `period`, and when a
+/// plan would end an instance by its input, every instance is read afresh and the plan
+/// made again, so nothing is ended on a stale look.
+pub struct Watcher {
+    tracker: Tracker,
+    uses: Activity,
+    next_sample: Option<Instant>,
+    sampled: Option<Instant>,
+    due: Option<Instant>,
+}
+
+impl Watcher {
+    pub fn new(config: &Config) -> Watcher {
+        Watcher {
+            tracker: Tracker::new(activity::startup_ms(config.dedupe_idle.as_millis() as u64)),
+            uses: Activity::new(),
+            next_sample: None,
+            sampled: None,
+            due: None,
+        }
+    }
+
+    /// What is known of the watched units' input, for the state file.
+    pub fn uses(&self) -> &Activity {
+        &self.uses
+    }
+
+    /// When a decision falls due without any change a probe sees: an instance kept
+    /// for its input runs out of it, or the next look at the input.
+    pub fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    pub fn decide(
+        &mut self,
+        snapshot: &Snapshot,
+        units: &[Unit],
+        config: &Config,
+        busy: &HashSet<UnitId>,
+        now: Instant,
+    ) -> Plan {
+        let watched = policy::watched(units, config, busy);
+        let period = period(config.dedupe_idle, config.scan_interval);
+        if watched.is_empty() {
+            // Nothing to decide by input: forget, and start over when there is.
+            self.uses.clear();
+            self.tracker.begin(snapshot.now_ms);
+            self.tracker.finish();
+            self.next_sample = None;
+        } else if self.next_sample.is_none_or(|at| now >= at) {
+            self.sample(snapshot, units, &watched, now, period);
+        }
+        let mut plan = policy::decide(units, &self.uses, config, snapshot.now_ms, busy);
+        let fresh = self.sampled.is_some_and(|at| now < at + FRESH);
+        if plan.uses_activity && !fresh && !config.dedupe_idle.is_zero() {
+            let all = policy::all_instances(units, busy);
+            self.sample(snapshot, units, &all, now, period);
+            plan = policy::decide(units, &self.uses, config, snapshot.now_ms, busy);
+        }
+        let due = plan
+            .due_ms
+            .map(|at| now + Duration::from_millis(at.saturating_sub(snapshot.now_ms)));
+        self.due = due.into_iter().chain(self.next_sample).min();
+        plan
+    }
+
+    fn sample(
+        &mut self,
+        snapshot: &Snapshot,
+        units: &[Unit],
+        ids: &[UnitId],
+        now: Instant,
+        period: Duration,
+    ) {
+        self.uses = sample(&mut self.tracker, snapshot, units, ids);
+        self.sampled = Some(now);
+        self.next_sample = Some(now + period);
+    }
+}
 
 /// Between two samples while nothing is about to be decided: a tenth of the idle time
 /// (a last input is then known at most that late, which only errs towards keeping),
@@ -88,7 +170,7 @@ impl Reader {
         push_decimal(&mut self.path, pid.unsigned_abs());
         self.path.extend_from_slice(b"/io\0");
         let path = std::ffi::CStr::from_bytes_with_nul(&self.path).ok()?;
-        let len = read_at(self.proc_dir.as_raw_fd(), path, &mut self.buf)?;
+        let len = read_at(self.proc_dir.as_raw_fd(), path, &mut self.buf).ok()?;
         activity::parse_io(&self.buf[..len])
     }
 }

@@ -1,55 +1,76 @@
-//! Shutdown after the main child exited: SIGTERM the rest, SIGKILL after the grace,
-//! and the exit status.
+//! Stopping and draining, in one place: the stop grace while the main child still
+//! runs, then SIGTERM to the rest, SIGKILL after the grace, and the exit status.
 
-use super::{Supervisor, FINAL_REAP};
+use super::phase::{Drain, Phase, FINAL_REAP};
+use super::{Flow, Supervisor};
 use crate::reap::{Exit, Reaped};
 use crate::terminate;
 use log::{error, info, warn};
 use std::time::Instant;
 
 impl Supervisor {
-    /// After the main child exited: SIGTERM the rest, SIGKILL after the grace, and
-    /// report whether everything is gone (or given up on).
-    pub(super) fn shutdown_step(&mut self, now: Instant) -> bool {
-        match self.drain {
-            None => {
-                let grace_end = match self.stop_requested {
-                    Some(at) => (at + self.config.stop_grace).min(now + self.config.stop_grace),
-                    None => now + self.config.stop_grace,
-                };
+    /// Asked to stop, the main child still running: SIGKILL to everything once the stop
+    /// grace is over, and give up on the child if even that does not end it.
+    pub(super) fn stopping(&mut self, now: Instant, since: Instant, killed: bool) -> Flow {
+        let grace = self.config.stop_grace;
+        if !killed && now >= since + grace {
+            warn!(event = "stop_timeout", grace_ms = grace.as_millis() as u64; "child did not exit within the stop grace, sending SIGKILL to everything");
+            self.kill_everything(libc::SIGKILL);
+            self.phase = Phase::Stopping {
+                since,
+                killed: true,
+            };
+        } else if killed && now >= since + grace + FINAL_REAP {
+            // The child survives SIGKILL (stuck in the kernel): never wait forever.
+            error!(event = "stuck", pid = self.main; "child {} survives SIGKILL; exiting without it", self.main);
+            self.phase = self
+                .phase
+                .main_exited(Exit::Signal(libc::SIGKILL), now, grace);
+        }
+        Flow::Continue
+    }
+
+    /// After the main child exited: SIGTERM the rest, SIGKILL after the grace, until
+    /// everything is gone (or given up on).
+    pub(super) fn drain(&mut self, now: Instant, exit: Exit, stage: Drain) -> Flow {
+        let next = match stage {
+            Drain::Begin { grace_end, killed } => {
                 // After the stop grace everything already had SIGKILL: only reaping is left.
-                let signal = if self.stop_killed {
-                    libc::SIGKILL
-                } else {
-                    libc::SIGTERM
-                };
+                let signal = if killed { libc::SIGKILL } else { libc::SIGTERM };
                 let left = self.kill_everything(signal);
-                if left > 0 && !self.stop_killed {
+                if left > 0 && !killed {
                     info!(event = "drain", processes = left; "sent SIGTERM to {left} remaining processes");
                 }
-                self.drain = Some((grace_end, false));
+                self.phase = Phase::Draining {
+                    exit,
+                    stage: Drain::Term { kill_at: grace_end },
+                };
                 // The state file shows the child gone, so `health` fails during the drain.
-                self.state_dirty = true;
-                self.state_written = None;
-                self.write_state_if_due(now);
-                matches!(self.reap(), Reaped::NoChildren)
+                self.publish(now);
+                return match self.reap(now) {
+                    Reaped::NoChildren => Flow::Done,
+                    Reaped::ChildrenLeft => Flow::Continue,
+                };
             }
-            Some((kill_at, false)) if now >= kill_at => {
+            Drain::Term { kill_at } if now >= kill_at => {
                 let left = self.kill_everything(libc::SIGKILL);
                 warn!(event = "shutdown_kill", processes = left; "stop grace over, sent SIGKILL to {left} remaining processes");
-                self.drain = Some((now + FINAL_REAP, true));
-                false
+                Drain::Killed {
+                    give_up_at: now + FINAL_REAP,
+                }
             }
-            Some((give_up_at, true)) if now >= give_up_at => {
+            Drain::Killed { give_up_at } if now >= give_up_at => {
                 error!(event = "stuck"; "processes survive SIGKILL; exiting without them");
-                true
+                return Flow::Done;
             }
-            Some((_, true)) => {
+            Drain::Killed { .. } => {
                 self.kill_everything(libc::SIGKILL);
-                false
+                stage
             }
-            Some(_) => false,
-        }
+            Drain::Term { .. } => stage,
+        };
+        self.phase = Phase::Draining { exit, stage: next };
+        Flow::Continue
     }
 
     /// Signal every descendant; returns how many were alive.
@@ -75,7 +96,7 @@ impl Supervisor {
     }
 
     pub(super) fn finish(self) -> i32 {
-        let exit = self.main_exit.unwrap_or(Exit::Signal(libc::SIGKILL));
+        let exit = self.phase.exit().unwrap_or(Exit::Signal(libc::SIGKILL));
         // As tini: a death by signal N is 128+N first, and that too can be remapped
         // (`-e 143` for a child that ends on SIGTERM).
         let status = match exit.status() {
@@ -87,7 +108,7 @@ impl Supervisor {
             terminated = c.terminated_duplicate + c.terminated_orphan + c.terminated_cap + c.terminated_memory,
             escalations = c.escalations, peak_procs = c.peak_procs;
             "exiting with status {status}");
-        let _ = std::fs::remove_file(&self.state_path);
+        let _ = std::fs::remove_file(self.publisher.path());
         status
     }
 }
