@@ -58,7 +58,7 @@ pub struct Settings {
     /// The launcher patterns joined by `,`, or `off`.
     pub dedupe: String,
     pub dedupe_keep: u64,
-    pub dedupe_settle_ms: u64,
+    pub dedupe_idle_ms: u64,
     /// `term` or `keep`.
     pub orphans: String,
     pub kill_grace_ms: u64,
@@ -161,6 +161,11 @@ pub struct Row<'a> {
     /// The pid naming the unit.
     pub unit_top: i32,
     pub key: Option<Cow<'a, str>>,
+    /// How long the unit has had no input at the snapshot; None when its input is not
+    /// watched (only keyed server units are).
+    pub idle_ms: Option<u64>,
+    /// Input was seen since mcpinit began watching the unit.
+    pub input_seen: bool,
     pub duplicate: bool,
     pub terminating: bool,
 }

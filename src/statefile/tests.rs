@@ -33,6 +33,7 @@ fn with_view<T>(
         snapshot,
         units,
         terminating: &terminating,
+        activity: &Default::default(),
         counters: &counters,
     })
 }

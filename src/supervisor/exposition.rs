@@ -148,6 +148,7 @@ impl Supervisor {
             units: &self.last.1,
             terminating: &busy,
             counters: &self.counters,
+            activity: self.watcher.uses(),
         };
         let now = statefile::unix_ms();
         let state = view.document(now).with_processes(Vec::new());
