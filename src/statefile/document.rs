@@ -24,7 +24,19 @@ pub struct Document<P> {
     pub counters: Counters,
     pub live: u64,
     pub rss: u64,
+    /// Set while scans cannot see every process (file descriptors or memory ran out):
+    /// `live` is then not to be trusted, and health fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blind: Option<Blindness>,
     pub processes: P,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blindness {
+    /// `EMFILE`, `ENFILE` or `ENOMEM`.
+    pub errno: String,
+    /// Processes whose stat could not be read (0: /proc itself could not be listed).
+    pub unread: u64,
 }
 
 impl<P> Document<P> {
@@ -43,6 +55,7 @@ impl<P> Document<P> {
             counters: self.counters,
             live: self.live,
             rss: self.rss,
+            blind: self.blind,
             processes,
         }
     }

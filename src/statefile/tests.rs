@@ -34,6 +34,7 @@ fn with_view<T>(
         units,
         terminating: &terminating,
         activity: &Default::default(),
+        blind: None,
         counters: &counters,
     })
 }

@@ -2,11 +2,11 @@
 //! snapshot, one at a time, so a write allocates the same few bytes at 10 processes or
 //! 10,000 (issue 12.10).
 
-use super::document::{Cgroup, Counters, Document, Role, Row, Settings};
+use super::document::{Blindness, Cgroup, Counters, Document, Role, Row, Settings};
 use crate::cgroup::Limits;
 use crate::config::{Config, Orphans};
 use crate::policy::Activity;
-use crate::proctree::Snapshot;
+use crate::proctree::{Blind, Snapshot};
 use crate::units::{Unit, UnitId};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
@@ -30,6 +30,8 @@ pub struct View<'a> {
     pub counters: &'a Counters,
     /// What is known of the instances' input (only watched units are in it).
     pub activity: &'a Activity,
+    /// Why the last scan could not see every process, while it could not.
+    pub blind: Option<Blind>,
 }
 
 impl<'a> View<'a> {
@@ -50,6 +52,10 @@ impl<'a> View<'a> {
             counters: self.counters.clone(),
             live: self.units.iter().map(|u| u.pids.len() as u64).sum(),
             rss: self.units.iter().map(|u| u.rss).sum(),
+            blind: self.blind.map(|b| Blindness {
+                errno: format!("{:?}", b.errno),
+                unread: b.unread as u64,
+            }),
             processes: Rows {
                 view: self,
                 duplicate: duplicates(self.units, self.config.dedupe_keep),

@@ -44,6 +44,7 @@ fn sample(config: &Config, counters: &Counters) -> State {
         terminating: &HashSet::new(),
         counters,
         activity: &activity,
+        blind: None,
     };
     let text = serde_json::to_string(&view.document(crate::statefile::unix_ms())).unwrap();
     let mut state = decode(&text).unwrap();

@@ -149,6 +149,7 @@ impl Supervisor {
             terminating: &busy,
             counters: &self.counters,
             activity: self.watcher.uses(),
+            blind: self.blind,
         };
         let now = statefile::unix_ms();
         let state = view.document(now).with_processes(Vec::new());

@@ -371,6 +371,7 @@ impl Supervisor {
             terminating: &busy,
             counters: &self.counters,
             activity: self.watcher.uses(),
+            blind: self.blind,
         };
         self.publisher.write(now, &view);
     }
