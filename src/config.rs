@@ -65,7 +65,7 @@ impl Default for Config {
     }
 }
 
-const DEFAULT_DEDUPE: &[&str] = &["npm exec", "npx", "uvx"];
+pub(crate) const DEFAULT_DEDUPE: &[&str] = &["npm exec", "npx", "uvx"];
 
 #[derive(Debug, PartialEq)]
 pub enum Invocation {

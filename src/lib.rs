@@ -4,22 +4,23 @@
 
 pub mod cgroup;
 pub mod config;
-pub mod json;
+pub(crate) mod json;
 pub mod jsonread;
-pub mod launcher;
+pub(crate) mod launcher;
 pub mod logging;
 pub mod output;
 pub mod policy;
 pub mod proctree;
-pub mod reap;
+pub(crate) mod reap;
 pub mod signals;
 pub mod spawn;
-pub mod state;
+pub(crate) mod state;
 pub mod status;
 pub mod supervisor;
-pub mod terminate;
+pub(crate) mod terminate;
 pub mod units;
-pub mod values;
+pub(crate) mod values;
 
-#[cfg(test)]
-mod testkit;
+/// Hand-built snapshots, shared by the unit tests and benches/core.rs.
+#[doc(hidden)]
+pub mod testkit;

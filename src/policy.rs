@@ -43,7 +43,7 @@ pub struct Plan {
     pub main_over_memory: bool,
     /// Some duplicate waits for its newest instance to settle: a decision is due later
     /// even if nothing else changes.
-    pub waiting: bool,
+    pub settling: bool,
 }
 
 /// Decide. `units` comes from `units::units`, sorted oldest first; `busy` holds the
@@ -70,12 +70,12 @@ pub fn decide(units: &[Unit], config: &Config, now_ms: u64, busy: &HashSet<UnitI
     }
     let surplus = duplicates(&candidates, config.dedupe_keep, busy);
     let settle_ms = config.dedupe_settle.as_millis() as u64;
-    let mut waiting = false;
+    let mut settling = false;
     for &(unit, newest) in &surplus {
         if now_ms.saturating_sub(newest.started_ms) >= settle_ms {
             picker.pick(unit, Reason::Duplicate, Some(newest.top));
         } else {
-            waiting = true;
+            settling = true;
         }
     }
 
@@ -123,7 +123,7 @@ pub fn decide(units: &[Unit], config: &Config, now_ms: u64, busy: &HashSet<UnitI
         rss: picker.rss,
         terminate: picker.terminate,
         main_over_memory,
-        waiting,
+        settling,
     }
 }
 

@@ -59,10 +59,10 @@ fn keep_two() {
 fn nothing_culled_before_the_newest_settles() {
     let plan = plan(backend_with(&[400, 29]), &config());
     assert_eq!(chosen(&plan), []);
-    assert!(plan.waiting, "a decision is due once the newest settles");
+    assert!(plan.settling, "a decision is due once the newest settles");
     let plan = super::tests::plan(backend_with(&[400, 30]), &config());
     assert_eq!(chosen(&plan).len(), 1);
-    assert!(!plan.waiting);
+    assert!(!plan.settling);
 }
 
 #[test]

@@ -235,7 +235,7 @@ impl Supervisor {
             Found {
                 over_cap: cap > 0 && plan.live > cap,
                 following: self.terminations.in_flight(),
-                settling: plan.waiting,
+                settling: plan.settling,
             },
         );
         self.probe.rebase(now, baseline, plan.projected);
