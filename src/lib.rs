@@ -1,20 +1,21 @@
 //! mcpinit as a library: the pure decision core (`config`, `launcher`, `units`,
 //! `policy`) and the thin effect layer around it (`proctree`, `spawn`, `reap`,
-//! `terminate`, `state`, `supervisor`). The binary in main.rs only dispatches.
+//! `terminate`, `statefile`, `supervisor`). The binary in main.rs only dispatches.
+//! Only what main.rs, tests/ and benches/ use is `pub`.
 
 pub mod cgroup;
 pub mod config;
-pub(crate) mod json;
-pub mod jsonread;
 pub(crate) mod launcher;
 pub mod logging;
+pub mod metrics;
 pub mod output;
 pub mod policy;
 pub mod proctree;
 pub(crate) mod reap;
+pub mod settings;
 pub mod signals;
 pub mod spawn;
-pub(crate) mod state;
+pub mod statefile;
 pub mod status;
 pub mod supervisor;
 pub(crate) mod terminate;

@@ -64,7 +64,7 @@ pub fn server(leader: i32, parent: i32, age_s: u64, package: &str) -> Vec<Proc> 
 
 /// The default launcher patterns, as the config has them.
 pub fn defaults() -> Vec<String> {
-    crate::config::DEFAULT_DEDUPE
+    crate::settings::DEFAULT_DEDUPE
         .iter()
         .map(|s| s.to_string())
         .collect()

@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::policy;
+use crate::proctree::Blind;
 use crate::reap::Exit;
 use crate::terminate::Event;
 use crate::units::{Unit, UnitId};
@@ -122,4 +123,20 @@ fn join(pids: &[i32]) -> String {
         .map(|p| p.to_string())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Scans starting or ceasing to miss processes for want of a resource: said once each
+/// way, with the limit that is the usual cause.
+pub(super) fn sight(before: Option<Blind>, now: Option<Blind>) {
+    match (before, now) {
+        (None, Some(blind)) => {
+            let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .map_or(0, |(soft, _)| soft);
+            error!(event = "scan_blind", errno = blind.errno.desc(), unread = blind.unread, open_files_limit = nofile; "cannot see every process ({}: {}, {} unread; open files limit {nofile}): deciding nothing until this passes", blind.errno, blind.errno.desc(), blind.unread);
+        }
+        (Some(_), None) => {
+            info!(event = "scan_sight"; "scans see every process again");
+        }
+        _ => {}
+    }
 }
