@@ -245,3 +245,7 @@ fn verified(pid: i32, start: u64, pgid: Option<i32>) -> bool {
     proctree::stat_of(pid)
         .is_some_and(|s| s.start == start && pgid.is_none_or(|g| s.pgid == g) && !s.is_zombie())
 }
+
+#[cfg(test)]
+#[path = "terminate_tests.rs"]
+mod tests;
