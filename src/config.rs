@@ -32,6 +32,8 @@ pub struct Config {
     pub dedupe_keep: usize,
     pub dedupe_settle: Duration,
     pub orphans: Orphans,
+    /// Input closed -> SIGTERM grace; zero: the input is not closed first.
+    pub eof_grace: Duration,
     pub kill_grace: Duration,
     pub stop_grace: Duration,
     pub scan_interval: Duration,
@@ -56,6 +58,7 @@ impl Default for Config {
             dedupe_keep: 1,
             dedupe_settle: Duration::from_secs(30),
             orphans: Orphans::Term,
+            eof_grace: Duration::from_secs(3),
             kill_grace: Duration::from_secs(5),
             stop_grace: Duration::from_secs(8),
             scan_interval: Duration::from_secs(1),
@@ -165,6 +168,14 @@ const SETTINGS: &[Setting] = &[
                 "keep" => Orphans::Keep,
                 _ => return Err("'term' or 'keep'"),
             };
+            Ok(())
+        },
+    },
+    Setting {
+        var: "MCPINIT_EOF_GRACE",
+        option: "--eof-grace",
+        apply: |c, v| {
+            c.eof_grace = values::duration(v).ok_or(values::DURATION_HELP)?;
             Ok(())
         },
     },
@@ -478,6 +489,7 @@ Governance (each option overrides its variable):
   --dedupe-keep N         MCPINIT_DEDUPE_KEEP     instances kept per command line (1)
   --dedupe-settle DUR     MCPINIT_DEDUPE_SETTLE   newest must live this long first (30s)
   --orphans term|keep     MCPINIT_ORPHANS         what to do with orphans (term)
+  --eof-grace DUR         MCPINIT_EOF_GRACE       input closed -> SIGTERM grace; 0 = no EOF step (3s)
   --kill-grace DUR        MCPINIT_KILL_GRACE      SIGTERM -> SIGKILL grace (5s)
   --stop-grace DUR        MCPINIT_STOP_GRACE      shutdown grace (8s)
   --scan-interval DUR     MCPINIT_SCAN_INTERVAL   longest time between scans (1s)

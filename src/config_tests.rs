@@ -26,6 +26,7 @@ fn defaults_match_the_brief() {
     assert_eq!(c.dedupe_keep, 1);
     assert_eq!(c.dedupe_settle, Duration::from_secs(30));
     assert_eq!(c.orphans, Orphans::Term);
+    assert_eq!(c.eof_grace, Duration::from_secs(3));
     assert_eq!(c.kill_grace, Duration::from_secs(5));
     assert_eq!(c.stop_grace, Duration::from_secs(8));
     assert_eq!(c.scan_interval, Duration::from_secs(1));
@@ -223,4 +224,18 @@ fn log_filters() {
     for bad in ["loud", "mcpinit=loud", "a=b=c", ""] {
         assert!(log_filter(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn the_eof_grace_is_a_duration_and_zero_turns_the_step_off() {
+    let c = run(&["--eof-grace", "0", "cmd"], &[]).unwrap();
+    assert_eq!(c.eof_grace, Duration::ZERO);
+    let c = run(&["cmd"], &[("MCPINIT_EOF_GRACE", "250ms")]).unwrap();
+    assert_eq!(c.eof_grace, Duration::from_millis(250));
+    let e = run(&["cmd"], &[("MCPINIT_EOF_GRACE", "soon")]).unwrap_err();
+    assert!(
+        e.message.contains("MCPINIT_EOF_GRACE 'soon'"),
+        "{}",
+        e.message
+    );
 }

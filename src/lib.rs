@@ -1,8 +1,9 @@
 //! mcpinit as a library: the pure decision core (`config`, `launcher`, `units`,
 //! `policy`) and the thin effect layer around it (`proctree`, `spawn`, `reap`,
-//! `terminate`, `state`, `supervisor`). The binary in main.rs only dispatches.
+//! `closeinput`, `terminate`, `state`, `supervisor`). The binary in main.rs only dispatches.
 
 pub mod cgroup;
+pub mod closeinput;
 pub mod config;
 pub mod json;
 pub mod jsonread;

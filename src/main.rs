@@ -102,7 +102,8 @@ fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {
         max_memory = memory.as_str(), dedupe = dedupe.as_str(), dedupe_keep = c.dedupe_keep,
         dedupe_settle_ms = c.dedupe_settle.as_millis() as u64,
         orphans = if c.orphans == config::Orphans::Term { "term" } else { "keep" },
-        kill_grace_ms = c.kill_grace.as_millis() as u64, stop_grace_ms = c.stop_grace.as_millis() as u64,
+        eof_grace_ms = c.eof_grace.as_millis() as u64, kill_grace_ms = c.kill_grace.as_millis() as u64,
+        stop_grace_ms = c.stop_grace.as_millis() as u64,
         scan_interval_ms = c.scan_interval.as_millis() as u64, dry_run = c.dry_run,
         cgroup_pids_max = pids_max.as_str(), cgroup_memory_max = memory_max.as_str();
         "mcpinit {} as pid {me}{}", env!("CARGO_PKG_VERSION"), if me == 1 { "" } else { " (subreaper)" });

@@ -21,6 +21,13 @@ pub struct Counters {
     pub terminated_cap: u64,
     pub terminated_memory: u64,
     pub escalations: u64,
+    /// How terminations ended: the unit gone within the EOF grace, after SIGTERM, after
+    /// SIGKILL.
+    pub ended_eof: u64,
+    pub ended_term: u64,
+    pub ended_kill: u64,
+    /// Terminations whose input could not be closed (the `eof_fallback` line).
+    pub eof_fallbacks: u64,
     pub peak_procs: usize,
     pub peak_rss: u64,
 }
@@ -172,11 +179,19 @@ fn counters(c: &Counters) -> String {
         .num("cap", c.terminated_cap)
         .num("memory", c.terminated_memory)
         .end();
+    let mut ended = String::new();
+    Object::new(&mut ended)
+        .num("eof", c.ended_eof)
+        .num("term", c.ended_term)
+        .num("kill", c.ended_kill)
+        .end();
     Object::new(&mut out)
         .num("zombies_reaped", c.zombies_reaped)
         .num("signals_forwarded", c.signals_forwarded)
         .raw("terminated", &terminated)
         .num("escalations", c.escalations)
+        .raw("ended", &ended)
+        .num("eof_fallbacks", c.eof_fallbacks)
         .num("peak_procs", c.peak_procs)
         .num("peak_rss", c.peak_rss)
         .end();

@@ -172,6 +172,14 @@ impl Settings {
 
 fn decode_counters(c: &Fields) -> Result<Counters, String> {
     let terminated = c.object("terminated")?;
+    // Added with the EOF step: a document from before it reads as none ended that way.
+    let ended = |name: &str| {
+        c.value
+            .get("ended")
+            .and_then(|e| e.get(name))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
     Ok(Counters {
         zombies_reaped: c.u64("zombies_reaped")?,
         signals_forwarded: c.u64("signals_forwarded")?,
@@ -180,6 +188,14 @@ fn decode_counters(c: &Fields) -> Result<Counters, String> {
         terminated_cap: terminated.u64("cap")?,
         terminated_memory: terminated.u64("memory")?,
         escalations: c.u64("escalations")?,
+        ended_eof: ended("eof"),
+        ended_term: ended("term"),
+        ended_kill: ended("kill"),
+        eof_fallbacks: c
+            .value
+            .get("eof_fallbacks")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
         peak_procs: c.u64("peak_procs")? as usize,
         peak_rss: c.u64("peak_rss")?,
     })

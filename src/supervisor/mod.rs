@@ -8,7 +8,7 @@ use crate::proctree::{Scanner, Snapshot};
 use crate::reap::{self, Exit, Reaped};
 use crate::signals::Waited;
 use crate::state::{self, Counters};
-use crate::terminate::Terminations;
+use crate::terminate::{Graces, Terminations};
 use crate::units::{self, Unit};
 use crate::values::signal_name;
 use log::{error, info, warn};
@@ -447,14 +447,14 @@ impl Supervisor {
                 Reason::Memory => self.counters.terminated_memory += 1,
             }
         }
-        self.terminations.start(
-            unit,
-            snapshot,
-            decision.reason,
-            self.config.kill_grace,
-            dry,
-            now,
-        );
+        let graces = Graces {
+            eof: self.config.eof_grace,
+            kill: self.config.kill_grace,
+        };
+        let begun = self
+            .terminations
+            .start(unit, snapshot, decision.reason, graces, dry, now);
+        self.log_begun(top, &begun);
     }
 }
 

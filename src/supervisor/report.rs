@@ -5,9 +5,9 @@ use super::{Supervisor, STATE_HEARTBEAT, STATE_MIN_GAP};
 use crate::policy;
 use crate::proctree::Snapshot;
 use crate::state;
-use crate::terminate::Event;
+use crate::terminate::{Begun, Ended, Event};
 use crate::units::{Unit, UnitId};
-use log::{debug, error, warn};
+use log::{debug, error, info, warn};
 use std::time::Instant;
 
 impl Supervisor {
@@ -43,8 +43,33 @@ impl Supervisor {
         self.main_memory_warned = plan.main_over_memory;
     }
 
+    /// How a termination began: the input closed (debug), or the one line saying why
+    /// it could not be and the unit got SIGTERM at once.
+    pub(super) fn log_begun(&mut self, top: i32, begun: &Begun) {
+        match begun {
+            Begun::InputClosed(pid) => {
+                debug!(event = "input_closed", top = top, pid = pid; "closed the input of unit {top} (fd 0 of {pid})")
+            }
+            Begun::Fallback(why) => {
+                self.counters.eof_fallbacks += 1;
+                info!(event = "eof_fallback", top = top, cause = why.cause();
+                    "cannot close the input of unit {top}, sending SIGTERM: {}", why.describe())
+            }
+            Begun::Signalled => {}
+        }
+    }
+
     pub(super) fn log_escalation(&mut self, event: Event) {
         match event {
+            Event::Termed { id, pids } => {
+                let pgid = match id {
+                    UnitId::Group(pgid) => pgid,
+                    _ => 0,
+                };
+                let pids = join(&pids);
+                info!(event = "eof_timeout", unit = unit_name(id).as_str(), pgid = pgid, pids = pids.as_str();
+                    "{} still alive after the EOF grace, sending SIGTERM", unit_name(id));
+            }
             Event::Killed { id, pids } => {
                 self.counters.escalations += 1;
                 let pgid = match id {
@@ -55,8 +80,25 @@ impl Supervisor {
                 warn!(event = "escalate", unit = unit_name(id).as_str(), pgid = pgid, pids = pids.as_str();
                     "{} still alive after the kill grace, sending SIGKILL", unit_name(id));
             }
-            Event::Gone { id, reason } => {
-                debug!(event = "unit_gone", unit = unit_name(id).as_str(), reason = reason.as_str(); "{} is gone", unit_name(id));
+            Event::Gone {
+                id,
+                reason,
+                ended,
+                after,
+            } => {
+                match ended {
+                    Ended::Eof => self.counters.ended_eof += 1,
+                    Ended::Term => self.counters.ended_term += 1,
+                    Ended::Kill => self.counters.ended_kill += 1,
+                }
+                let how = match ended {
+                    Ended::Eof => "at EOF",
+                    Ended::Term => "after SIGTERM",
+                    Ended::Kill => "after SIGKILL",
+                };
+                info!(event = "unit_gone", unit = unit_name(id).as_str(), reason = reason.as_str(),
+                    ended = ended.as_str(), after_ms = after.as_millis() as u64;
+                    "{} is gone, ended {how}", unit_name(id));
             }
             Event::Stuck { id, pids } => {
                 let pids = join(&pids);
