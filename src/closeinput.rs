@@ -176,6 +176,39 @@ pub fn close_input(members: &[(i32, u64)]) -> Result<i32, Fallback> {
     }
 }
 
+/// Whether inputs can be closed here at all, asked of mcpinit itself at start: a copy of
+/// its own fd 0 needs no ptrace rights, so only a missing syscall or a seccomp filter
+/// (Docker's default profile without CAP_SYS_PTRACE) refuses it.
+pub fn available() -> Result<(), Fallback> {
+    let me = std::process::id() as i32;
+    // SAFETY: pidfd_open takes a pid and flags; the result is a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, me, 0) };
+    if raw < 0 {
+        return match errno() {
+            libc::ENOSYS => Err(Fallback::NoSyscall),
+            _ => Ok(()),
+        };
+    }
+    // SAFETY: raw is a pidfd just opened and owned by nobody else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
+    // SAFETY: pidfd_getfd(pidfd, targetfd, flags) with a live pidfd we own.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), 0, 0) };
+    if raw >= 0 {
+        // SAFETY: raw is a new fd owned by nobody else; dropping it closes it.
+        drop(unsafe { OwnedFd::from_raw_fd(raw as RawFd) });
+        return Ok(());
+    }
+    match errno() {
+        libc::ENOSYS => Err(Fallback::NoSyscall),
+        libc::EPERM => Err(Fallback::Refused {
+            pid: me,
+            seccomp: under_seccomp(),
+        }),
+        // EBADF: no fd 0 of our own, which says nothing about the servers'.
+        _ => Ok(()),
+    }
+}
+
 fn fd0_link(path: &str) -> Option<String> {
     std::fs::read_link(path)
         .ok()

@@ -115,6 +115,7 @@ fn a_server_that_exits_at_eof_ends_by_eof_without_any_signal() {
         run.stdout()
     );
     assert!(mcpinit_lines(&run, "cannot close the input").is_empty());
+    assert!(mcpinit_lines(&run, "cannot be closed here").is_empty());
     assert_eq!(run.wait(LONG), Some(0));
     assert!(
         mcpinit_lines(&run, "exiting with status 0").len() == 1,

@@ -209,16 +209,20 @@ eof_run() {
     run_fg "$@" -e MCPINIT_MAX_PROCS=4 -e MCPINIT_KILL_GRACE=1s "$IMAGE" node /app/parent.js 3 2>&1
 }
 
-# The default profile refuses pidfd_getfd without CAP_SYS_PTRACE: one line says so and
-# the server gets SIGTERM at once, which MetaMCP would count as a crash.
+# The default profile refuses pidfd_getfd without CAP_SYS_PTRACE: mcpinit warns at start,
+# one line per termination says so, and the server gets SIGTERM at once (which MetaMCP
+# would count as a crash).
 eof_default_seccomp() {
     local out
     out=$(eof_run) || true
+    note "$(grep -m1 'cannot be closed here' <<<"$out")"
     note "$(grep -m1 'cannot close the input' <<<"$out")"
     note "$(grep -m1 '"event":"exit"' <<<"$out")"
-    grep -q 'cannot close the input .*cause=seccomp' <<<"$out" \
+    grep -q 'server inputs cannot be closed here .*cause=seccomp' <<<"$out" \
+        && grep -q 'cannot close the input .*cause=seccomp' <<<"$out" \
         && grep -q 'ended=term' <<<"$out" && return 0
-    note "expected an eof_fallback line with cause=seccomp, then SIGTERM (ended=term):"
+    note "expected the start-time eof_unavailable warning and an eof_fallback line, both"
+    note "cause=seccomp, then SIGTERM (ended=term):"
     note "$out"
     return 1
 }
@@ -231,7 +235,7 @@ eof_with_sys_ptrace() {
         out=$(eof_run --cap-add SYS_PTRACE --user "$user") || true
         note "--user $user: $(grep -m1 '"event":"exit"' <<<"$out"); $(grep -m1 -o 'ended=[a-z]* after_ms=[0-9]*' <<<"$out")"
         if ! grep -q '"event":"exit".*"code":0' <<<"$out" || ! grep -q 'ended=eof' <<<"$out" \
-            || grep -q 'cannot close the input\|sending SIG' <<<"$out"; then
+            || grep -q 'cannot close the input\|cannot be closed here\|sending SIG' <<<"$out"; then
             note "expected exit code 0 and ended=eof with no signal; got:"
             note "$out"
             ok=1
