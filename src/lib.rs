@@ -2,11 +2,13 @@
 //! `policy`) and the thin effect layer around it (`proctree`, `spawn`, `reap`,
 //! `closeinput`, `terminate`, `statefile`, `supervisor`). The binary in main.rs only dispatches.
 
+pub mod activity;
 pub mod cgroup;
 pub mod closeinput;
 pub mod config;
 pub mod launcher;
 pub mod logging;
+pub mod metrics;
 pub mod output;
 pub mod policy;
 pub mod proctree;
@@ -20,6 +22,7 @@ pub mod supervisor;
 pub mod terminate;
 pub mod units;
 pub mod values;
+pub mod watch;
 
 #[cfg(test)]
 mod testkit;
