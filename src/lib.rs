@@ -1,10 +1,11 @@
 //! mcpinit as a library: the pure decision core (`config`, `launcher`, `units`,
 //! `policy`) and the thin effect layer around it (`proctree`, `spawn`, `reap`,
-//! `terminate`, `statefile`, `supervisor`). The binary in main.rs only dispatches.
-//! Only what main.rs, tests/ and benches/ use is `pub`.
+//! `closeinput`, `terminate`, `statefile`, `supervisor`). The binary in main.rs only
+//! dispatches. Only what main.rs, tests/ and benches/ use is `pub`.
 
 pub mod activity;
 pub mod cgroup;
+pub mod closeinput;
 pub mod config;
 pub(crate) mod launcher;
 pub mod logging;
