@@ -8,8 +8,11 @@ fn escalation(id: UnitId, members: &[(i32, u64)]) -> Escalation {
         id,
         reason: Reason::Orphan,
         members: members.to_vec(),
-        kill_at: Instant::now(),
-        killed_at: None,
+        stage: Stage::Term {
+            kill_at: Instant::now(),
+        },
+        kill_grace: Duration::from_secs(5),
+        started: Instant::now(),
         dry_run: false,
     }
 }
