@@ -4,7 +4,7 @@
 
 use super::Supervisor;
 use crate::metrics::{self, Ended, EndedCounts, Figures, Histogram, Reply, Roles, Route, REASONS};
-use crate::state;
+use crate::statefile::{self, Role};
 use crate::terminate::Event;
 use crate::units::UnitId;
 use std::collections::{HashMap, HashSet};
@@ -91,10 +91,10 @@ impl Supervisor {
         let mut roles = Roles::default();
         let mut instances: HashMap<&str, usize> = HashMap::new();
         for unit in units {
-            match (unit.id, state::role(unit)) {
+            match (unit.id, statefile::role(unit)) {
                 (UnitId::Main, _) => roles.main += 1,
-                (_, "server") => roles.server += 1,
-                (_, "orphan") => roles.orphan += 1,
+                (_, Role::Server) => roles.server += 1,
+                (_, Role::Orphan) => roles.orphan += 1,
                 _ => roles.other += 1,
             }
             if let Some(key) = &unit.key {
@@ -134,11 +134,11 @@ impl Supervisor {
         }
     }
 
-    /// `health`'s verdict on the document the state file would hold now: rendered,
-    /// read back and judged by the very code `mcpinit health` runs.
+    /// `health`'s verdict, by the very code `mcpinit health` runs, on the document the
+    /// state file would hold now (its process rows left out: the verdict reads none).
     fn health(&self) -> Result<String, String> {
         let busy = self.terminations.busy();
-        let view = state::View {
+        let view = statefile::View {
             config: &self.config,
             pid: self.me,
             main: self.phase.main_alive().then_some(self.main),
@@ -149,9 +149,22 @@ impl Supervisor {
             terminating: &busy,
             counters: &self.counters,
         };
-        let document = crate::jsonread::parse(&state::render(&view))
-            .map_err(|e| format!("state document unreadable: {e}"))?;
-        let decoded = crate::status::State::decode(&document)?;
-        crate::status::verdict(&decoded, state::unix_ms())
+        let now = statefile::unix_ms();
+        let d = view.document(now);
+        let state = statefile::State {
+            pid: d.pid,
+            version: d.version,
+            started_unix_ms: d.started_unix_ms,
+            updated_unix_ms: d.updated_unix_ms,
+            snapshot_unix_ms: d.snapshot_unix_ms,
+            main_pid: d.main_pid,
+            settings: d.settings,
+            cgroup: d.cgroup,
+            counters: d.counters,
+            live: d.live,
+            rss: d.rss,
+            processes: Vec::new(),
+        };
+        crate::status::verdict(&state, now).map_err(|why| why.to_string())
     }
 }
