@@ -473,12 +473,12 @@ fn slowloris_clients_are_bounded_and_dropped_at_the_deadline_without_stalling_th
     assert!(sent.iter().all(|&n| n < 60), "{sent:?}");
     // The loop never waited on them: generous bounds, the point is "not seconds".
     assert!(
-        pump.longest_service < Duration::from_millis(100),
+        pump.longest_service < Duration::from_millis(1000),
         "{:?}",
         pump.longest_service
     );
     assert!(
-        pump.longest_turn < Duration::from_millis(200),
+        pump.longest_turn < Duration::from_millis(1000),
         "{:?}",
         pump.longest_turn
     );
@@ -506,7 +506,7 @@ fn a_client_that_never_reads_its_reply_is_dropped_at_the_write_deadline() {
     assert!(held < Duration::from_secs(4), "{held:?}");
     assert_eq!(pump.count(Outcome::Metrics), 1);
     assert!(
-        pump.longest_service < Duration::from_millis(200),
+        pump.longest_service < Duration::from_millis(1000),
         "{:?}",
         pump.longest_service
     );

@@ -142,8 +142,7 @@ impl Serialize for Rows<'_> {
     }
 }
 
-/// A unit's role as `status` shows it (the main child's is `Role::Main`, set apart).
-pub(crate) fn role(unit: &Unit) -> Role {
+pub fn role(unit: &Unit) -> Role {
     if unit.orphaned {
         Role::Orphan
     } else if unit.key.is_some() {

@@ -134,8 +134,8 @@ impl Supervisor {
         }
     }
 
-    /// `health`'s verdict, by the very code `mcpinit health` runs, on the document the
-    /// state file would hold now (its process rows left out: the verdict reads none).
+    /// `health`'s verdict on the document the state file would hold now: rendered,
+    /// read back and judged by the very code `mcpinit health` runs.
     fn health(&self) -> Result<String, String> {
         let busy = self.terminations.busy();
         let view = statefile::View {
@@ -150,21 +150,7 @@ impl Supervisor {
             counters: &self.counters,
         };
         let now = statefile::unix_ms();
-        let d = view.document(now);
-        let state = statefile::State {
-            pid: d.pid,
-            version: d.version,
-            started_unix_ms: d.started_unix_ms,
-            updated_unix_ms: d.updated_unix_ms,
-            snapshot_unix_ms: d.snapshot_unix_ms,
-            main_pid: d.main_pid,
-            settings: d.settings,
-            cgroup: d.cgroup,
-            counters: d.counters,
-            live: d.live,
-            rss: d.rss,
-            processes: Vec::new(),
-        };
-        crate::status::verdict(&state, now).map_err(|why| why.to_string())
+        let state = view.document(now).with_processes(Vec::new());
+        crate::status::verdict(&state, now).map_err(|e| e.to_string())
     }
 }
