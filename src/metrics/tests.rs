@@ -457,6 +457,13 @@ fn slowloris_clients_are_bounded_and_dropped_at_the_deadline_without_stalling_th
         pump.run_until(Duration::from_secs(5), |s| s.open_connections()
             == MAX_CONNECTIONS)
     );
+    // With every slot held, a client whose request is there at the accept is served
+    // at once (its bytes may trail the handshake, hence a few tries).
+    let honest = (0..5).any(|_| {
+        serve_one(&mut pump, b"GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200")
+    });
+    assert!(honest, "no scrape got through while the slots were held");
+    assert_eq!(pump.server.open_connections(), MAX_CONNECTIONS);
     assert!(pump.run_until(Duration::from_secs(10), |_| trickle
         .iter()
         .all(|t| t.is_finished())));
@@ -468,7 +475,7 @@ fn slowloris_clients_are_bounded_and_dropped_at_the_deadline_without_stalling_th
         MAX_CONNECTIONS as u64,
         "{sent:?}"
     );
-    assert_eq!(pump.count(Outcome::Busy), MAX_CONNECTIONS as u64);
+    assert!(pump.count(Outcome::Busy) >= MAX_CONNECTIONS as u64);
     // No trickler got its 60 bytes through: each was cut off by ~2 s.
     assert!(sent.iter().all(|&n| n < 60), "{sent:?}");
     // The loop never waited on them: generous bounds, the point is "not seconds".
