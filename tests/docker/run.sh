@@ -395,7 +395,7 @@ metamcp_as_user_1001() {
 # `mcpinit health`.
 metrics_in_a_container() {
     local c text health ok=0
-    c=$(start metrics --user 1001 -e MCPINIT_METRICS=127.0.0.1:9464 -e MCPINIT_DEDUPE_SETTLE=1s \
+    c=$(start metrics --user 1001 -e MCPINIT_METRICS=127.0.0.1:9464 -e MCPINIT_DEDUPE_IDLE=1s \
         -e MCPINIT_KILL_GRACE=1s "$IMAGE" node /app/backend.js --spawn a:2 --gap-ms 200)
     if ! wait_for 15 logs_have "$c" "serving metrics on http://127.0.0.1:9464/metrics"; then
         note "expected 'serving metrics on http://127.0.0.1:9464/metrics' in docker logs"
