@@ -119,6 +119,7 @@ impl Waited {
         Some(Received { signal, sender })
     }
 }
+
 /// A signal by number (`15`), name (`SIGTERM`) or short name (`TERM`), any case.
 pub fn number(text: &str) -> Option<i32> {
     if let Ok(number) = text.parse::<i32>() {

@@ -9,7 +9,7 @@ use crate::policy::{self, Reason};
 use crate::proctree::{Blind, Scanner, Snapshot};
 use crate::reap::{self, Reaped};
 use crate::signals::{Received, Waited};
-use crate::state::{self, Counters};
+use crate::statefile::{self, Counters};
 use crate::terminate::{Event, Terminations};
 use crate::units::{self, Unit};
 use std::time::Instant;
@@ -70,11 +70,11 @@ impl Supervisor {
             schedule: Schedule::new(now, config.scan_interval),
             probe: Probe::new(config.max_procs, pids_current, now),
             terminations: Terminations::default(),
-            publisher: Publisher::new(state::choose_path(&config)),
+            publisher: Publisher::new(statefile::choose_path(&config)),
             thresholds: Thresholds::default(),
             counters: Counters::default(),
             limits: cgroup.limits,
-            started_unix_ms: state::unix_ms(),
+            started_unix_ms: statefile::unix_ms(),
             last: (Snapshot::default(), Vec::new()),
             blind: None,
             config,
@@ -299,7 +299,7 @@ impl Supervisor {
     /// Write the state file now, from the last scan and the loop's own state.
     fn publish(&mut self, now: Instant) {
         let busy = self.terminations.busy();
-        let view = state::View {
+        let view = statefile::View {
             config: &self.config,
             pid: self.me,
             main: self.phase.main_alive().then_some(self.main),
