@@ -387,7 +387,7 @@ tini-compatible options:
   TINI_VERBOSITY (0 to 3)";
 
 const EPILOGUE: &str = "\
-Durations: 250ms, 5s, 2m, 1h, or a number of seconds. Sizes: 100k, 512m, 4g.
+Durations: 250ms, 5s, 2m, 1h, 1m30s, or a number of seconds. Sizes: 100k, 512m, 4g.
 
 Exit status: the child's; 128+N if it died of signal N; 127 command not
 found; 126 not executable; 2 bad usage or configuration.";

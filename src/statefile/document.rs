@@ -44,6 +44,12 @@ pub struct Settings {
     pub stop_grace_ms: u64,
     pub scan_interval_ms: u64,
     pub dry_run: bool,
+    /// Input within this long = in use. Absent from files of earlier versions.
+    #[serde(default)]
+    pub dedupe_idle_ms: u64,
+    /// Close input, wait this long, then SIGTERM; 0 = no close-input step.
+    #[serde(default)]
+    pub eof_grace_ms: u64,
 }
 
 /// The container's own limits as read at start; None = no limit.
