@@ -152,7 +152,13 @@ fn status_json_lists_roles_and_counters_after_a_dedupe() {
 #[test]
 fn human_status_renders_units_as_trees_with_marks() {
     let run = start(
-        &["--dry-run", "--dedupe-settle", "1s", "--eof-grace", "1500ms"],
+        &[
+            "--dry-run",
+            "--dedupe-settle",
+            "1s",
+            "--eof-grace",
+            "1500ms",
+        ],
         "--spawn a:2 --gap-ms 200",
     );
     let file = state_file(&run);
