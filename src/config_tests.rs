@@ -346,3 +346,26 @@ fn tini_verbosity_is_0_to_3_and_help_takes_no_value() {
         );
     }
 }
+
+#[test]
+fn metrics_are_off_unless_an_address_is_given() {
+    assert_eq!(run(&["cmd"], &[]).unwrap().metrics, None);
+    let c = run(&["cmd"], &[("MCPINIT_METRICS", "0.0.0.0:9464")]).unwrap();
+    assert_eq!(c.metrics, Some("0.0.0.0:9464".parse().unwrap()));
+    let c = run(
+        &["--metrics", "[::1]:9000", "cmd"],
+        &[("MCPINIT_METRICS", "0.0.0.0:9464")],
+    )
+    .unwrap();
+    assert_eq!(c.metrics, Some("[::1]:9000".parse().unwrap()));
+    let c = run(&["--metrics=off", "cmd"], &[("MCPINIT_METRICS", ":9464")]).unwrap();
+    assert_eq!(c.metrics, None);
+    assert_eq!(
+        refused(&["cmd"], &[("MCPINIT_METRICS", "localhost:9464")]),
+        format!(
+            "invalid MCPINIT_METRICS 'localhost:9464': expected {}",
+            crate::metrics::ADDRESS_HELP
+        )
+    );
+    assert!(refused(&["--metrics", "9464", "cmd"], &[]).starts_with("invalid --metrics '9464'"));
+}

@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod config;
 pub mod launcher;
 pub mod logging;
+pub mod metrics;
 pub mod output;
 pub mod policy;
 pub mod proctree;

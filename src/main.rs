@@ -7,7 +7,7 @@
 
 use log::info;
 use mcpinit::config::{self, Config, Invocation};
-use mcpinit::{cgroup, logging, output, signals, spawn, status, supervisor};
+use mcpinit::{cgroup, logging, metrics, output, signals, spawn, status, supervisor};
 use std::ffi::{CStr, OsString};
 use std::os::unix::ffi::OsStringExt;
 
@@ -75,7 +75,30 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
         }
     }
     let cgroup = cgroup::read();
+    // Both before the child exists: a port in use is refused like any bad setting, and
+    // (close-on-exec) neither descriptor reaches the child.
+    let signals = match waited.open() {
+        Ok(signals) => signals,
+        Err(e) => {
+            output::err(&format!("mcpinit: cannot create a signalfd: {e}\n"));
+            return 1;
+        }
+    };
+    let metrics = match config.metrics.map(metrics::Server::bind) {
+        None => None,
+        Some(Ok(server)) => Some(server),
+        Some(Err(e)) => {
+            let address = config.metrics.map_or(String::new(), |a| a.to_string());
+            output::err(&format!(
+                "mcpinit: cannot serve metrics on {address} (MCPINIT_METRICS / --metrics): {e}\n"
+            ));
+            return 2;
+        }
+    };
     log_start(&config, me, cgroup.limits);
+    if let Some(address) = metrics.as_ref().and_then(metrics::Server::local_addr) {
+        info!(event = "metrics", address = address.to_string().as_str(); "serving metrics on http://{address}/metrics");
+    }
     let main = match spawn::spawn(&config.command, &inherited) {
         Ok(pid) => pid,
         Err(error) => {
@@ -88,7 +111,7 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
         }
     };
     info!(event = "spawn", pid = main, command = config.command[0].to_string_lossy().as_ref(); "started child {main}");
-    supervisor::Supervisor::new(config, me, main, waited, cgroup).run()
+    supervisor::Supervisor::new(config, me, main, signals, metrics, cgroup).run()
 }
 
 /// `-p`: the signal mcpinit gets when its parent dies. libc, not nix: nix's `Signal`

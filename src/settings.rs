@@ -6,6 +6,7 @@
 use crate::values;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub struct Config {
     pub dry_run: bool,
     /// None: `/run/mcpinit.json`, falling back to `/tmp/mcpinit.json`.
     pub state_file: Option<PathBuf>,
+    /// Where to serve `/metrics` and `/healthz`; None (the default): nowhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             scan_interval: Duration::from_secs(1),
             dry_run: false,
             state_file: None,
+            metrics: None,
         }
     }
 }
@@ -334,7 +338,18 @@ pub static SETTINGS: &[Setting] = &[
         "log stream; stderr keeps the child's stdout clean (MCP stdio servers)"),
     Setting::new("MCPINIT_STATE_FILE", "--state-file", Kind::Path(|c| &mut c.state_file),
         "where the live state for status and health is kept"),
+    Setting::text("MCPINIT_METRICS", "--metrics", "ADDR:PORT|off", read_metrics,
+        |c| c.metrics.map_or("off".into(), |a| a.to_string()),
+        "serve Prometheus text at /metrics (and /healthz) there"),
 ];
+
+fn read_metrics(c: &mut Config, value: &str) -> Result<(), &'static str> {
+    c.metrics = match value.trim() {
+        "off" => None,
+        v => Some(crate::metrics::parse_address(v).ok_or(crate::metrics::ADDRESS_HELP)?),
+    };
+    Ok(())
+}
 
 fn read_dedupe(c: &mut Config, value: &str) -> Result<(), &'static str> {
     if value.trim().eq_ignore_ascii_case("off") {
@@ -454,6 +469,8 @@ mod tests {
             ("MCPINIT_LOG_FORMAT", "json"),
             ("MCPINIT_LOG_TARGET", "stderr"),
             ("MCPINIT_STATE_FILE", "/x/s.json"),
+            ("MCPINIT_METRICS", "127.0.0.1:9464"),
+            ("MCPINIT_METRICS", "[::]:9464"),
         ] {
             let s = SETTINGS.iter().find(|s| s.var == var).unwrap();
             s.apply(&mut c, text.as_ref()).unwrap();

@@ -27,6 +27,27 @@ pub struct Document<P> {
     pub processes: P,
 }
 
+impl<P> Document<P> {
+    /// The same document with another process list: `health` judges the rest alone, so
+    /// the metrics endpoint's /healthz needs no rows to give its verdict.
+    pub fn with_processes<Q>(self, processes: Q) -> Document<Q> {
+        Document {
+            pid: self.pid,
+            version: self.version,
+            started_unix_ms: self.started_unix_ms,
+            updated_unix_ms: self.updated_unix_ms,
+            snapshot_unix_ms: self.snapshot_unix_ms,
+            main_pid: self.main_pid,
+            settings: self.settings,
+            cgroup: self.cgroup,
+            counters: self.counters,
+            live: self.live,
+            rss: self.rss,
+            processes,
+        }
+    }
+}
+
 /// The document as `status` and `health` read it.
 pub type State = Document<Vec<Row<'static>>>;
 

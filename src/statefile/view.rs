@@ -136,7 +136,7 @@ impl Serialize for Rows<'_> {
     }
 }
 
-fn role(unit: &Unit) -> Role {
+pub fn role(unit: &Unit) -> Role {
     if unit.orphaned {
         Role::Orphan
     } else if unit.key.is_some() {
