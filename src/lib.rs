@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod config;
+pub mod help;
 pub mod launcher;
 pub mod logging;
 pub mod metrics;
