@@ -2,6 +2,7 @@
 //! `policy`) and the thin effect layer around it (`proctree`, `spawn`, `reap`,
 //! `terminate`, `statefile`, `supervisor`). The binary in main.rs only dispatches.
 
+pub mod activity;
 pub mod cgroup;
 pub mod config;
 pub mod help;
@@ -21,6 +22,7 @@ pub mod supervisor;
 pub mod terminate;
 pub mod units;
 pub mod values;
+pub mod watch;
 
 #[cfg(test)]
 mod testkit;

@@ -138,13 +138,15 @@ fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {
         .map_or("max".to_string(), |n| format!("{}MiB", n >> 20));
     info!(event = "start", version = env!("CARGO_PKG_VERSION"), pid = me, max_procs = c.max_procs,
         max_memory = memory.as_str(), dedupe = dedupe.as_str(), dedupe_keep = c.dedupe_keep,
-        dedupe_settle_ms = c.dedupe_settle.as_millis() as u64,
         dedupe_idle_ms = c.dedupe_idle.as_millis() as u64, orphans = c.orphans.to_string().as_str(),
         kill_grace_ms = c.kill_grace.as_millis() as u64,
         eof_grace_ms = c.eof_grace.as_millis() as u64, stop_grace_ms = c.stop_grace.as_millis() as u64,
         scan_interval_ms = c.scan_interval.as_millis() as u64, dry_run = c.dry_run,
         cgroup_pids_max = pids_max.as_str(), cgroup_memory_max = memory_max.as_str();
         "mcpinit {} as pid {me}{}", env!("CARGO_PKG_VERSION"), if me == 1 { "" } else { " (subreaper)" });
+    for line in &c.retired {
+        log::warn!(event = "retired_setting"; "{line}");
+    }
     if let Some(pids_max) = limits.pids_max {
         if c.max_procs == 0 || c.max_procs as u64 >= pids_max {
             log::warn!(event = "cgroup_limit", max_procs = c.max_procs, cgroup_pids_max = pids_max;

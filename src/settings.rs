@@ -28,9 +28,10 @@ pub struct Config {
     pub max_memory: u64,
     /// Launcher patterns whose instances are deduped; empty = dedupe off.
     pub dedupe: Vec<String>,
+    /// The newest instances of each key kept whatever their input (1: the spare).
     pub dedupe_keep: usize,
-    pub dedupe_settle: Duration,
-    /// An instance that read input within this long is in use.
+    /// An older instance is ended only once it has had no input for this long;
+    /// zero: input is not looked at, only the newest `dedupe_keep` are kept.
     pub dedupe_idle: Duration,
     pub orphans: Orphans,
     pub kill_grace: Duration,
@@ -44,6 +45,8 @@ pub struct Config {
     pub state_file: Option<PathBuf>,
     /// Where to serve `/metrics` and `/healthz`; None (the default): nowhere.
     pub metrics: Option<SocketAddr>,
+    /// Retired settings that were set: one warning each once logging is up.
+    pub retired: Vec<String>,
 }
 
 impl Default for Config {
@@ -61,7 +64,6 @@ impl Default for Config {
             max_memory: 0,
             dedupe: DEFAULT_DEDUPE.iter().map(|s| s.to_string()).collect(),
             dedupe_keep: 1,
-            dedupe_settle: Duration::from_secs(30),
             dedupe_idle: Duration::from_secs(600),
             orphans: Orphans::Term,
             kill_grace: Duration::from_secs(5),
@@ -71,6 +73,7 @@ impl Default for Config {
             dry_run: false,
             state_file: None,
             metrics: None,
+            retired: Vec::new(),
         }
     }
 }
@@ -304,11 +307,9 @@ pub static SETTINGS: &[Setting] = &[
         |c| DedupeList(&c.dedupe).to_string(),
         "comma-separated launcher patterns whose instances are deduped"),
     Setting::count("MCPINIT_DEDUPE_KEEP", "--dedupe-keep", |c| &mut c.dedupe_keep, 1,
-        "instances kept per identical command line"),
-    Setting::duration("MCPINIT_DEDUPE_SETTLE", "--dedupe-settle", |c| &mut c.dedupe_settle,
-        "an older duplicate is culled only once the newest has lived this long"),
+        "newest instances kept per command line, whatever their input"),
     Setting::duration("MCPINIT_DEDUPE_IDLE", "--dedupe-idle", |c| &mut c.dedupe_idle,
-        "an instance that read input within this long is in use"),
+        "an older instance is ended once it had no input this long; 0 = ignore input"),
     Setting::text("MCPINIT_ORPHANS", "--orphans", "term|keep",
         |c, v| set(&mut c.orphans, choose(Orphans::NAMES, v), "'term' or 'keep'"),
         |c| c.orphans.to_string(),
@@ -378,6 +379,31 @@ pub fn log_filter(value: &str) -> Option<String> {
         None => is_level(d) || is_module(d),
     });
     valid.then(|| value.trim().to_string())
+}
+
+/// A setting that no longer exists: accepted with any value, ignored, and said so at
+/// start, so that an upgrade never stops a container over it.
+pub struct Retired {
+    pub var: &'static str,
+    pub option: &'static str,
+    pub why: &'static str,
+}
+
+pub static RETIRED: &[Retired] = &[Retired {
+    var: "MCPINIT_DEDUPE_SETTLE",
+    option: "--dedupe-settle",
+    why: "an older instance is now ended only once it has had no input for \
+          MCPINIT_DEDUPE_IDLE, and the newest is always kept",
+}];
+
+impl Retired {
+    /// The warning for this setting set to `value`.
+    pub fn warning(&self, value: &str) -> String {
+        format!(
+            "{} / {} ('{value}') is retired and ignored: {}",
+            self.var, self.option, self.why
+        )
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 mod document;
 mod view;
 
-pub use document::{Cgroup, Counters, Document, Role, Row, Settings, State};
+pub use document::{Blindness, Cgroup, Counters, Document, Role, Row, Settings, State};
 pub use view::{role, Rows, View, CMDLINE_MAX};
 
 use crate::config::Config;

@@ -24,7 +24,19 @@ pub struct Document<P> {
     pub counters: Counters,
     pub live: u64,
     pub rss: u64,
+    /// Set while scans cannot see every process (file descriptors or memory ran out):
+    /// `live` is then not to be trusted, and health fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blind: Option<Blindness>,
     pub processes: P,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blindness {
+    /// `EMFILE`, `ENFILE` or `ENOMEM`.
+    pub errno: String,
+    /// Processes whose stat could not be read (0: /proc itself could not be listed).
+    pub unread: u64,
 }
 
 impl<P> Document<P> {
@@ -43,6 +55,7 @@ impl<P> Document<P> {
             counters: self.counters,
             live: self.live,
             rss: self.rss,
+            blind: self.blind,
             processes,
         }
     }
@@ -58,17 +71,15 @@ pub struct Settings {
     /// The launcher patterns joined by `,`, or `off`.
     pub dedupe: String,
     pub dedupe_keep: u64,
-    pub dedupe_settle_ms: u64,
+    pub dedupe_idle_ms: u64,
     /// `term` or `keep`.
     pub orphans: String,
     pub kill_grace_ms: u64,
     pub stop_grace_ms: u64,
     pub scan_interval_ms: u64,
     pub dry_run: bool,
-    /// Input within this long = in use. Absent from files of earlier versions.
-    #[serde(default)]
-    pub dedupe_idle_ms: u64,
-    /// Close input, wait this long, then SIGTERM; 0 = no close-input step.
+    /// Close input, wait this long, then SIGTERM; 0 = no close-input step. Absent from
+    /// files of earlier versions.
     #[serde(default)]
     pub eof_grace_ms: u64,
 }
@@ -167,6 +178,11 @@ pub struct Row<'a> {
     /// The pid naming the unit.
     pub unit_top: i32,
     pub key: Option<Cow<'a, str>>,
+    /// How long the unit has had no input at the snapshot; None when its input is not
+    /// watched (only keyed server units are).
+    pub idle_ms: Option<u64>,
+    /// Input was seen since mcpinit began watching the unit.
+    pub input_seen: bool,
     pub duplicate: bool,
     pub terminating: bool,
 }

@@ -33,6 +33,8 @@ fn with_view<T>(
         snapshot,
         units,
         terminating: &terminating,
+        activity: &Default::default(),
+        blind: None,
         counters: &counters,
     })
 }

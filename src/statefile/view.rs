@@ -2,10 +2,11 @@
 //! snapshot, one at a time, so a write allocates the same few bytes at 10 processes or
 //! 10,000 (issue 12.10).
 
-use super::document::{Cgroup, Counters, Document, Role, Row, Settings};
+use super::document::{Blindness, Cgroup, Counters, Document, Role, Row, Settings};
 use crate::cgroup::Limits;
 use crate::config::{Config, DedupeList};
-use crate::proctree::Snapshot;
+use crate::policy::Activity;
+use crate::proctree::{Blind, Snapshot};
 use crate::units::{Unit, UnitId};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
@@ -27,6 +28,10 @@ pub struct View<'a> {
     pub units: &'a [Unit],
     pub terminating: &'a HashSet<UnitId>,
     pub counters: &'a Counters,
+    /// What is known of the instances' input (only watched units are in it).
+    pub activity: &'a Activity,
+    /// Why the last scan could not see every process, while it could not.
+    pub blind: Option<Blind>,
 }
 
 impl<'a> View<'a> {
@@ -47,6 +52,10 @@ impl<'a> View<'a> {
             counters: self.counters.clone(),
             live: self.units.iter().map(|u| u.pids.len() as u64).sum(),
             rss: self.units.iter().map(|u| u.rss).sum(),
+            blind: self.blind.map(|b| Blindness {
+                errno: format!("{:?}", b.errno),
+                unread: b.unread as u64,
+            }),
             processes: Rows {
                 view: self,
                 duplicate: duplicates(self.units, self.config.dedupe_keep),
@@ -70,13 +79,12 @@ fn settings(c: &Config) -> Settings {
         max_memory: c.max_memory,
         dedupe: DedupeList(&c.dedupe).to_string(),
         dedupe_keep: c.dedupe_keep as u64,
-        dedupe_settle_ms: c.dedupe_settle.as_millis() as u64,
+        dedupe_idle_ms: c.dedupe_idle.as_millis() as u64,
         orphans: c.orphans.to_string(),
         kill_grace_ms: c.kill_grace.as_millis() as u64,
         stop_grace_ms: c.stop_grace.as_millis() as u64,
         scan_interval_ms: c.scan_interval.as_millis() as u64,
         dry_run: c.dry_run,
-        dedupe_idle_ms: c.dedupe_idle.as_millis() as u64,
         eof_grace_ms: c.eof_grace.as_millis() as u64,
     }
 }
@@ -114,6 +122,9 @@ impl Serialize for Rows<'_> {
                 UnitId::Group(pgid) => (role(unit), Cow::Owned(format!("pgid:{pgid}"))),
                 UnitId::Subtree(root) => (role(unit), Cow::Owned(format!("subtree:{root}"))),
             };
+            let seen = view.activity.get(&unit.id);
+            let idle_ms = seen.map(|u| view.snapshot.now_ms.saturating_sub(u.idle_since_ms()));
+            let input_seen = seen.is_some_and(|u| u.last_input_ms.is_some());
             for p in unit.pids.iter().filter_map(|&pid| view.snapshot.get(pid)) {
                 seq.serialize_element(&Row {
                     pid: p.pid,
@@ -127,6 +138,8 @@ impl Serialize for Rows<'_> {
                     unit: Cow::Borrowed(&name),
                     unit_top: unit.top,
                     key: unit.key.as_deref().map(Cow::Borrowed),
+                    idle_ms,
+                    input_seen,
                     duplicate: self.duplicate.contains(&unit.id),
                     terminating: view.terminating.contains(&unit.id),
                 })?;

@@ -57,7 +57,7 @@ pub fn render(state: &State, path: &Path, now_ms: u64) -> String {
     let since = now_ms.saturating_sub(seen_ms);
     let _ = writeln!(out, "\n    PID   PPID   PGID S      AGE      RSS  COMMAND");
     for unit in &units {
-        unit_heading(&mut out, unit, state.settings.dry_run);
+        unit_heading(&mut out, unit, state.settings.dry_run, since);
         unit_tree(&mut out, &unit.rows, since);
     }
     out
@@ -96,16 +96,15 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
     );
     let _ = writeln!(
         out,
-        "settings   dedupe {} keep {} settle {}, orphans {}, kill grace {}, stop grace {}, scan {}, \
-         idle after {}, eof grace {}",
+        "settings   dedupe {} keep {} idle {}, orphans {}, kill grace {}, stop grace {}, scan {}, \
+         eof grace {}",
         crate::output::printable(&s.dedupe),
         s.dedupe_keep,
-        setting(s.dedupe_settle_ms),
+        setting(s.dedupe_idle_ms),
         crate::output::printable(&s.orphans),
         setting(s.kill_grace_ms),
         setting(s.stop_grace_ms),
         setting(s.scan_interval_ms),
-        setting(s.dedupe_idle_ms),
         setting(s.eof_grace_ms)
     );
     let _ = writeln!(
@@ -158,7 +157,7 @@ fn summary(out: &mut String, units: &[UnitRows]) {
     );
 }
 
-fn unit_heading(out: &mut String, unit: &UnitRows, dry_run: bool) {
+fn unit_heading(out: &mut String, unit: &UnitRows, dry_run: bool, since: u64) {
     let top = unit.top();
     let rss = unit
         .rows
@@ -175,6 +174,14 @@ fn unit_heading(out: &mut String, unit: &UnitRows, dry_run: bool) {
     let n = unit.rows.len();
     let plural = if n == 1 { "" } else { "es" };
     let _ = write!(out, ": {n} process{plural}, {}", size(rss));
+    if let Some(idle) = top.idle_ms {
+        let idle = duration(idle.saturating_add(since));
+        let _ = if top.input_seen {
+            write!(out, ", last input {idle} ago")
+        } else {
+            write!(out, ", no input in {idle}")
+        };
+    }
     if top.duplicate {
         out.push_str("  DUPLICATE");
     }

@@ -13,6 +13,26 @@ fn sample(config: &Config, counters: &Counters) -> State {
     procs.push(p(40, ME, 40, 50, "node /srv/leaf.js"));
     let snap = snapshot(procs);
     let units = crate::units::units(&snap, Some(MAIN), &defaults());
+    // The older instance: input 40 s before the snapshot; the newer none in 90 s.
+    let now = snap.now_ms;
+    let activity: crate::policy::Activity = [
+        (
+            crate::units::UnitId::Group(20),
+            crate::activity::Use {
+                last_input_ms: Some(now - 40_000),
+                watched_since_ms: now - 200_000,
+            },
+        ),
+        (
+            crate::units::UnitId::Group(30),
+            crate::activity::Use {
+                last_input_ms: None,
+                watched_since_ms: now - 90_000,
+            },
+        ),
+    ]
+    .into_iter()
+    .collect();
     let view = crate::statefile::View {
         config,
         pid: ME,
@@ -23,6 +43,8 @@ fn sample(config: &Config, counters: &Counters) -> State {
         units: &units,
         terminating: &HashSet::new(),
         counters,
+        activity: &activity,
+        blind: None,
     };
     let text = serde_json::to_string(&view.document(crate::statefile::unix_ms())).unwrap();
     let mut state = decode(&text).unwrap();
@@ -50,6 +72,13 @@ fn decodes_what_state_renders() {
     assert_eq!(role(20), (Role::Server, true));
     assert_eq!(role(32), (Role::Server, false));
     assert_eq!(role(40), (Role::Orphan, false));
+    let idle = |pid: i32| {
+        let row = state.processes.iter().find(|r| r.pid == pid).unwrap();
+        (row.idle_ms, row.input_seen)
+    };
+    assert_eq!(idle(22), (Some(40_000), true), "every row of the unit");
+    assert_eq!(idle(30), (Some(90_000), false));
+    assert_eq!(idle(40), (None, false), "not watched");
 }
 
 #[test]
@@ -73,7 +102,15 @@ fn human_view_groups_units_as_trees() {
         text.contains("   └─ node /root/.npm/_npx/x/node_modules/.bin/srv"),
         "{text}"
     );
-    assert!(text.contains("orphan  pgid 40: 1 process, 1.0M"), "{text}");
+    assert!(
+        text.contains("orphan  pgid 40: 1 process, 1.0M\n"),
+        "{text}"
+    );
+    assert!(text.contains(", last input 40s ago  DUPLICATE"), "{text}");
+    assert!(
+        text.contains("pgid 30: 3 processes, 3.0M, no input in 1m30s"),
+        "{text}"
+    );
     // Ages are aged by the time since the snapshot.
     assert!(text.contains("  5m00s "), "{text}");
 }
@@ -147,6 +184,8 @@ fn parent_cycles_print_every_row_once() {
         unit: "pgid:5".into(),
         unit_top: 5,
         key: None,
+        idle_ms: None,
+        input_seen: false,
         duplicate: false,
         terminating: false,
     };

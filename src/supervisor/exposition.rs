@@ -148,6 +148,8 @@ impl Supervisor {
             units: &self.last.1,
             terminating: &busy,
             counters: &self.counters,
+            activity: self.watcher.uses(),
+            blind: self.blind,
         };
         let now = statefile::unix_ms();
         let state = view.document(now).with_processes(Vec::new());

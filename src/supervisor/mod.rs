@@ -14,6 +14,7 @@ use crate::signals::{Received, Signals};
 use crate::statefile::{self, Counters};
 use crate::terminate::{Event, Terminations};
 use crate::units::{self, Unit};
+use crate::watch::Watcher;
 use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
 use std::os::fd::AsFd;
@@ -57,6 +58,8 @@ pub struct Supervisor {
     last: (Snapshot, Vec<Unit>),
     /// Why scans cannot see every process, while they cannot.
     blind: Option<Blind>,
+    /// The instances' input, and the policy on it.
+    watcher: Watcher,
 }
 
 /// Signals taken per wake-up at most (31 standard ones can be pending, real-time ones
@@ -101,6 +104,7 @@ impl Supervisor {
             started_unix_ms: statefile::unix_ms(),
             last: (Snapshot::default(), Vec::new()),
             blind: None,
+            watcher: Watcher::new(&config),
             config,
         }
     }
@@ -292,12 +296,10 @@ impl Supervisor {
             self.tally.event(&event);
             report::escalation(&event);
         }
-        let plan = policy::decide(
-            &units,
-            &self.config,
-            snapshot.now_ms,
-            &self.terminations.busy(),
-        );
+        let busy = self.terminations.busy();
+        let plan = self
+            .watcher
+            .decide(&snapshot, &units, &self.config, &busy, now);
         self.counters.peak_procs = self.counters.peak_procs.max(plan.live);
         self.counters.peak_rss = self.counters.peak_rss.max(plan.rss);
         self.thresholds
@@ -313,7 +315,10 @@ impl Supervisor {
             Found {
                 over_cap: cap > 0 && plan.live > cap,
                 following: self.terminations.in_flight(),
-                settling: plan.waiting,
+                // A decision falls due by input before a skipped scan could see it.
+                settling: self.watcher.due().is_some_and(|at| {
+                    at <= now + self.config.scan_interval * (1 + schedule::MAX_QUIET_SCANS)
+                }),
             },
         );
         self.probe.rebase(now, baseline, plan.projected);
@@ -365,6 +370,8 @@ impl Supervisor {
             units: &self.last.1,
             terminating: &busy,
             counters: &self.counters,
+            activity: self.watcher.uses(),
+            blind: self.blind,
         };
         self.publisher.write(now, &view);
     }
