@@ -89,23 +89,25 @@ pub fn decide(
             picker.pick(unit, Reason::Orphan, None);
         }
     }
-    // Dedupe: every instance but the newest and those in use, idle longest first.
-    let mut idle: Vec<&Unit> = candidates
+    // Each candidate's rank and recency, once: the sorts below compare them often.
+    let ranked: Vec<(&Unit, Rank, u64)> = candidates
         .iter()
-        .copied()
-        .filter(|u| look.rank(u) == Rank::Idle)
+        .map(|&u| (u, look.rank(u), look.recency(u)))
         .collect();
-    idle.sort_by_key(|u| (look.idle_since(u), u.started_ms, u.top));
-    for unit in idle {
+    // Dedupe: every instance but the newest and those in use, idle longest first.
+    let mut idle: Vec<&(&Unit, Rank, u64)> =
+        ranked.iter().filter(|(_, r, _)| *r == Rank::Idle).collect();
+    idle.sort_unstable_by_key(|&&(u, _, since)| (since, u.started_ms, u.top));
+    for &&(unit, _, _) in &idle {
         let kept = unit.key.as_deref().and_then(|k| look.newest.get(k));
         picker.pick(unit, Reason::Duplicate, kept.copied());
     }
 
-    if config.max_procs > 0 {
+    if config.max_procs > 0 && picker.live - picker.gone > config.max_procs {
         // Cheapest losses first (see `Rank`), least recently used first within a rank.
-        let mut order = candidates.clone();
-        order.sort_by_key(|u| (look.rank(u), look.recency(u), u.started_ms, u.top));
-        for unit in order {
+        let mut order: Vec<_> = ranked.iter().collect();
+        order.sort_unstable_by_key(|&&(u, rank, since)| (rank, since, u.started_ms, u.top));
+        for &&(unit, _, _) in &order {
             if picker.live - picker.gone <= config.max_procs {
                 break;
             }
@@ -123,19 +125,19 @@ pub fn decide(
         // The same ranks as for the cap; within a rank the least recently used server
         // first, and among equals the largest: losing MetaMCP's backend is worse than
         // any of the servers it leaked.
-        let mut by_rss = candidates.clone();
-        by_rss.sort_by_key(|u| (look.rank(u), look.recency(u), std::cmp::Reverse(u.rss)));
-        for unit in by_rss {
+        let mut by_rss: Vec<_> = ranked.iter().collect();
+        by_rss.sort_by_key(|&&(u, rank, since)| (rank, since, std::cmp::Reverse(u.rss)));
+        for &&(unit, _, _) in &by_rss {
             if main_over_memory || picker.rss - picker.gone_rss <= config.max_memory {
                 break;
             }
             picker.pick(unit, Reason::Memory, None);
         }
     }
-    let due_ms = candidates
+    let due_ms = ranked
         .iter()
-        .filter(|u| look.rank(u) == Rank::InUse && activity.contains_key(&u.id))
-        .map(|u| look.idle_since(u).saturating_add(look.idle_ms))
+        .filter(|(u, rank, _)| *rank == Rank::InUse && activity.contains_key(&u.id))
+        .map(|(u, _, _)| look.idle_since(u).saturating_add(look.idle_ms))
         .min();
     let uses_activity = picker
         .terminate
