@@ -2,15 +2,16 @@
 //! A process that vanishes or cannot be read mid-scan is skipped: it is either gone
 //! (its parent or we reap it) or will be seen on the next scan.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::rc::Rc;
-
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{openat, OFlag, AT_FDCWD};
 use nix::sys::stat::Mode;
+use nix::time::{clock_gettime, ClockId};
+use nix::unistd::{getpgrp, sysconf, SysconfVar};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::rc::Rc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Proc {
@@ -224,19 +225,15 @@ struct Cmdline {
 
 impl Scanner {
     pub fn new(me: i32) -> Scanner {
-        // SAFETY: sysconf has no preconditions.
-        let (ticks, page) = unsafe {
-            (
-                libc::sysconf(libc::_SC_CLK_TCK),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
+        let sysconf = |var, otherwise| match sysconf(var) {
+            Ok(Some(n)) if n > 0 => n as u64,
+            _ => otherwise,
         };
         Scanner {
             me,
-            // SAFETY: getpgrp has no preconditions.
-            my_pgid: unsafe { libc::getpgrp() },
-            ticks_per_sec: if ticks > 0 { ticks as u64 } else { 100 },
-            page_size: if page > 0 { page as u64 } else { 4096 },
+            my_pgid: getpgrp().as_raw(),
+            ticks_per_sec: sysconf(SysconfVar::CLK_TCK, 100),
+            page_size: sysconf(SysconfVar::PAGE_SIZE, 4096),
             buf: vec![0; 1024],
             path: Vec::with_capacity(32),
             cmdlines: Vec::new(),
@@ -255,7 +252,16 @@ impl Scanner {
         let now_ms = boottime_ms();
         self.looks += 1;
         self.blind = None;
-        match self.look(now_ms) {
+        if self.proc_dir.is_none() {
+            match open_proc() {
+                Ok(dir) => self.proc_dir = Some(dir),
+                Err(errno) => self.blind = Some(Blind { errno, unread: 0 }),
+            }
+        }
+        let mut proc_dir = self.proc_dir.take();
+        let result = self.look(proc_dir.as_mut(), now_ms);
+        self.proc_dir = proc_dir;
+        match result {
             Ok(snapshot) => snapshot,
             Err(errno) => {
                 // Out of memory: an empty, blind snapshot, on which nothing is decided;
@@ -273,15 +279,9 @@ impl Scanner {
     /// One scan, every allocation that grows with the population made fallibly: at
     /// 5,000 processes a scan holds about a megabyte, and under a memory limit a failed
     /// allocation must cost the scan, not PID 1.
-    fn look(&mut self, now_ms: u64) -> Result<Snapshot, Errno> {
-        if self.proc_dir.is_none() {
-            match open_proc() {
-                Ok(dir) => self.proc_dir = Some(dir),
-                Err(errno) => self.blind = Some(Blind { errno, unread: 0 }),
-            }
-        }
+    fn look(&mut self, mut proc_dir: Option<&mut Dir>, now_ms: u64) -> Result<Snapshot, Errno> {
         let mut pids = reserved(self.cmdlines.len() + 16)?;
-        if let Some(dir) = self.proc_dir.as_mut() {
+        if let Some(dir) = proc_dir.as_deref_mut() {
             for entry in dir.iter() {
                 match entry {
                     Ok(entry) => {
@@ -296,7 +296,7 @@ impl Scanner {
                 }
             }
         }
-        let proc_fd = self.proc_dir.as_ref().map_or(-1, |d| d.as_raw_fd());
+        let proc_fd = proc_dir.as_ref().map(|d| d.as_fd());
         let mut all: Vec<(i32, Stat)> = reserved(pids.len())?;
         let mut unread = 0;
         let mut starved_by = None;
@@ -367,7 +367,7 @@ impl Scanner {
         })
     }
 
-    fn cmdline(&mut self, proc_fd: RawFd, pid: i32, stat: &Stat) -> Rc<str> {
+    fn cmdline(&mut self, proc_fd: Option<BorrowedFd>, pid: i32, stat: &Stat) -> Rc<str> {
         let refresh = self.looks % CMDLINE_REFRESH_LOOKS == 0;
         if let Ok(i) = self.cmdlines.binary_search_by_key(&pid, |c| c.pid) {
             let cached = &self.cmdlines[i];
@@ -388,7 +388,8 @@ impl Scanner {
     }
 
     /// /proc/PID/FILE, read into the scanner's buffer.
-    fn read(&mut self, proc_fd: RawFd, pid: i32, file: &str) -> Result<&[u8], Errno> {
+    fn read(&mut self, proc_fd: Option<BorrowedFd>, pid: i32, file: &str) -> Result<&[u8], Errno> {
+        let proc_fd = proc_fd.ok_or(Errno::EBADF)?;
         self.path.clear();
         push_decimal(&mut self.path, pid.unsigned_abs());
         self.path.push(b'/');
@@ -418,20 +419,12 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
 /// when too small); returns the length. procfs hands over the whole file on the first
 /// read when the buffer is large enough, so a short read is the end of it.
 pub(crate) fn read_at(
-    dir: RawFd,
+    dir: BorrowedFd,
     path: &std::ffi::CStr,
     buf: &mut Vec<u8>,
 ) -> Result<usize, Errno> {
-    if dir < 0 && path.to_bytes().first() != Some(&b'/') {
-        return Err(Errno::EBADF);
-    }
-    // SAFETY: valid NUL-terminated path; the returned fd is owned by `file` alone.
-    let fd = unsafe { libc::openat(dir, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: `fd` was just opened and nothing else holds it.
-    let mut file = unsafe { File::from_raw_fd(fd) };
+    let fd = openat(dir, path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let mut file = File::from(fd);
     let mut len = 0;
     loop {
         if len == buf.len() {
@@ -527,20 +520,17 @@ fn descendants(root: i32, all: &[(i32, Stat)]) -> Result<Vec<bool>, Errno> {
 
 /// CLOCK_BOOTTIME in milliseconds: the clock /proc start times are measured on.
 pub fn boottime_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    // Fails only for a clock the kernel lacks (BOOTTIME is there since 2.6.39).
+    clock_gettime(ClockId::CLOCK_BOOTTIME).map_or(0, |ts| {
+        ts.tv_sec() as u64 * 1000 + ts.tv_nsec() as u64 / 1_000_000
+    })
 }
 
 /// Read one process's stat, for identity checks right before a signal.
 pub fn stat_of(pid: i32) -> Option<Stat> {
     let path = std::ffi::CString::new(format!("/proc/{pid}/stat")).ok()?;
     let mut buf = vec![0; 1024];
-    let len = read_at(libc::AT_FDCWD, &path, &mut buf).ok()?;
+    let len = read_at(AT_FDCWD, &path, &mut buf).ok()?;
     parse_stat(&buf[..len])
 }
 

@@ -35,6 +35,10 @@ pub enum Reaped {
 
 /// Reap every child that has exited, calling `each(pid, exit)` for each one.
 /// Bounded: each iteration consumes one zombie, and there are finitely many.
+///
+/// libc, not nix: nix's `waitpid` decodes the status into its `Signal`, which has no
+/// real-time signals, so a child killed by SIGRTMIN+n would come back as EINVAL after
+/// the kernel had already reaped it: its status lost, the main child's exit unknown.
 pub fn reap(mut each: impl FnMut(libc::pid_t, Exit)) -> Reaped {
     loop {
         let mut status = 0;

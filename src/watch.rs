@@ -12,7 +12,7 @@ use crate::proctree::{push_decimal, read_at, Snapshot};
 use crate::units::{Unit, UnitId};
 use std::collections::HashSet;
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 /// The policy with the input it needs, read as recently as it needs it: the
@@ -170,7 +170,7 @@ impl Reader {
         push_decimal(&mut self.path, pid.unsigned_abs());
         self.path.extend_from_slice(b"/io\0");
         let path = std::ffi::CStr::from_bytes_with_nul(&self.path).ok()?;
-        let len = read_at(self.proc_dir.as_raw_fd(), path, &mut self.buf).ok()?;
+        let len = read_at(self.proc_dir.as_fd(), path, &mut self.buf).ok()?;
         activity::parse_io(&self.buf[..len])
     }
 }

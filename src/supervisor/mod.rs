@@ -171,7 +171,9 @@ impl Supervisor {
         } else {
             self.main
         };
-        // SAFETY: the main child is ours and unreaped, so its pid cannot be reused.
+        // libc, not nix: nix's `Signal` has no real-time signals, and every signal is
+        // forwarded. The main child is ours and unreaped, so its pid cannot be reused.
+        // SAFETY: kill(2) takes plain integers and touches no memory.
         unsafe { libc::kill(target, signal) };
         self.counters.signals_forwarded += 1;
         self.publisher.mark_dirty();

@@ -93,13 +93,7 @@ impl Probe {
 /// read. It counts the whole host, beyond our namespace, so it is only the fallback
 /// trigger for a real scan where no cgroup task count is to be had, never a measurement.
 fn proc_count() -> u64 {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: valid path and out-pointer.
-    if unsafe { libc::stat(c"/proc".as_ptr(), st.as_mut_ptr()) } != 0 {
-        return 0;
-    }
-    // SAFETY: stat succeeded.
-    unsafe { st.assume_init() }.st_nlink
+    nix::sys::stat::stat(c"/proc").map_or(0, |st| st.st_nlink)
 }
 
 #[cfg(test)]

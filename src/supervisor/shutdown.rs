@@ -6,6 +6,8 @@ use super::{Flow, Supervisor};
 use crate::reap::{Exit, Reaped};
 use crate::terminate;
 use log::{error, info, warn};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::time::Instant;
 
 impl Supervisor {
@@ -15,7 +17,7 @@ impl Supervisor {
         let grace = self.config.stop_grace;
         if !killed && now >= since + grace {
             warn!(event = "stop_timeout", grace_ms = grace.as_millis() as u64; "child did not exit within the stop grace, sending SIGKILL to everything");
-            self.kill_everything(libc::SIGKILL);
+            self.kill_everything(Signal::SIGKILL);
             self.phase = Phase::Stopping {
                 since,
                 killed: true,
@@ -36,7 +38,11 @@ impl Supervisor {
         let next = match stage {
             Drain::Begin { grace_end, killed } => {
                 // After the stop grace everything already had SIGKILL: only reaping is left.
-                let signal = if killed { libc::SIGKILL } else { libc::SIGTERM };
+                let signal = if killed {
+                    Signal::SIGKILL
+                } else {
+                    Signal::SIGTERM
+                };
                 let left = self.kill_everything(signal);
                 if left > 0 && !killed {
                     info!(event = "drain", processes = left; "sent SIGTERM to {left} remaining processes");
@@ -53,7 +59,7 @@ impl Supervisor {
                 };
             }
             Drain::Term { kill_at } if now >= kill_at => {
-                let left = self.kill_everything(libc::SIGKILL);
+                let left = self.kill_everything(Signal::SIGKILL);
                 warn!(event = "shutdown_kill", processes = left; "stop grace over, sent SIGKILL to {left} remaining processes");
                 Drain::Killed {
                     give_up_at: now + FINAL_REAP,
@@ -64,7 +70,7 @@ impl Supervisor {
                 return Flow::Done;
             }
             Drain::Killed { .. } => {
-                self.kill_everything(libc::SIGKILL);
+                self.kill_everything(Signal::SIGKILL);
                 stage
             }
             Drain::Term { .. } => stage,
@@ -74,20 +80,20 @@ impl Supervisor {
     }
 
     /// Signal every descendant; returns how many were alive.
-    pub(super) fn kill_everything(&mut self, signal: i32) -> usize {
+    pub(super) fn kill_everything(&mut self, signal: Signal) -> usize {
         let snapshot = self.scanner.scan();
         let live: Vec<_> = snapshot.procs.iter().filter(|p| !p.is_zombie()).collect();
         if self.me == 1 {
             // As PID 1 every process in the namespace is ours: one kill(-1) reaches them
-            // all, including ones forked while we speak.
-            // SAFETY: plain kill(2); PID 1 itself is excluded by the kernel.
-            unsafe { libc::kill(-1, signal) };
+            // all, including ones forked while we speak (PID 1 itself is excluded by
+            // the kernel). ESRCH: nothing left, which is the point.
+            let _ = kill(Pid::from_raw(-1), signal);
         } else {
             for p in &live {
-                terminate::send(p.pid, p.start, signal);
+                terminate::send(p.pid, p.start, signal as i32);
             }
         }
-        if signal == libc::SIGTERM {
+        if signal == Signal::SIGTERM {
             for p in &live {
                 terminate::send(p.pid, p.start, libc::SIGCONT);
             }
