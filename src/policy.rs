@@ -34,6 +34,8 @@ pub struct Decision {
     pub reason: Reason,
     /// For duplicates: the top pid of the newest instance of its key, which is kept.
     pub kept: Option<i32>,
+    /// How long the unit had had no input, when its input was looked at.
+    pub idle_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -139,6 +141,11 @@ pub fn decide(
         .filter(|(u, rank, _)| *rank == Rank::InUse && activity.contains_key(&u.id))
         .map(|(u, _, _)| look.idle_since(u).saturating_add(look.idle_ms))
         .min();
+    for decision in &mut picker.terminate {
+        decision.idle_ms = activity
+            .get(&decision.unit)
+            .map(|u| now_ms.saturating_sub(u.idle_since_ms()));
+    }
     let uses_activity = picker
         .terminate
         .iter()
@@ -319,6 +326,7 @@ impl Picker {
                 unit: unit.id,
                 reason,
                 kept,
+                idle_ms: None,
             });
         }
     }

@@ -87,6 +87,8 @@ fn idle_duplicates_are_culled_to_the_newest_idle_longest_first() {
     let plan = plan_with(backend_with(&[400, 300, 200, 100]), &config(), &[], &uses);
     let dup = |pgid| (UnitId::Group(pgid), Reason::Duplicate, Some(130));
     assert_eq!(chosen(&plan), [dup(110), dup(100), dup(120)]);
+    let idle: Vec<_> = plan.terminate.iter().map(|d| d.idle_ms).collect();
+    assert_eq!(idle, [Some(990_000), Some(950_000), Some(900_000)]);
     assert_eq!((plan.live, plan.projected), (1 + 1 + 12, 1 + 1 + 3));
     assert!(plan.uses_activity);
 }

@@ -459,7 +459,7 @@ fn an_instance_receiving_input_is_kept_while_an_idle_duplicate_is_ended() {
         instance(&run, 1).unwrap(),
         instance(&run, 2).unwrap(),
     );
-    let ended = format!("terminating duplicate unit {idle} (keeping newer {newest})");
+    let ended = format!("terminating duplicate unit {idle} (keeping newer {newest}, idle ");
     assert!(run.wait_for_log(&ended, LONG), "{}", run.stdout());
     assert!(settle_until(&run, 2, SERVER_A), "{}", run.stdout());
     // Well past the idle time again: the instance in use and the newest stay.
