@@ -163,7 +163,7 @@ pub fn decide(
 
 /// What each unit stands to lose, cheapest first: the order in which the caps take
 /// them. `Idle` and `InUse` are older instances of a key; `Newest` the `dedupe_keep`
-/// newest of each (the spare MetaMCP hands to its next session).
+/// newest of each and its spare (the idle instance MetaMCP hands to its next session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Rank {
     /// Reparented to mcpinit: nothing tracks it.
@@ -174,7 +174,8 @@ pub enum Rank {
     Detached,
     /// An older instance with recent input: some session uses it.
     InUse,
-    /// The newest instance(s) of a key.
+    /// The newest instance(s) of a key, and its spare: the newest never seen
+    /// reading input.
     Newest,
     /// Subtrees of the main child's own group, such as MetaMCP's backend.
     Application,
@@ -221,6 +222,17 @@ impl<'a> Look<'a> {
             look.newest.insert(key, list[0].top);
             look.kept
                 .extend(list.iter().take(config.dedupe_keep.max(1)).map(|u| u.id));
+            // The spare: MetaMCP keeps one idle instance per server for its next
+            // session, and it is not always the newest (a session that comes while the
+            // next spare is starting gets a new instance of its own, younger than that
+            // spare). It is the newest instance never seen reading input; ending it
+            // would leave the next session a dead spare.
+            let spare = list.iter().find(|u| {
+                activity
+                    .get(&u.id)
+                    .is_some_and(|seen| seen.last_input_ms.is_none())
+            });
+            look.kept.extend(spare.map(|u| u.id));
             look.instances.extend(list.iter().map(|u| u.id));
         }
         look

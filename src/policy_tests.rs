@@ -133,8 +133,22 @@ fn dedupe_keeps_the_newest_and_every_instance_in_use() {
         ),
         (
             vec![Some(idle()), Some(seen(990, Some(1)))],
-            &[true, false],
-            "the newest in use changes nothing for the idle one",
+            &[false, false],
+            "the newest in use: the older one never used is MetaMCP's spare",
+        ),
+        (
+            vec![
+                Some(seen(990, Some(900))),
+                Some(idle()),
+                Some(seen(990, Some(1))),
+            ],
+            &[true, false, false],
+            "used long ago goes; the spare (never used) and the newest stay",
+        ),
+        (
+            vec![Some(idle()), Some(idle()), Some(seen(990, Some(1)))],
+            &[true, false, false],
+            "two never used: only the newer of them is the spare",
         ),
         (
             vec![Some(seen(990, Some(5))), Some(idle()), Some(idle())],

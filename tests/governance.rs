@@ -498,3 +498,29 @@ fn the_newest_instance_is_kept_however_long_it_idles() {
     assert_eq!(count(&run, SERVER_A), 1);
     assert!(!unit_rows(&run, newest).is_empty(), "the newest is gone");
 }
+
+#[test]
+fn the_spare_is_kept_when_a_newer_instance_is_in_use() {
+    // MetaMCP's race: a session that comes while the next spare is starting gets an
+    // instance of its own, newer than the spare. Four instances: 0 and 1 never used
+    // (leaked), 2 never used (the spare, the newest such), 3 the newest, in use.
+    let run = start(
+        &["--dedupe-idle", "5s"],
+        "--spawn a:4 --gap-ms 300 --busy 3",
+        &[],
+    );
+    assert!(run.wait_for_log("\"seq\":3", LONG), "{}", run.stdout());
+    let seq: Vec<i32> = (0..4).map(|i| instance(&run, i).unwrap()).collect();
+    for &ended in &seq[..2] {
+        let line = format!(
+            "terminating duplicate unit {ended} (keeping newer {}",
+            seq[3]
+        );
+        assert!(run.wait_for_log(&line, LONG), "{}", run.stdout());
+    }
+    assert!(settle_until(&run, 2, SERVER_A), "{}", run.stdout());
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(log_count(&run, "terminating"), 2, "{}", run.stdout());
+    assert!(!unit_rows(&run, seq[2]).is_empty(), "the spare was ended");
+    assert!(!unit_rows(&run, seq[3]).is_empty(), "the newest was ended");
+}
