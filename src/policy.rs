@@ -225,9 +225,12 @@ impl<'a> Look<'a> {
             // The spare: MetaMCP keeps one idle instance per server for its next
             // session, and it is not always the newest (a session that comes while the
             // next spare is starting gets a new instance of its own, younger than that
-            // spare). It is the newest instance never seen reading input; ending it
-            // would leave the next session a dead spare.
-            let spare = list.iter().find(|u| {
+            // spare, whose first requests may fall in its start-up window and so look
+            // like none). So the newest instance never seen reading input besides the
+            // newest kept ones is kept too: ending the spare would leave the next
+            // session a dead one, while keeping one idle instance too many costs memory.
+            let keep = config.dedupe_keep.max(1);
+            let spare = list.iter().skip(keep).find(|u| {
                 activity
                     .get(&u.id)
                     .is_some_and(|seen| seen.last_input_ms.is_none())
