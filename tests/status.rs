@@ -102,7 +102,7 @@ fn with_role<'a>(state: &'a Value, role: &str) -> Vec<&'a Value> {
 fn status_json_lists_roles_and_counters_after_a_dedupe() {
     let run = start(
         &["--dedupe-idle", "1s", "--orphans", "keep"],
-        "--spawn a:4 --orphan b:1 --gap-ms 300",
+        "--spawn a:4 --orphan b:1 --leaf-read-once 4000 --gap-ms 300",
     );
     // Settled: the three older instances culled, one server unit left.
     let state = wait_until(LONG, || {
@@ -151,7 +151,7 @@ fn status_json_lists_roles_and_counters_after_a_dedupe() {
 fn human_status_renders_units_as_trees_with_marks() {
     let run = start(
         &["--dry-run", "--dedupe-idle", "1s", "--eof-grace", "1500ms"],
-        "--spawn a:2 --gap-ms 200",
+        "--spawn a:2 --leaf-read-once 4000 --gap-ms 200",
     );
     let file = state_file(&run);
     let args = ["status", "--state-file", file.to_str().unwrap()];
