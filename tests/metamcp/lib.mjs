@@ -112,6 +112,7 @@ export class Session {
 export const TOOL_OF = {
   everything: ["everything__echo", { message: "hello" }],
   everything2: ["everything2__echo", { message: "hello" }],
+  twin: ["twin__echo", { message: "hello" }],
   stubborn: ["stubborn__hold", { message: "hello" }],
   time: ["time__get_current_time", { timezone: "UTC" }],
 };

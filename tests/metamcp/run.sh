@@ -6,6 +6,8 @@
 #             cap, no failed call, no ERROR; every new session finds a live spare; with
 #             a Python server through uvx when uv can be had
 #   stubborn  a session MetaMCP closed whose server ignores SIGTERM and EOF: reclaimed
+#   twins     two servers with one command line (their environments differ): each keeps
+#             a live spare, though only one of them is the newest instance of the key
 #
 # Sets itself up on a fresh machine, cached under ~/.cache/mcpinit-tests keyed by commit:
 # MetaMCP from the pinned snapshot in ../shared/metamcp/ (sha256 checked) or a git clone
@@ -18,11 +20,11 @@
 # under a time limit; the namespace is killed at the end of the scenario.
 #
 # Environment: MCPINIT_BIN (default: the static build), METAMCP_SCENARIOS (default:
-# "healthy leak stubborn"), E2E_ENV_<SCENARIO> (extra VAR=value words for mcpinit in
+# "healthy leak stubborn twins"), E2E_ENV_<SCENARIO> (extra VAR=value words for mcpinit in
 # that scenario, e.g. E2E_ENV_LEAK="MCPINIT_DEDUPE_IDLE=20s"), E2E_NO_UVX=1,
 # E2E_MCP_MAX_ATTEMPTS (MetaMCP's setting, seeded; default: unset, MetaMCP's 1), and the
 # scenarios' durations E2E_HEALTHY_SECONDS, E2E_LEAK_SECONDS, E2E_LEAK_EVERY,
-# E2E_LEAK_TAIL, E2E_STUBBORN_WAIT (seconds; see scenario.mjs).
+# E2E_LEAK_TAIL, E2E_STUBBORN_WAIT, E2E_TWINS_SECONDS (seconds; see scenario.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -34,7 +36,7 @@ SDK_VERSION=$(sed -n 's/.*"@modelcontextprotocol\/sdk": "\(.*\)".*/\1/p' "$here/
 UV_VERSION=0.13.8
 cache=${MCPINIT_TEST_CACHE:-${HOME:-/root}/.cache/mcpinit-tests}
 bin=${MCPINIT_BIN:-target/x86_64-unknown-linux-musl/release/mcpinit}
-scenarios=${METAMCP_SCENARIOS:-healthy leak stubborn}
+scenarios=${METAMCP_SCENARIOS:-healthy leak stubborn twins}
 work=$(mktemp -d /tmp/mcpinit-metamcp-test.XXXXXX)
 chmod 755 "$work"
 pg_bin="" pg_port="" pg_data="$work/pg/data"
@@ -60,8 +62,12 @@ as_pg() {
 
 stop_namespace() {
     [ -n "$ns_pid" ] || return 0
-    # The namespace's PID 1 is the killed unshare's child: --kill-child takes it, and
-    # with it every process of the namespace.
+    # timeout -> unshare -> PID 1 of the namespace. Killing unshare makes it take its
+    # child (--kill-child), and with PID 1 goes every process of the namespace; killing
+    # timeout alone would leave unshare running.
+    local u
+    u=$(child_of "$ns_pid")
+    [ -n "$u" ] && kill -KILL "$u" 2>/dev/null
     kill -KILL "$ns_pid" 2>/dev/null || true
     wait "$ns_pid" 2>/dev/null || true
     ns_pid=""
@@ -245,6 +251,7 @@ servers_of() {
         healthy) echo "everything,everything2" ;;
         leak) if [ -n "$uvbin" ]; then echo "everything,time"; else echo "everything"; fi ;;
         stubborn) echo "everything,stubborn" ;;
+        twins) echo "everything,twin" ;;
     esac
 }
 
@@ -253,6 +260,7 @@ mcpinit_env_of() {
         healthy) echo "" ;;
         leak) echo "MCPINIT_MAX_PROCS=48 MCPINIT_DEDUPE_IDLE=15s" ;;
         stubborn) echo "" ;;
+        twins) echo "MCPINIT_DEDUPE_IDLE=15s" ;;
     esac
 }
 
@@ -261,6 +269,7 @@ seed() { # DB SERVERS
     psql -X -q "${psql_base[@]}" -d postgres -c "CREATE DATABASE $db TEMPLATE template_e2e" >/dev/null
     psql -X -q "${psql_base[@]}" -d "$db" \
         -v everything2="$([[ $list == *,everything2,* ]] && echo true || echo false)" \
+        -v twin="$([[ $list == *,twin,* ]] && echo true || echo false)" \
         -v stubborn="$([[ $list == *,stubborn,* ]] && echo true || echo false)" \
         -v time="$([[ $list == *,time,* ]] && echo true || echo false)" \
         -v stubborn_dir="$here/stubborn-server" -v max_attempts="${E2E_MCP_MAX_ATTEMPTS:-}" \
@@ -269,7 +278,7 @@ seed() { # DB SERVERS
 
 port_free() { ! ss -Hltn 'sport = :12009' 2>/dev/null | grep -q .; }
 
-child_of() { ps -o pid= --ppid "$1" 2>/dev/null | head -1 | tr -d ' '; }
+child_of() { ps -o pid= --ppid "$1" 2>/dev/null | head -1 | tr -d ' ' || true; }
 
 run_scenario() { # NAME
     local name=$1 servers extra var db log init="" rc=0
@@ -330,6 +339,9 @@ run_scenario() { # NAME
         failed=$((failed + 1))
     fi
     if [ "$rc" != 0 ]; then
+        # Kept for a look afterwards: the namespace's whole output (mcpinit and MetaMCP).
+        local keep=${E2E_LOG_DIR:-/tmp}/mcpinit-metamcp-$name.log
+        cp "$log" "$keep" 2>/dev/null && say "$name: the whole log is in $keep"
         say "$name: mcpinit's actions and MetaMCP's crash lines:"
         grep -hE '"event":"(start|terminate|escalate|stuck)"|Process crashed|marked as ERROR' "$log" | head -40 | sed 's/^/    /' || true
     fi

@@ -2,7 +2,7 @@
 // mcpinit): drives real SDK clients, watches the processes and the log, then prints what
 // it measured and one pass/fail line per assertion. Exit status 1 when one failed.
 //
-//   node scenario.mjs healthy|leak|stubborn
+//   node scenario.mjs healthy|leak|stubborn|twins
 //
 // Environment (set by run.sh): CLIENT_MODULES, INIT_PID (mcpinit's host pid), NS_LOG
 // (the namespace's output), PSQL_ARGS, SERVERS (the seeded servers), and the scenario's
@@ -43,8 +43,9 @@ function measured(label, value) {
 async function spares() {
   const deadline = now() + 90_000;
   while (now() < deadline) {
-    const keys = sampler.aliveInstances();
-    if (keys.size >= servers.length) return true;
+    // One per server; servers may share a command line (twins).
+    const alive = [...sampler.aliveInstances().values()].reduce((n, list) => n + list.length, 0);
+    if (alive >= servers.length) return true;
     await sleep(500);
   }
   return false;
@@ -171,9 +172,23 @@ async function stubborn() {
   return { tally: live, fresh, before: before.size, orphan, closedAt, goneAt };
 }
 
+// ------------------------------------------------------------------ twins
+
+// Two servers, one command line: the newest instance of the key is one server's spare;
+// the other server's spare is older and idle, and must live all the same.
+async function twins() {
+  const live = new Tally();
+  const fresh = new Tally();
+  const user = await openUsed("live", live);
+  await keepUsing(user, now() + seconds("E2E_TWINS_SECONDS", 35), 2000);
+  const last = await openUsed("fresh", fresh);
+  for (const server of servers) await last.call(...TOOL_OF[server]);
+  return { tally: live, fresh };
+}
+
 // ------------------------------------------------------------------ main
 
-const scenarios = { healthy, leak, stubborn };
+const scenarios = { healthy, leak, stubborn, twins };
 if (!scenarios[scenario]) {
   console.error(`scenario.mjs: unknown scenario ${scenario}; one of ${Object.keys(scenarios).join(", ")}`);
   process.exit(2);
@@ -235,6 +250,10 @@ if (scenario === "stubborn") {
   check("mcpinit reclaimed it", result.goneAt !== null && orphans.length > 0, `${orphans.length} orphan units ended`);
   check("it took SIGKILL, as it ignores EOF and SIGTERM", orphans.some((u) => u.how === "KILL"));
   check("a fresh session at the end has the stubborn server", result.fresh.failed === 0, result.fresh.reasons.join(" | "));
+}
+
+if (scenario === "twins") {
+  check("a fresh session at the end has both servers (both spares alive)", result.fresh.failed === 0, result.fresh.reasons.join(" | "));
 }
 
 let failed = 0;

@@ -1,6 +1,6 @@
 -- MetaMCP's configuration for the end-to-end suite, as the UI would leave it: one
 -- namespace, one endpoint on it without any auth, and stdio servers mapped ACTIVE.
--- psql variables (all required, set by run.sh): everything2, stubborn, time (booleans:
+-- psql variables (all required, set by run.sh): everything2, twin, stubborn, time (booleans:
 -- which extra servers this scenario has), stubborn_dir (the stubborn server's package),
 -- max_attempts (MetaMCP's MCP_MAX_ATTEMPTS setting, '' for its default of 1: the first
 -- crash marks a server ERROR).
@@ -30,6 +30,14 @@ INSERT INTO mcp_servers (name, type, command, args, env) VALUES
 INSERT INTO mcp_servers (name, type, command, args, env) VALUES
     ('everything2', 'STDIO', 'npx', ARRAY['-y', '@modelcontextprotocol/server-everything', 'stdio'],
      '{"npm_config_prefer_offline": "true"}');
+\endif
+
+-- The same command line as 'everything' with its own environment, as two accounts of
+-- one server would be (two tokens): mcpinit sees one key for both servers.
+\if :twin
+INSERT INTO mcp_servers (name, type, command, args, env) VALUES
+    ('twin', 'STDIO', 'npx', ARRAY['-y', '@modelcontextprotocol/server-everything'],
+     '{"npm_config_prefer_offline": "true", "E2E_ACCOUNT": "second"}');
 \endif
 
 -- A server that ignores SIGTERM and the end of its input (stubborn-server/server.js).
