@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use mcpinit::jsonread::{self, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -16,7 +16,8 @@ const LONG: Duration = Duration::from_secs(40);
 fn mcpinit_lines(stdout: &str) -> Vec<Value> {
     let mut lines = Vec::new();
     for line in stdout.lines() {
-        let value = jsonread::parse(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let value: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(matches!(value, Value::Object(_)), "not an object: {line}");
         if value.get("event").is_some() {
             check_common_fields(&value, line);
@@ -67,7 +68,7 @@ fn every_json_line_parses_at_every_level() {
     // cap the main child alone exceeds (error); then a stop (signal, drain, shutdown).
     let backend = fixture("metamcp/backend.js");
     let args = [
-        "--dedupe-settle",
+        "--dedupe-idle",
         "500ms",
         "--kill-grace",
         "500ms",
@@ -116,7 +117,7 @@ fn every_json_line_parses_at_every_level() {
     assert_eq!(num_of(start[0], "max_procs"), 128);
     assert_eq!(str_of(start[0], "dedupe"), "npm exec,npx,uvx");
     assert_eq!(num_of(start[0], "eof_grace_ms"), 3_000);
-    assert_eq!(num_of(start[0], "dedupe_idle_ms"), 600_000);
+    assert_eq!(num_of(start[0], "dedupe_idle_ms"), 500);
     assert_eq!(str_of(start[0], "orphans"), "term");
 
     let terminate = event(&lines, "terminate");
@@ -161,7 +162,7 @@ fn text_is_the_default() {
     assert!(out.lines().count() >= 3, "{out}");
     for line in out.lines() {
         assert!(
-            jsonread::parse(line).is_err(),
+            serde_json::from_str::<Value>(line).is_err(),
             "a JSON line without MCPINIT_LOG_FORMAT: {line}"
         );
         assert!(line.contains(" mcpinit "), "{line}");

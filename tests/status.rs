@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use mcpinit::jsonread::{self, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::fs;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -67,14 +67,14 @@ fn status_json(run: &Run) -> Option<Value> {
     if !out.status.success() {
         return None;
     }
-    jsonread::parse(&String::from_utf8_lossy(&out.stdout)).ok()
+    serde_json::from_slice(&out.stdout).ok()
 }
 
 fn rows(state: &Value) -> &[Value] {
     state
         .get("processes")
         .and_then(Value::as_array)
-        .unwrap_or(&[])
+        .map_or(&[], Vec::as_slice)
 }
 
 fn field<'a>(value: &'a Value, path: &str) -> &'a Value {
@@ -103,7 +103,7 @@ fn with_role<'a>(state: &'a Value, role: &str) -> Vec<&'a Value> {
 #[test]
 fn status_json_lists_roles_and_counters_after_a_dedupe() {
     let run = start(
-        &["--dedupe-settle", "1s", "--orphans", "keep"],
+        &["--dedupe-idle", "1s", "--orphans", "keep"],
         "--spawn a:4 --orphan b:1 --gap-ms 300",
     );
     // Settled: the three older instances culled, one server unit left.
@@ -145,14 +145,14 @@ fn status_json_lists_roles_and_counters_after_a_dedupe() {
         0,
         "orphans: keep"
     );
-    assert_eq!(number(&state, "settings.dedupe_settle_ms"), 1000);
+    assert_eq!(number(&state, "settings.dedupe_idle_ms"), 1000);
     assert_eq!(text(&state, "settings.orphans"), "keep");
 }
 
 #[test]
 fn human_status_renders_units_as_trees_with_marks() {
     let run = start(
-        &["--dry-run", "--dedupe-settle", "1s"],
+        &["--dry-run", "--dedupe-idle", "1s"],
         "--spawn a:2 --gap-ms 200",
     );
     let file = state_file(&run);
@@ -169,7 +169,7 @@ fn human_status_renders_units_as_trees_with_marks() {
         "health     ok",
         "live       7 processes (max 128,",
         "DRY RUN: nothing is terminated",
-        "settings   dedupe npm exec,npx,uvx keep 1 settle 1s, orphans term, kill grace 5s",
+        "settings   dedupe npm exec,npx,uvx keep 1 idle 1s, orphans term, kill grace 5s",
         "counters   terminated 0 (duplicate 0,",
         "units      servers 2 (1 keys, 1 duplicates), orphans 0, other 0",
         "    PID   PPID   PGID S      AGE      RSS  COMMAND",
@@ -251,7 +251,7 @@ fn here(args: &[&str]) -> (i32, String, String) {
 fn document(pid: i32) -> String {
     format!(
         r#"{{"pid":{pid},"version":"0.1.0","started_unix_ms":1,"updated_unix_ms":2,"snapshot_unix_ms":2,"main_pid":7,
-"settings":{{"max_procs":128,"max_memory":0,"dedupe":"npm exec,npx,uvx","dedupe_keep":1,"dedupe_settle_ms":30000,
+"settings":{{"max_procs":128,"max_memory":0,"dedupe":"npm exec,npx,uvx","dedupe_keep":1,"dedupe_idle_ms":600000,
 "orphans":"term","kill_grace_ms":5000,"stop_grace_ms":8000,"scan_interval_ms":1000,"dry_run":false}},
 "cgroup":{{"pids_max":null,"memory_max":null}},"counters":{{"zombies_reaped":0,"signals_forwarded":0,
 "terminated":{{"duplicate":0,"orphan":0,"cap":0,"memory":0}},"escalations":0,"peak_procs":1,"peak_rss":0}},
@@ -259,18 +259,23 @@ fn document(pid: i32) -> String {
     )
 }
 
-fn check_both_fail(file: &Path, reason: &str) {
+/// `status`, `status --json` and `health` all fail on `file` with exit status `status`
+/// (docs/status-and-health.md) and one line containing `reason`.
+fn check_both_fail(file: &Path, status: i32, reason: &str) {
     let path = file.to_str().unwrap();
     let (code, out, err) = here(&["status", "--state-file", path]);
-    assert_eq!(code, 1, "status: {out}{err}");
+    assert_eq!(code, status, "status: {out}{err}");
     assert!(
         out.is_empty() && err.contains(reason) && err.lines().count() == 1,
         "status: {err}"
     );
     let (code, _, err) = here(&["status", "--json", "--state-file", path]);
-    assert!(code == 1 && err.contains(reason), "status --json: {err}");
+    assert!(
+        code == status && err.contains(reason),
+        "status --json: {err}"
+    );
     let (code, out, _) = here(&["health", "--state-file", path]);
-    assert_eq!(code, 1, "health: {out}");
+    assert_eq!(code, status, "health: {out}");
     assert!(
         out.starts_with("unhealthy: ") && out.contains(reason) && out.lines().count() == 1,
         "health: {out}"
@@ -281,28 +286,29 @@ fn check_both_fail(file: &Path, reason: &str) {
 fn status_and_health_fail_clearly_when_no_mcpinit_runs() {
     let dir = temp_dir("no-mcpinit");
     let file = dir.join("state.json");
-    check_both_fail(&file, "no running mcpinit found (no state file at ");
+    check_both_fail(&file, 3, "no running mcpinit found (no state file at ");
 
     // Left behind by an mcpinit that is gone: its pid is dead now.
     let mut gone = Command::new("true").spawn().unwrap();
     let dead = gone.id() as i32;
     gone.wait().unwrap();
     fs::write(&file, document(dead)).unwrap();
-    check_both_fail(&file, &format!("pid {dead} is gone (stale state file"));
+    check_both_fail(&file, 8, &format!("pid {dead} is gone (stale state file"));
 
     // A live pid that is not an mcpinit (our own test process).
     fs::write(&file, document(std::process::id() as i32)).unwrap();
-    check_both_fail(&file, "not mcpinit (stale state file");
+    check_both_fail(&file, 8, "not mcpinit (stale state file");
 
     // Cut short, as a writer without the rename would leave it.
     let whole = document(dead);
     fs::write(&file, &whole[..whole.len() / 2]).unwrap();
-    check_both_fail(&file, "is corrupt (unexpected end of input at byte");
+    check_both_fail(&file, 7, "is corrupt (EOF while parsing");
 
     fs::write(&file, whole.replace("\"live\":1", "\"live\":\"many\"")).unwrap();
     check_both_fail(
         &file,
-        "is not mcpinit's: field 'live' is missing or of the wrong type",
+        7,
+        "is not mcpinit's: field 'live': invalid type: string \"many\", expected u64",
     );
     let _ = fs::remove_dir_all(dir);
 }
@@ -320,7 +326,7 @@ fn state_file_is_never_seen_half_written() {
     while Instant::now() < end && versions.len() < 8 {
         match fs::read_to_string(&file) {
             Ok(text) => {
-                let doc = jsonread::parse(&text)
+                let doc: Value = serde_json::from_str(&text)
                     .unwrap_or_else(|e| panic!("read #{reads} is torn ({e}):\n{text}"));
                 versions.insert(number(&doc, "updated_unix_ms"));
                 reads += 1;
@@ -350,7 +356,7 @@ fn state_file_falls_back_to_tmp_when_run_is_not_writable() {
     let run = Run::start_with("sh", &["-c", &script], &[]);
     let written = tmp.join("mcpinit.json");
     let doc = wait_until(LONG, || {
-        jsonread::parse(&fs::read_to_string(&written).ok()?).ok()
+        serde_json::from_str::<Value>(&fs::read_to_string(&written).ok()?).ok()
     })
     .unwrap_or_else(|| panic!("no /tmp/mcpinit.json: {}{}", run.stdout(), run.stderr()));
     assert_eq!(number(&doc, "pid"), 1);

@@ -2,7 +2,7 @@
 //! when what it shows changed (at most every STATE_MIN_GAP), and as a heartbeat.
 
 use crate::proctree::Snapshot;
-use crate::state::{self, Counters};
+use crate::statefile::{self, Counters};
 use crate::units::UnitId;
 use log::warn;
 use std::collections::HashSet;
@@ -66,8 +66,8 @@ impl Publisher {
 
     /// Write `view` now. A failure is told once: the heartbeat would repeat it every
     /// few seconds, and `status` says the file is missing or stale anyway.
-    pub(super) fn write(&mut self, now: Instant, view: &state::View) {
-        if let Err(e) = state::write(&self.path, &state::render(view)) {
+    pub(super) fn write(&mut self, now: Instant, view: &statefile::View) {
+        if let Err(e) = statefile::write(&self.path, view) {
             if !self.warned {
                 self.warned = true;
                 warn!(event = "state_error", path = self.path.display().to_string().as_str(); "cannot write the state file {}: {e}", self.path.display());
