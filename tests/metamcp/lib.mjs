@@ -187,20 +187,56 @@ export class Sampler {
       if (!rec) {
         const status = readText(`/proc/${pid}/status`) ?? "";
         const nspid = (status.match(/^NSpid:\s+(.*)$/m)?.[1] ?? "").trim().split(/\s+/);
-        rec = { hostPid: pid, nsPid: Number(nspid[nspid.length - 1]), first: t, cmdline: "" };
+        rec = { hostPid: pid, nsPid: Number(nspid[nspid.length - 1]), start: Number(p.start), first: t, cmdline: "" };
         this.known.set(id, rec);
       }
-      // npm sets its title some 100 ms after start: read the command line until it has.
-      if (!isInstanceTop(rec.cmdline)) {
+      // npm sets its title some 100 ms after start: read the command line until it has
+      // (for a while; other processes keep theirs).
+      if (!isInstanceTop(rec.cmdline) && t - rec.first < 5000) {
         rec.cmdline = (readText(`/proc/${pid}/cmdline`) ?? "").replace(/\0+/g, " ").trim();
         if (isInstanceTop(rec.cmdline)) this.instances.set(id, rec);
       }
       rec.ppid = p.ppid;
       rec.last = t;
+      this.watchInput(rec, t);
     }
     this.last = live;
     this.peak = Math.max(this.peak, live);
     return live;
+  }
+
+  /**
+   * When a server last read input, as seen from outside: its /proc/PID/io rchar grew by
+   * more than 64 bytes between two samples, more than 8 bytes a read call (a request is a
+   * few hundred bytes; Node's own eventfd wake-ups are 8-byte reads), after its first
+   * 20 s (start-up, and MetaMCP's initialize of every new instance). Launchers (npm
+   * exec, sh -c, uv) are left out: their counters move with their own work, not traffic.
+   * Ground truth for "in use", independent of mcpinit's own reading.
+   */
+  watchInput(rec, t) {
+    if (!rec.cmdline || isInstanceTop(rec.cmdline) || /^(\S*\/)?sh -c /.test(rec.cmdline)) return;
+    const io = readText(`/proc/${rec.hostPid}/io`);
+    const rchar = Number(io?.match(/^rchar:\s+(\d+)/m)?.[1] ?? NaN);
+    const syscr = Number(io?.match(/^syscr:\s+(\d+)/m)?.[1] ?? NaN);
+    if (Number.isNaN(rchar) || Number.isNaN(syscr)) return;
+    if (rec.rchar !== undefined) {
+      const bytes = rchar - rec.rchar;
+      const calls = Math.max(1, syscr - rec.syscr);
+      // A server's first 20 s are its start-up and MetaMCP's initialize, not use.
+      if (bytes > 64 && bytes / calls > 8 && t - rec.first > 20_000) rec.lastInput = t;
+    }
+    rec.rchar = rchar;
+    rec.syscr = syscr;
+  }
+
+  /** The last input of any of these namespace pids before `when` (ms), or null. */
+  lastInputOf(nsPids, when) {
+    let last = null;
+    for (const r of this.known.values()) {
+      if (!nsPids.includes(r.nsPid) || r.first > when || r.last < when - 1500) continue;
+      if (r.lastInput !== undefined && r.lastInput <= when) last = Math.max(last ?? 0, r.lastInput);
+    }
+    return last;
   }
 
   start(everyMs = 500) {
@@ -250,7 +286,9 @@ export class Sampler {
     const rivals = [...this.instances.values()].filter(
       (r) => r.cmdline === rec.cmdline && r.first <= when && r.last >= when - 1500,
     );
-    return rivals.every((r) => r.first <= rec.first);
+    // Start times in clock ticks, the pid breaking a tie: the order mcpinit sees.
+    const older = (a, b) => a.start < b.start || (a.start === b.start && a.nsPid < b.nsPid);
+    return rivals.every((r) => r === rec || older(r, rec));
   }
 }
 
@@ -296,7 +334,9 @@ const pidsOf = (e) => String(e.pids ?? "").split(",").filter(Boolean).map(Number
 /**
  * Every unit mcpinit set out to end, with how it ended: EOF when its input was closed
  * and nothing more was needed, TERM when SIGTERM was sent (first, or after the input),
- * KILL when it escalated. Steps are matched to the unit by pgid, top pid or pids.
+ * KILL when it escalated. From the unit's `unit_gone` line (`ended`) when there is one,
+ * else from its other lines (`eof_timeout`, `escalate`; no close-input step: SIGTERM).
+ * Steps are matched to the unit by pgid, top pid or pids.
  */
 export function terminations(events) {
   const units = [];
@@ -325,6 +365,9 @@ export function terminations(events) {
 }
 
 function howEnded(steps) {
+  // mcpinit says it itself when it knows: unit_gone ended=eof|term|kill.
+  const gone = steps.find((s) => s.event === "unit_gone" && s.ended);
+  if (gone) return String(gone.ended).toUpperCase();
   const names = steps.map((s) => `${s.event} ${s.msg} ${s.step ?? ""} ${s.via ?? ""} ${s.signal ?? ""}`);
   if (steps.some((s) => s.event === "escalate" || /SIGKILL/.test(s.msg))) return "KILL";
   const inputClosed = names.some((n) => /\beof\b|input/i.test(n));

@@ -24,7 +24,9 @@
 # that scenario, e.g. E2E_ENV_LEAK="MCPINIT_DEDUPE_IDLE=20s"), E2E_NO_UVX=1,
 # E2E_MCP_MAX_ATTEMPTS (MetaMCP's setting, seeded; default: unset, MetaMCP's 1), and the
 # scenarios' durations E2E_HEALTHY_SECONDS, E2E_LEAK_SECONDS, E2E_LEAK_EVERY,
-# E2E_LEAK_TAIL, E2E_STUBBORN_WAIT, E2E_TWINS_SECONDS (seconds; see scenario.mjs).
+# E2E_LEAK_TAIL, E2E_STUBBORN_WAIT, E2E_TWINS_SECONDS (seconds; see scenario.mjs),
+# METAMCP_SNAPSHOT_DIR (where the snapshot is, instead of ../shared/metamcp),
+# METAMCP_GIT_URL (what to clone without it), MCPINIT_TEST_CACHE (the cache's place).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -93,7 +95,9 @@ trap 'exit 130' INT TERM
 find_snapshot() {
     local dirs=("$repo/../shared/metamcp")
     local common
-    if common=$(git -C "$repo" rev-parse --path-format=absolute --git-common-dir 2>/dev/null); then
+    if [ -n "${METAMCP_SNAPSHOT_DIR:-}" ]; then
+        dirs=("$METAMCP_SNAPSHOT_DIR")
+    elif common=$(git -C "$repo" rev-parse --path-format=absolute --git-common-dir 2>/dev/null); then
         dirs+=("$(dirname "$common")/../shared/metamcp")
     fi
     for d in "${dirs[@]}"; do
@@ -114,7 +118,7 @@ fetch_metamcp() { # DEST
     fi
     say "no snapshot; cloning metatool-ai/metamcp at $SHORT"
     command -v git >/dev/null || return 1
-    timeout 300 git clone -q --filter=blob:none https://github.com/metatool-ai/metamcp "$dest" 2>/dev/null &&
+    timeout 300 git clone -q --filter=blob:none "${METAMCP_GIT_URL:-https://github.com/metatool-ai/metamcp}" "$dest" 2>/dev/null &&
         git -C "$dest" -c advice.detachedHead=false checkout -q "$COMMIT" 2>/dev/null
 }
 
@@ -244,8 +248,10 @@ setup_postgres() {
 
 # ------------------------------------------------------------------ scenarios
 
-# SERVERS and mcpinit's settings per scenario. Short idle and grace times where a
-# scenario has to show reclaiming within a minute or two; defaults everywhere else.
+# SERVERS and mcpinit's settings per scenario. A short idle time where a scenario has
+# to show reclaiming within a minute or two, defaults everywhere else. Not shorter than
+# 30 s: on a loaded machine `npm exec` may take 15 s and more before it starts its
+# server, and an instance that has not started reads no input.
 servers_of() {
     case $1 in
         healthy) echo "everything,everything2" ;;
@@ -258,9 +264,9 @@ servers_of() {
 mcpinit_env_of() {
     case $1 in
         healthy) echo "" ;;
-        leak) echo "MCPINIT_MAX_PROCS=48 MCPINIT_DEDUPE_IDLE=15s" ;;
+        leak) echo "MCPINIT_MAX_PROCS=64 MCPINIT_DEDUPE_IDLE=30s" ;;
         stubborn) echo "" ;;
-        twins) echo "MCPINIT_DEDUPE_IDLE=15s" ;;
+        twins) echo "MCPINIT_DEDUPE_IDLE=30s" ;;
     esac
 }
 

@@ -80,6 +80,14 @@ function summarise(tallies) {
     measured(`calls ${label}`, `${t.calls} made, ${t.failed} failed`);
     for (const r of t.reasons) measured("  failure", r);
   }
+  for (const u of units) {
+    const last = sampler.lastInputOf(u.pids, u.at);
+    u.inputAgo = last === null ? null : u.at - last;
+    measured(
+      `  ended ${u.reason} unit ${u.top}`,
+      `${u.how}; its last input ${u.inputAgo === null ? "not seen" : `${(u.inputAgo / 1000).toFixed(1)} s`} before${sampler.wasNewest(u.top, u.at) ? "; the newest of its key" : ""}`,
+    );
+  }
   const how = countHow(units);
   measured("instances ended by mcpinit", `${units.length} (EOF ${how.EOF}, TERM ${how.TERM}, KILL ${how.KILL})`);
   const reasons = {};
@@ -97,7 +105,7 @@ function summarise(tallies) {
 
 async function healthy() {
   const tally = new Tally();
-  const duration = seconds("E2E_HEALTHY_SECONDS", 50);
+  const duration = seconds("E2E_HEALTHY_SECONDS", 40);
   const sessions = [];
   for (let i = 0; i < 3; i++) sessions.push(await openUsed(`session${i + 1}`, tally));
   const until = now() + duration;
@@ -180,7 +188,7 @@ async function twins() {
   const live = new Tally();
   const fresh = new Tally();
   const user = await openUsed("live", live);
-  await keepUsing(user, now() + seconds("E2E_TWINS_SECONDS", 35), 2000);
+  await keepUsing(user, now() + seconds("E2E_TWINS_SECONDS", 45), 2000);
   const last = await openUsed("fresh", fresh);
   for (const server of servers) await last.call(...TOOL_OF[server]);
   return { tally: live, fresh };
@@ -209,10 +217,20 @@ const { units, status, crashes } = summarise(tallies);
 const allNone = Object.values(status).length > 0 && Object.values(status).every((v) => v === "NONE");
 const spareEnded = units.filter((u) => u.reason !== "orphan" && sampler.wasNewest(u.top, u.at));
 const cap = Number(env.MCPINIT_MAX_PROCS ?? 128);
+// An instance that read input within the idle time is in use: dedupe must keep it.
+const idleMs = (() => {
+  const m = String(env.MCPINIT_DEDUPE_IDLE ?? "10m").match(/^(\d+(?:\.\d+)?)(ms|s|m|h)?$/);
+  if (!m) return 600_000;
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? "s"];
+})();
+const endedInUse = units.filter(
+  (u) => !["orphan", "cap", "memory"].includes(u.reason) && u.inputAgo !== null && u.inputAgo < idleMs - 2000,
+);
 
 check("no call failed in the sessions in use", result.tally.failed === 0 && result.tally.calls > 0, `${result.tally.failed} of ${result.tally.calls}`);
 check("no server is in ERROR (mcp_servers.error_status)", allNone, JSON.stringify(status));
 check("MetaMCP counted no crash", crashes.length === 0, crashes.slice(0, 3).join(" | "));
+check("dedupe ended no instance in use (input seen within the idle time)", endedInUse.length === 0, endedInUse.map((u) => `top ${u.top}: input ${(u.inputAgo / 1000).toFixed(1)} s before`).join(", "));
 check("the spare (newest instance of a server) was never ended", spareEnded.length === 0, spareEnded.map((u) => `top ${u.top} ${u.key}`).join(", "));
 
 if (scenario === "healthy") {
