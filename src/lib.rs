@@ -1,20 +1,19 @@
 //! mcpinit as a library: the pure decision core (`config`, `launcher`, `units`,
 //! `policy`) and the thin effect layer around it (`proctree`, `spawn`, `reap`,
-//! `terminate`, `state`, `supervisor`). The binary in main.rs only dispatches.
+//! `terminate`, `statefile`, `supervisor`). The binary in main.rs only dispatches.
 
 pub mod cgroup;
 pub mod config;
-pub mod json;
-pub mod jsonread;
 pub mod launcher;
 pub mod logging;
 pub mod output;
 pub mod policy;
 pub mod proctree;
 pub mod reap;
+pub mod settings;
 pub mod signals;
 pub mod spawn;
-pub mod state;
+pub mod statefile;
 pub mod status;
 pub mod supervisor;
 pub mod terminate;

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use mcpinit::jsonread::{self, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::fs;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -67,14 +67,14 @@ fn status_json(run: &Run) -> Option<Value> {
     if !out.status.success() {
         return None;
     }
-    jsonread::parse(&String::from_utf8_lossy(&out.stdout)).ok()
+    serde_json::from_slice(&out.stdout).ok()
 }
 
 fn rows(state: &Value) -> &[Value] {
     state
         .get("processes")
         .and_then(Value::as_array)
-        .unwrap_or(&[])
+        .map_or(&[], Vec::as_slice)
 }
 
 fn field<'a>(value: &'a Value, path: &str) -> &'a Value {
@@ -259,18 +259,23 @@ fn document(pid: i32) -> String {
     )
 }
 
-fn check_both_fail(file: &Path, reason: &str) {
+/// `status`, `status --json` and `health` all fail on `file` with exit status `status`
+/// (docs/status-and-health.md) and one line containing `reason`.
+fn check_both_fail(file: &Path, status: i32, reason: &str) {
     let path = file.to_str().unwrap();
     let (code, out, err) = here(&["status", "--state-file", path]);
-    assert_eq!(code, 1, "status: {out}{err}");
+    assert_eq!(code, status, "status: {out}{err}");
     assert!(
         out.is_empty() && err.contains(reason) && err.lines().count() == 1,
         "status: {err}"
     );
     let (code, _, err) = here(&["status", "--json", "--state-file", path]);
-    assert!(code == 1 && err.contains(reason), "status --json: {err}");
+    assert!(
+        code == status && err.contains(reason),
+        "status --json: {err}"
+    );
     let (code, out, _) = here(&["health", "--state-file", path]);
-    assert_eq!(code, 1, "health: {out}");
+    assert_eq!(code, status, "health: {out}");
     assert!(
         out.starts_with("unhealthy: ") && out.contains(reason) && out.lines().count() == 1,
         "health: {out}"
@@ -281,28 +286,29 @@ fn check_both_fail(file: &Path, reason: &str) {
 fn status_and_health_fail_clearly_when_no_mcpinit_runs() {
     let dir = temp_dir("no-mcpinit");
     let file = dir.join("state.json");
-    check_both_fail(&file, "no running mcpinit found (no state file at ");
+    check_both_fail(&file, 3, "no running mcpinit found (no state file at ");
 
     // Left behind by an mcpinit that is gone: its pid is dead now.
     let mut gone = Command::new("true").spawn().unwrap();
     let dead = gone.id() as i32;
     gone.wait().unwrap();
     fs::write(&file, document(dead)).unwrap();
-    check_both_fail(&file, &format!("pid {dead} is gone (stale state file"));
+    check_both_fail(&file, 8, &format!("pid {dead} is gone (stale state file"));
 
     // A live pid that is not an mcpinit (our own test process).
     fs::write(&file, document(std::process::id() as i32)).unwrap();
-    check_both_fail(&file, "not mcpinit (stale state file");
+    check_both_fail(&file, 8, "not mcpinit (stale state file");
 
     // Cut short, as a writer without the rename would leave it.
     let whole = document(dead);
     fs::write(&file, &whole[..whole.len() / 2]).unwrap();
-    check_both_fail(&file, "is corrupt (unexpected end of input at byte");
+    check_both_fail(&file, 7, "is corrupt (EOF while parsing");
 
     fs::write(&file, whole.replace("\"live\":1", "\"live\":\"many\"")).unwrap();
     check_both_fail(
         &file,
-        "is not mcpinit's: field 'live' is missing or of the wrong type",
+        7,
+        "is not mcpinit's: field 'live': invalid type: string \"many\", expected u64",
     );
     let _ = fs::remove_dir_all(dir);
 }
@@ -320,7 +326,7 @@ fn state_file_is_never_seen_half_written() {
     while Instant::now() < end && versions.len() < 8 {
         match fs::read_to_string(&file) {
             Ok(text) => {
-                let doc = jsonread::parse(&text)
+                let doc: Value = serde_json::from_str(&text)
                     .unwrap_or_else(|e| panic!("read #{reads} is torn ({e}):\n{text}"));
                 versions.insert(number(&doc, "updated_unix_ms"));
                 reads += 1;
@@ -350,7 +356,7 @@ fn state_file_falls_back_to_tmp_when_run_is_not_writable() {
     let run = Run::start_with("sh", &["-c", &script], &[]);
     let written = tmp.join("mcpinit.json");
     let doc = wait_until(LONG, || {
-        jsonread::parse(&fs::read_to_string(&written).ok()?).ok()
+        serde_json::from_str::<Value>(&fs::read_to_string(&written).ok()?).ok()
     })
     .unwrap_or_else(|| panic!("no /tmp/mcpinit.json: {}{}", run.stdout(), run.stderr()));
     assert_eq!(number(&doc, "pid"), 1);
@@ -420,4 +426,32 @@ fn a_reader_that_goes_away_is_not_a_crash() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "mcpinit {args:?}: {stderr}");
     }
+}
+
+#[test]
+fn an_argv_rewritten_in_place_is_seen() {
+    // setproctitle's way: overwrite the argument area, keeping comm and the area's
+    // bounds, which is all a cmdline cache keyed on stat can see.
+    let rewrite = "import time\n\
+        time.sleep(1.5)\n\
+        f = open('/proc/self/stat').read().rsplit(')', 1)[1].split()\n\
+        start, end = int(f[45]), int(f[46])\n\
+        title = b'npm exec retitled-server'\n\
+        with open('/proc/self/mem', 'r+b', buffering=0) as mem:\n\
+        \x20   mem.seek(start)\n\
+        \x20   mem.write(title + bytes(end - start - len(title)))\n\
+        time.sleep(60)\n\
+        # padding, so the argument area is longer than the new title";
+    let run = Run::start(
+        &["--scan-interval", "100ms", "--", "python3", "-c", rewrite],
+        &[],
+    );
+    let file = state_file(&run);
+    let seen = wait_until(LONG, || {
+        let out = inside(&run, &["status", "--state-file", file.to_str()?]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("npm exec retitled-server")
+            .then_some(())
+    });
+    assert!(seen.is_some(), "the new title never reached status");
 }
