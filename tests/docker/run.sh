@@ -7,6 +7,8 @@
 # root) and starts dockerd in the background, and stops it again at the end. When no
 # engine can be had, it says so and fails in CI (CI=true) or skips locally.
 # Every container it starts is removed at the end, every step has a timeout.
+# Holds /tmp/engine.lock for its whole run, so it never fights podman (or another
+# helper's dockerd) over cgroups and iptables.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -26,7 +28,8 @@ pass() { echo "pass: $*"; passed=$((passed + 1)); }
 fail() { echo "fail: $*"; failed=$((failed + 1)); }
 
 # Every docker call is bounded: a hung engine must not hang the suite.
-dk() { timeout 60 docker "$@"; }
+# Never hands the engine lock (fd 9) to what it starts.
+dk() { timeout 60 docker "$@" 9>&-; }
 
 cleanup() {
     local ids
@@ -84,7 +87,7 @@ ensure_engine() {
     fi
     [ "$(id -u)" = 0 ] || no_engine "dockerd is not running, and starting it needs root"
     say "starting dockerd in the background"
-    dockerd >"$work/dockerd.log" 2>&1 &
+    dockerd >"$work/dockerd.log" 2>&1 9>&- &
     dockerd_pid=$!
     for _ in $(seq 1 60); do
         engine_up && return 0
@@ -471,6 +474,10 @@ metrics_in_a_container() {
 }
 
 # ---------------------------------------------------------------- main
+
+# One engine user at a time: dockerd and podman fight over iptables and cgroups.
+exec 9>/tmp/engine.lock
+flock -w 1200 9 || { say "FAIL: /tmp/engine.lock still held after 20 min"; exit 1; }
 
 ensure_engine
 say "engine: $(dk version --format 'server {{.Server.Version}}, client {{.Client.Version}}')," \
