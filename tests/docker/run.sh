@@ -344,7 +344,7 @@ metamcp_as_user_1001() {
     local c t0 state uid units newest duplicates ms code ok=0
     t0=$(now_ms)
     c=$(start metamcp --user 1001 -e MCPINIT_DEDUPE_IDLE=1s -e MCPINIT_KILL_GRACE=1s "$IMAGE" \
-        node /app/backend.js --spawn a:3 --spawn b:1 --orphan c:1 --gap-ms 200)
+        node /app/backend.js --spawn a:3 --spawn b:1 --orphan c:1 --leaf-read-once 4000 --gap-ms 200)
     if wait_for 15 is_healthy "$c"; then
         note "HEALTHCHECK /mcpinit health (every 1 s): healthy $(($(now_ms) - t0)) ms after docker run"
     else
@@ -352,7 +352,7 @@ metamcp_as_user_1001() {
             "last check said: $(dk inspect -f '{{with .State.Health}}{{range .Log}}{{.Output}}{{end}}{{end}}' "$c" | tail -n 1)"
         ok=1
     fi
-    if ! wait_for 10 duplicates_culled "$c" 2; then
+    if ! wait_for 20 duplicates_culled "$c" 2; then
         note "expected 2 'terminating duplicate unit' lines in docker logs"
         ok=1
     fi
