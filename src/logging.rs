@@ -3,8 +3,8 @@
 //! formats carry the same fields: `info!(event = "terminate", pgid = 42; "…")`.
 
 use crate::config::LogTarget;
-use crate::json;
 use log::kv::{Key, Value, VisitSource};
+use serde::ser::{SerializeMap, Serializer};
 use std::fmt::Write as _;
 use std::io::Write;
 
@@ -17,12 +17,11 @@ pub fn init(filter: &str, json: bool, target: LogTarget) {
             LogTarget::Stderr => env_logger::Target::Stderr,
         })
         .format(move |buf, record| {
-            let line = if json {
-                json_line(record)
+            if json {
+                buf.write_all(&json_line(record))
             } else {
-                text_line(record)
-            };
-            buf.write_all(line.as_bytes())
+                buf.write_all(text_line(record).as_bytes())
+            }
         });
     // Only fails if a logger is already set, which would be ours.
     let _ = builder.try_init();
@@ -48,8 +47,8 @@ fn text_line(record: &log::Record) -> String {
                 return Ok(()); // e.g. no launcher key: nothing to read in a text line
             }
             if text.contains([' ', '"', '=']) || text.chars().any(char::is_control) {
-                let _ = write!(self.0, " {key}=");
-                json::string(self.0, &text);
+                let quoted = serde_json::to_string(&text).unwrap_or_default();
+                let _ = write!(self.0, " {key}={quoted}");
             } else {
                 let _ = write!(self.0, " {key}={text}");
             }
@@ -61,41 +60,48 @@ fn text_line(record: &log::Record) -> String {
     line
 }
 
-fn json_line(record: &log::Record) -> String {
-    let mut line = String::with_capacity(160);
-    let mut object = json::Object::new(&mut line);
-    object
-        .str("time", &timestamp())
-        .str("level", &record.level().as_str().to_ascii_lowercase());
-    let event = record.key_values().get(Key::from_str("event"));
-    object.str(
-        "event",
-        &event.map_or_else(|| "log".to_string(), |v| v.to_string()),
-    );
-    object.str("msg", &record.args().to_string());
-    struct Fields<'a, 'b>(&'a mut json::Object<'b>);
-    impl<'kvs> VisitSource<'kvs> for Fields<'_, '_> {
-        fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
-            let key = key.as_str();
-            if matches!(key, "event" | "time" | "level" | "msg") {
-                return Ok(());
-            }
-            if let Some(n) = value.to_i64() {
-                self.0.num(key, n);
-            } else if let Some(n) = value.to_u64() {
-                self.0.num(key, n);
-            } else if let Some(b) = value.to_bool() {
-                self.0.bool(key, b);
-            } else {
-                self.0.str(key, &value.to_string());
-            }
-            Ok(())
-        }
+/// One JSON object and a newline. serde_json writes into memory, which cannot fail; a
+/// key-value that cannot be written ends the line early rather than losing it.
+fn json_line(record: &log::Record) -> Vec<u8> {
+    let mut line = Vec::with_capacity(160);
+    let mut serializer = serde_json::Serializer::new(&mut line);
+    if let Ok(mut map) = serializer.serialize_map(None) {
+        let event = record
+            .key_values()
+            .get(Key::from_str("event"))
+            .map_or_else(|| "log".to_string(), |v| v.to_string());
+        let _ = map.serialize_entry("time", &timestamp());
+        let _ = map.serialize_entry("level", &record.level().as_str().to_ascii_lowercase());
+        let _ = map.serialize_entry("event", &event);
+        let _ = map.serialize_entry("msg", &record.args().to_string());
+        let _ = record.key_values().visit(&mut Fields(&mut map));
+        let _ = map.end();
     }
-    let _ = record.key_values().visit(&mut Fields(&mut object));
-    object.end();
-    line.push('\n');
+    line.push(b'\n');
     line
+}
+
+/// The record's key-values as JSON fields: numbers and booleans as such, the rest as
+/// strings.
+struct Fields<'a, M>(&'a mut M);
+
+impl<'kvs, M: SerializeMap> VisitSource<'kvs> for Fields<'_, M> {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
+        let key = key.as_str();
+        if matches!(key, "event" | "time" | "level" | "msg") {
+            return Ok(());
+        }
+        let written = if let Some(n) = value.to_i64() {
+            self.0.serialize_entry(key, &n)
+        } else if let Some(n) = value.to_u64() {
+            self.0.serialize_entry(key, &n)
+        } else if let Some(b) = value.to_bool() {
+            self.0.serialize_entry(key, &b)
+        } else {
+            self.0.serialize_entry(key, &value.to_string())
+        };
+        written.map_err(|_| log::kv::Error::msg("cannot write a JSON field"))
+    }
 }
 
 /// RFC 3339 UTC with milliseconds, without a date library.
@@ -156,7 +162,7 @@ mod tests {
             text.contains("WARN  terminating unit pgid=42 key=\"npm exec @x/a\""),
             "{text}"
         );
-        let json = json_line(&record);
+        let json = String::from_utf8(json_line(&record)).unwrap();
         assert!(json.contains(r#""level":"warn","event":"terminate","msg":"terminating unit","pgid":42,"key":"npm exec @x/a"}"#), "{json}");
     }
 }

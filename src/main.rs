@@ -7,7 +7,7 @@
 
 use log::info;
 use mcpinit::config::{self, Config, Invocation};
-use mcpinit::{cgroup, logging, output, signals, spawn, status, supervisor};
+use mcpinit::{cgroup, closeinput, logging, metrics, output, signals, spawn, status, supervisor};
 use std::ffi::{CStr, OsString};
 use std::os::unix::ffi::OsStringExt;
 
@@ -24,10 +24,7 @@ extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         }
     };
     let args = arguments(argc, argv);
-    // A value that is not UTF-8 is read lossily, so that it is refused by name like any
-    // other bad value rather than passing for unset.
-    let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-    match config::parse(&args, env) {
+    match config::parse(&args, |name| std::env::var_os(name)) {
         Ok(Invocation::Run(config)) => run(*config, inherited, waited),
         Ok(Invocation::Status { json, state_file }) => status::status(json, state_file),
         Ok(Invocation::Health { state_file }) => status::health(state_file),
@@ -78,7 +75,30 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
         }
     }
     let cgroup = cgroup::read();
+    // Both before the child exists: a port in use is refused like any bad setting, and
+    // (close-on-exec) neither descriptor reaches the child.
+    let signals = match waited.open() {
+        Ok(signals) => signals,
+        Err(e) => {
+            output::err(&format!("mcpinit: cannot create a signalfd: {e}\n"));
+            return 1;
+        }
+    };
+    let metrics = match config.metrics.map(metrics::Server::bind) {
+        None => None,
+        Some(Ok(server)) => Some(server),
+        Some(Err(e)) => {
+            let address = config.metrics.map_or(String::new(), |a| a.to_string());
+            output::err(&format!(
+                "mcpinit: cannot serve metrics on {address} (MCPINIT_METRICS / --metrics): {e}\n"
+            ));
+            return 2;
+        }
+    };
     log_start(&config, me, cgroup.limits);
+    if let Some(address) = metrics.as_ref().and_then(metrics::Server::local_addr) {
+        info!(event = "metrics", address = address.to_string().as_str(); "serving metrics on http://{address}/metrics");
+    }
     let main = match spawn::spawn(&config.command, &inherited) {
         Ok(pid) => pid,
         Err(error) => {
@@ -91,7 +111,7 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
         }
     };
     info!(event = "spawn", pid = main, command = config.command[0].to_string_lossy().as_ref(); "started child {main}");
-    supervisor::Supervisor::new(config, me, main, waited, cgroup).run()
+    supervisor::Supervisor::new(config, me, main, signals, metrics, cgroup).run()
 }
 
 /// `-p`: the signal mcpinit gets when its parent dies. libc, not nix: nix's `Signal`
@@ -124,6 +144,13 @@ fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {
         scan_interval_ms = c.scan_interval.as_millis() as u64, dry_run = c.dry_run,
         cgroup_pids_max = pids_max.as_str(), cgroup_memory_max = memory_max.as_str();
         "mcpinit {} as pid {me}{}", env!("CARGO_PKG_VERSION"), if me == 1 { "" } else { " (subreaper)" });
+    if !c.eof_grace.is_zero() && !c.dry_run {
+        if let Err(why) = closeinput::available() {
+            log::warn!(event = "eof_unavailable", cause = why.cause();
+                "server inputs cannot be closed here ({}): terminations begin with SIGTERM, which MetaMCP counts as a crash",
+                why.describe());
+        }
+    }
     for line in &c.retired {
         log::warn!(event = "retired_setting"; "{line}");
     }

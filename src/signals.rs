@@ -1,12 +1,15 @@
 //! Signal mask and dispositions: blocked first thing in mcpinit, restored in the child.
-//! Signals are taken synchronously with `sigtimedwait`, so there are no handlers at all.
+//! Signals are taken synchronously from a `signalfd` the event loop polls beside its
+//! sockets (catatonit's shape), so there are no handlers at all.
+//! Also their names, as `-p` reads them and logs show them.
 
 use nix::errno::Errno;
 use nix::sys::signal::{
     sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
 };
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::mem::MaybeUninit;
-use std::time::Duration;
+use std::os::fd::{AsFd, BorrowedFd};
 
 /// What mcpinit inherited, so the child can get exactly that back. SIGPIPE is kept too:
 /// std's `Command` resets it to the default in the child before our pre-exec hook runs,
@@ -21,7 +24,7 @@ pub struct Inherited {
     chld: libc::sigaction,
 }
 
-/// The set mcpinit waits on.
+/// The set mcpinit waits on (every signal), blocked by `block_all`.
 pub struct Waited(SigSet);
 
 /// Block every signal and ignore SIGTTIN/SIGTTOU: once the child owns the terminal,
@@ -99,22 +102,111 @@ pub struct Received {
     pub sender: libc::pid_t,
 }
 
+/// The blocked signals as a file descriptor: readable while one is pending.
+/// Non-blocking and close-on-exec, so the child inherits neither it nor a changed mask.
+pub struct Signals(SignalFd);
+
 impl Waited {
-    /// Wait at most `timeout` for one of the blocked signals: the loop's only wait.
-    /// libc, not nix: nix has sigwait but no sigtimedwait, and no sender pid.
-    pub fn wait(&self, timeout: Duration) -> Option<Received> {
-        let ts = libc::timespec {
-            tv_sec: timeout.as_secs().min(i32::MAX as u64) as _,
-            tv_nsec: timeout.subsec_nanos() as _,
-        };
-        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
-        // SAFETY: the set is initialised; info is written by the kernel on success.
-        let signal = unsafe { libc::sigtimedwait(self.0.as_ref(), info.as_mut_ptr(), &ts) };
-        if signal <= 0 {
-            return None; // EAGAIN (timeout) or EINTR
+    /// The descriptor the loop polls. Reading it takes the signal from the pending set
+    /// (as `sigtimedwait` would); the mask is untouched.
+    pub fn open(&self) -> std::io::Result<Signals> {
+        SignalFd::with_flags(&self.0, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map(Signals)
+            .map_err(std::io::Error::from)
+    }
+}
+
+impl Signals {
+    /// The next pending signal, if any; never blocks.
+    pub fn take(&self) -> Option<Received> {
+        // Err (EINTR cannot happen with every signal blocked) reads as "none pending":
+        // the fd stays readable, so the next poll returns at once and we try again.
+        let info = self.0.read_signal().ok().flatten()?;
+        Some(Received {
+            signal: info.ssi_signo as i32,
+            sender: info.ssi_pid as libc::pid_t,
+        })
+    }
+}
+
+impl AsFd for Signals {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// A signal by number (`15`), name (`SIGTERM`) or short name (`TERM`), any case.
+pub fn number(text: &str) -> Option<i32> {
+    if let Ok(number) = text.parse::<i32>() {
+        return (1..=libc::SIGRTMAX()).contains(&number).then_some(number);
+    }
+    let upper = text.to_ascii_uppercase();
+    let short = upper.strip_prefix("SIG").unwrap_or(&upper);
+    NAMES
+        .iter()
+        .find(|(name, _)| *name == short)
+        .map(|&(_, number)| number)
+}
+
+/// The conventional name of a signal, for logs.
+pub fn name(number: i32) -> String {
+    match NAMES.iter().find(|&&(_, n)| n == number) {
+        Some((name, _)) => format!("SIG{name}"),
+        None => format!("SIG{number}"),
+    }
+}
+
+const NAMES: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_numbers() {
+        assert_eq!(number("TERM"), Some(libc::SIGTERM));
+        assert_eq!(number("sigkill"), Some(libc::SIGKILL));
+        assert_eq!(number("SIGUSR1"), Some(libc::SIGUSR1));
+        assert_eq!(number("9"), Some(9));
+        assert_eq!(number("0"), None);
+        assert_eq!(number("NOPE"), None);
+        assert_eq!(number("999"), None);
+        assert_eq!(name(libc::SIGWINCH), "SIGWINCH");
+        assert_eq!(name(40), "SIG40");
+        for &(_, n) in NAMES {
+            assert_eq!(number(&name(n)), Some(n));
         }
-        // SAFETY: sigtimedwait succeeded, so info is filled in.
-        let sender = unsafe { info.assume_init().si_pid() };
-        Some(Received { signal, sender })
     }
 }

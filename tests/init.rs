@@ -75,7 +75,9 @@ fn every_catchable_signal_is_forwarded_to_the_child() {
         "TRAP", "ABRT", "BUS", "FPE", "ILL", "SEGV", "SYS",
     ];
     let script = trapping_child(&file, &names);
-    let run = Run::start(&["sh", "-c", &script], &[]);
+    // SIGINT and SIGTERM start the stop grace; on a loaded machine the 18 round trips
+    // can take longer than the default 8 s, and the grace's SIGKILL would end the test.
+    let run = Run::start(&["--stop-grace", "120s", "--", "sh", "-c", &script], &[]);
     assert!(wait_for_file(&file, "ready"), "child never got ready");
     for name in names {
         let number = sig(name);

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use mcpinit::jsonread::{self, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -16,7 +16,8 @@ const LONG: Duration = Duration::from_secs(40);
 fn mcpinit_lines(stdout: &str) -> Vec<Value> {
     let mut lines = Vec::new();
     for line in stdout.lines() {
-        let value = jsonread::parse(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let value: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(matches!(value, Value::Object(_)), "not an object: {line}");
         if value.get("event").is_some() {
             check_common_fields(&value, line);
@@ -163,7 +164,7 @@ fn text_is_the_default() {
     assert!(out.lines().count() >= 3, "{out}");
     for line in out.lines() {
         assert!(
-            jsonread::parse(line).is_err(),
+            serde_json::from_str::<Value>(line).is_err(),
             "a JSON line without MCPINIT_LOG_FORMAT: {line}"
         );
         assert!(line.contains(" mcpinit "), "{line}");

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use mcpinit::jsonread::{self, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::fs;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -15,7 +15,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(40);
-const SERVER_A: &str = "npm exec @modelcontextprotocol/server-a --port 0";
+/// The key of server A as the status backend starts it.
+fn key_a() -> String {
+    format!("{SERVER_A} --port 0")
+}
 
 /// mcpinit with `settings`, running the fixture backend with `backend_args`.
 fn start(settings: &[&str], backend_args: &str) -> Run {
@@ -30,7 +33,7 @@ fn state_file(run: &Run) -> PathBuf {
     run.dir().join("state.json")
 }
 
-/// `mcpinit ARGS` inside the run's PID and mount namespaces, with no MCPINIT_* from us.
+/// `mcpinit ARGS` inside the run's PID and mount namespaces, with none of our settings.
 fn inside(run: &Run, args: &[&str]) -> Output {
     inside_command(run, args)
         .output()
@@ -47,17 +50,12 @@ fn inside_program(run: &Run, program: &str, args: &[&str]) -> Command {
     cmd.args(["-s", "KILL", "30", "nsenter", "-t"])
         .arg(run.init_pid().to_string())
         .args(["-p", "-m"]);
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         // The harness maps us to root in a user namespace of our own.
         cmd.args(["-U", "--preserve-credentials"]);
     }
     cmd.arg(program).args(args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("MCPINIT_") {
-            cmd.env_remove(key);
-        }
-    }
+    without_our_env(&mut cmd);
     cmd
 }
 
@@ -67,14 +65,14 @@ fn status_json(run: &Run) -> Option<Value> {
     if !out.status.success() {
         return None;
     }
-    jsonread::parse(&String::from_utf8_lossy(&out.stdout)).ok()
+    serde_json::from_slice(&out.stdout).ok()
 }
 
 fn rows(state: &Value) -> &[Value] {
     state
         .get("processes")
         .and_then(Value::as_array)
-        .unwrap_or(&[])
+        .map_or(&[], Vec::as_slice)
 }
 
 fn field<'a>(value: &'a Value, path: &str) -> &'a Value {
@@ -125,7 +123,7 @@ fn status_json_lists_roles_and_counters_after_a_dedupe() {
     assert!(text(main[0], "cmdline").contains("backend.js"));
     assert_eq!(number(main[0], "pid"), number(&state, "main_pid"));
     for server in with_role(&state, "server") {
-        assert_eq!(text(server, "key"), SERVER_A);
+        assert_eq!(text(server, "key"), key_a());
         assert_eq!(field(server, "duplicate").as_bool(), Some(false));
     }
     let orphan = with_role(&state, "orphan")[0];
@@ -174,7 +172,7 @@ fn human_status_renders_units_as_trees_with_marks() {
         "units      servers 2 (1 keys, 1 duplicates), orphans 0, other 0",
         "    PID   PPID   PGID S      AGE      RSS  COMMAND",
         "main: 1 process,",
-        &format!("server  {SERVER_A}  pgid "),
+        &format!("server  {}  pgid ", key_a()),
         "  DUPLICATE  WOULD TERMINATE",
         "  └─ sh -c node ",
         "     └─ node ",
@@ -182,7 +180,7 @@ fn human_status_renders_units_as_trees_with_marks() {
         assert!(view.contains(needle), "missing {needle:?} in:\n{view}");
     }
     // The duplicate is the older instance, listed first of its key.
-    let first = view.find(&format!("server  {SERVER_A}")).unwrap();
+    let first = view.find(&format!("server  {}", key_a())).unwrap();
     assert!(
         view[first..].lines().next().unwrap().contains("DUPLICATE"),
         "{view}"
@@ -259,18 +257,23 @@ fn document(pid: i32) -> String {
     )
 }
 
-fn check_both_fail(file: &Path, reason: &str) {
+/// `status`, `status --json` and `health` all fail on `file` with exit status `status`
+/// (docs/status-and-health.md) and one line containing `reason`.
+fn check_both_fail(file: &Path, status: i32, reason: &str) {
     let path = file.to_str().unwrap();
     let (code, out, err) = here(&["status", "--state-file", path]);
-    assert_eq!(code, 1, "status: {out}{err}");
+    assert_eq!(code, status, "status: {out}{err}");
     assert!(
         out.is_empty() && err.contains(reason) && err.lines().count() == 1,
         "status: {err}"
     );
     let (code, _, err) = here(&["status", "--json", "--state-file", path]);
-    assert!(code == 1 && err.contains(reason), "status --json: {err}");
+    assert!(
+        code == status && err.contains(reason),
+        "status --json: {err}"
+    );
     let (code, out, _) = here(&["health", "--state-file", path]);
-    assert_eq!(code, 1, "health: {out}");
+    assert_eq!(code, status, "health: {out}");
     assert!(
         out.starts_with("unhealthy: ") && out.contains(reason) && out.lines().count() == 1,
         "health: {out}"
@@ -281,28 +284,29 @@ fn check_both_fail(file: &Path, reason: &str) {
 fn status_and_health_fail_clearly_when_no_mcpinit_runs() {
     let dir = temp_dir("no-mcpinit");
     let file = dir.join("state.json");
-    check_both_fail(&file, "no running mcpinit found (no state file at ");
+    check_both_fail(&file, 3, "no running mcpinit found (no state file at ");
 
     // Left behind by an mcpinit that is gone: its pid is dead now.
     let mut gone = Command::new("true").spawn().unwrap();
     let dead = gone.id() as i32;
     gone.wait().unwrap();
     fs::write(&file, document(dead)).unwrap();
-    check_both_fail(&file, &format!("pid {dead} is gone (stale state file"));
+    check_both_fail(&file, 8, &format!("pid {dead} is gone (stale state file"));
 
     // A live pid that is not an mcpinit (our own test process).
     fs::write(&file, document(std::process::id() as i32)).unwrap();
-    check_both_fail(&file, "not mcpinit (stale state file");
+    check_both_fail(&file, 8, "not mcpinit (stale state file");
 
     // Cut short, as a writer without the rename would leave it.
     let whole = document(dead);
     fs::write(&file, &whole[..whole.len() / 2]).unwrap();
-    check_both_fail(&file, "is corrupt (unexpected end of input at byte");
+    check_both_fail(&file, 7, "is corrupt (EOF while parsing");
 
     fs::write(&file, whole.replace("\"live\":1", "\"live\":\"many\"")).unwrap();
     check_both_fail(
         &file,
-        "is not mcpinit's: field 'live' is missing or of the wrong type",
+        7,
+        "is not mcpinit's: field 'live': invalid type: string \"many\", expected u64",
     );
     let _ = fs::remove_dir_all(dir);
 }
@@ -320,7 +324,7 @@ fn state_file_is_never_seen_half_written() {
     while Instant::now() < end && versions.len() < 8 {
         match fs::read_to_string(&file) {
             Ok(text) => {
-                let doc = jsonread::parse(&text)
+                let doc: Value = serde_json::from_str(&text)
                     .unwrap_or_else(|e| panic!("read #{reads} is torn ({e}):\n{text}"));
                 versions.insert(number(&doc, "updated_unix_ms"));
                 reads += 1;
@@ -350,7 +354,7 @@ fn state_file_falls_back_to_tmp_when_run_is_not_writable() {
     let run = Run::start_with("sh", &["-c", &script], &[]);
     let written = tmp.join("mcpinit.json");
     let doc = wait_until(LONG, || {
-        jsonread::parse(&fs::read_to_string(&written).ok()?).ok()
+        serde_json::from_str::<Value>(&fs::read_to_string(&written).ok()?).ok()
     })
     .unwrap_or_else(|| panic!("no /tmp/mcpinit.json: {}{}", run.stdout(), run.stderr()));
     assert_eq!(number(&doc, "pid"), 1);

@@ -1,211 +1,141 @@
-//! The state document decoded into types, every error naming the field's path.
+//! Reading the state file back, with limits: whatever sits at the path may be hostile
+//! (a FIFO, /dev/zero, a 100 MB array, a file planted by another user), and `health`
+//! runs unattended every 30 s. A regular file only, opened without following a symlink
+//! or blocking, at most `READ_LIMIT` bytes, decoded with errors that name the field.
 
-use crate::jsonread::Value;
-use crate::state::Counters;
+use super::LoadError;
+use crate::statefile::State;
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
 
-/// The state document, decoded. Field names follow `state::render`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct State {
-    pub pid: i32,
-    pub version: String,
-    pub started_unix_ms: u64,
-    pub updated_unix_ms: u64,
-    /// When the processes listed were seen (the heartbeat rewrites without a new scan).
-    pub snapshot_unix_ms: Option<u64>,
-    /// None once the main child has exited.
-    pub main_pid: Option<i32>,
-    pub settings: Settings,
-    pub pids_max: Option<u64>,
-    pub memory_max: Option<u64>,
-    pub counters: Counters,
-    pub live: u64,
-    pub rss: u64,
-    pub processes: Vec<Row>,
+/// The largest state file read. A real one at 10,000 processes is about 3.3 MB (typical
+/// MetaMCP command lines) and at most ~45 MB (every command line at the writer's 4 KiB
+/// cut); see docs/status-and-health.md for the measurement.
+pub const READ_LIMIT: u64 = 64 << 20;
+
+/// The file's bytes and its owner's uid.
+pub(super) struct Contents {
+    pub text: String,
+    pub owner: u32,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    pub max_procs: u64,
-    pub max_memory: u64,
-    pub dedupe: String,
-    pub dedupe_keep: u64,
-    pub dedupe_idle_ms: u64,
-    pub orphans: String,
-    pub kill_grace_ms: u64,
-    pub stop_grace_ms: u64,
-    pub scan_interval_ms: u64,
-    pub dry_run: bool,
+/// Read `path`; Ok(None) when nothing is there.
+pub(super) fn read(path: &Path) -> Result<Option<Contents>, LoadError> {
+    let unreadable = |error| LoadError::Unreadable {
+        path: path.to_path_buf(),
+        error,
+    };
+    // Looked at before it is opened: opening a device or a FIFO can have effects of its
+    // own (a tape rewinds, a FIFO's writer wakes).
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreadable(e)),
+        Ok(meta) => regular(path, &meta)?,
+    }
+    // Swapped in between the look and the open: O_NOFOLLOW refuses a symlink (ELOOP),
+    // O_NONBLOCK keeps a FIFO from hanging, and fstat below sees the rest.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => LoadError::NotRegular {
+                path: path.to_path_buf(),
+                kind: "a symbolic link",
+            },
+            _ => unreadable(e),
+        })?;
+    let meta = file.metadata().map_err(unreadable)?;
+    regular(path, &meta)?;
+    let mut bytes = Vec::with_capacity(meta.len().min(READ_LIMIT) as usize + 1);
+    (&mut file)
+        .take(READ_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > READ_LIMIT {
+        // It grew past the cap after the fstat.
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|_| LoadError::Corrupt {
+        path: path.to_path_buf(),
+        error: DecodeError::Syntax("not UTF-8 text".into()),
+    })?;
+    Ok(Some(Contents {
+        text,
+        owner: meta.uid(),
+    }))
 }
 
-/// One process of the last snapshot.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub pid: i32,
-    pub ppid: i32,
-    pub pgid: i32,
-    pub state: String,
-    pub age_ms: u64,
-    pub rss: u64,
-    pub cmdline: String,
-    /// main, server, orphan or other.
-    pub role: String,
-    /// `main`, `pgid:N` or `subtree:N`: rows with the same unit are terminated together.
-    pub unit: String,
-    pub key: Option<String>,
-    /// How long the unit has had no input; None when its input is not watched.
-    pub idle_ms: Option<u64>,
-    /// Input was seen since mcpinit began watching the unit.
-    pub input_seen: bool,
-    pub duplicate: bool,
-    pub terminating: bool,
-}
-
-/// Typed access to one object of the document; errors name the field's path. Values are
-/// only type-checked: arithmetic on them saturates, so absurd numbers print absurdly
-/// instead of overflowing.
-struct Fields<'a> {
-    value: &'a Value,
-    path: String,
-}
-
-impl<'a> Fields<'a> {
-    fn of(value: &'a Value, path: &str) -> Result<Fields<'a>, String> {
-        match value {
-            Value::Object(_) => Ok(Fields {
-                value,
-                path: path.to_string(),
-            }),
-            _ => Err(format!("'{path}' is not an object")),
+fn regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), LoadError> {
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        if meta.len() > READ_LIMIT {
+            return Err(LoadError::TooLarge {
+                path: path.to_path_buf(),
+                size: meta.len(),
+            });
         }
-    }
-
-    fn get<T>(&self, name: &str, cast: impl Fn(&'a Value) -> Option<T>) -> Result<T, String> {
-        self.value.get(name).and_then(cast).ok_or_else(|| {
-            format!(
-                "field '{}{name}' is missing or of the wrong type",
-                self.path
-            )
-        })
-    }
-
-    fn u64(&self, name: &str) -> Result<u64, String> {
-        self.get(name, Value::as_u64)
-    }
-
-    fn i32(&self, name: &str) -> Result<i32, String> {
-        self.get(name, as_i32)
-    }
-
-    fn str(&self, name: &str) -> Result<String, String> {
-        self.get(name, |v| v.as_str().map(String::from))
-    }
-
-    fn bool(&self, name: &str) -> Result<bool, String> {
-        self.get(name, Value::as_bool)
-    }
-
-    /// A value that may be null; `cast` must accept the non-null form.
-    fn nullable<T>(
-        &self,
-        name: &str,
-        cast: impl Fn(&'a Value) -> Option<T>,
-    ) -> Result<Option<T>, String> {
-        self.get(name, |v| {
-            if v.is_null() {
-                Some(None)
-            } else {
-                cast(v).map(Some)
-            }
-        })
-    }
-
-    fn object(&self, name: &str) -> Result<Fields<'a>, String> {
-        let value = self.get(name, Some)?;
-        Fields::of(value, &format!("{}{name}.", self.path))
-    }
-}
-
-/// Pids are i32 in the kernel; a larger number is not a pid.
-fn as_i32(value: &Value) -> Option<i32> {
-    value.as_i64().and_then(|n| i32::try_from(n).ok())
-}
-
-impl State {
-    pub fn decode(document: &Value) -> Result<State, String> {
-        let doc = Fields::of(document, "")?;
-        let cgroup = doc.object("cgroup")?;
-        Ok(State {
-            pid: doc.i32("pid")?,
-            version: doc.str("version")?,
-            started_unix_ms: doc.u64("started_unix_ms")?,
-            updated_unix_ms: doc.u64("updated_unix_ms")?,
-            snapshot_unix_ms: doc.nullable("snapshot_unix_ms", Value::as_u64)?,
-            main_pid: doc.nullable("main_pid", as_i32)?,
-            settings: Settings::decode(&doc.object("settings")?)?,
-            pids_max: cgroup.nullable("pids_max", Value::as_u64)?,
-            memory_max: cgroup.nullable("memory_max", Value::as_u64)?,
-            counters: decode_counters(&doc.object("counters")?)?,
-            live: doc.u64("live")?,
-            rss: doc.u64("rss")?,
-            processes: doc
-                .get("processes", Value::as_array)?
-                .iter()
-                .enumerate()
-                .map(|(i, p)| Row::decode(&Fields::of(p, &format!("processes[{i}]."))?))
-                .collect::<Result<_, _>>()?,
-        })
-    }
-}
-
-impl Settings {
-    fn decode(s: &Fields) -> Result<Settings, String> {
-        Ok(Settings {
-            max_procs: s.u64("max_procs")?,
-            max_memory: s.u64("max_memory")?,
-            dedupe: s.str("dedupe")?,
-            dedupe_keep: s.u64("dedupe_keep")?,
-            dedupe_idle_ms: s.u64("dedupe_idle_ms")?,
-            orphans: s.str("orphans")?,
-            kill_grace_ms: s.u64("kill_grace_ms")?,
-            stop_grace_ms: s.u64("stop_grace_ms")?,
-            scan_interval_ms: s.u64("scan_interval_ms")?,
-            dry_run: s.bool("dry_run")?,
-        })
-    }
-}
-
-fn decode_counters(c: &Fields) -> Result<Counters, String> {
-    let terminated = c.object("terminated")?;
-    Ok(Counters {
-        zombies_reaped: c.u64("zombies_reaped")?,
-        signals_forwarded: c.u64("signals_forwarded")?,
-        terminated_duplicate: terminated.u64("duplicate")?,
-        terminated_orphan: terminated.u64("orphan")?,
-        terminated_cap: terminated.u64("cap")?,
-        terminated_memory: terminated.u64("memory")?,
-        escalations: c.u64("escalations")?,
-        peak_procs: c.u64("peak_procs")? as usize,
-        peak_rss: c.u64("peak_rss")?,
+        return Ok(());
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a device"
+    };
+    Err(LoadError::NotRegular {
+        path: path.to_path_buf(),
+        kind: what,
     })
 }
 
-impl Row {
-    fn decode(p: &Fields) -> Result<Row, String> {
-        Ok(Row {
-            pid: p.i32("pid")?,
-            ppid: p.i32("ppid")?,
-            pgid: p.i32("pgid")?,
-            state: p.str("state")?,
-            age_ms: p.u64("age_ms")?,
-            rss: p.u64("rss")?,
-            cmdline: p.str("cmdline")?,
-            role: p.str("role")?,
-            unit: p.str("unit")?,
-            key: p.nullable("key", |v| v.as_str().map(String::from))?,
-            idle_ms: p.nullable("idle_ms", Value::as_u64)?,
-            input_seen: p.bool("input_seen")?,
-            duplicate: p.bool("duplicate")?,
-            terminating: p.bool("terminating")?,
-        })
+/// Why a text is not a state document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not JSON at all (or cut short): not written by mcpinit, or not whole.
+    Syntax(String),
+    /// JSON, but not this schema: `field` is the path of the offending value
+    /// (`processes[3].pid`; `.` for the document itself).
+    Schema { field: String, message: String },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            DecodeError::Syntax(message) => f.write_str(message),
+            DecodeError::Schema { field, message } => write!(f, "field '{field}': {message}"),
+        }
     }
+}
+
+/// Decode a state document. Values are only type-checked: arithmetic on them saturates,
+/// so absurd numbers print absurdly instead of overflowing. serde_json bounds nesting
+/// (128 levels), and skips unknown fields without keeping them.
+pub fn decode(text: &str) -> Result<State, DecodeError> {
+    use serde_json::error::Category;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let state: State = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            Category::Data => DecodeError::Schema {
+                field,
+                message: inner.to_string(),
+            },
+            Category::Syntax | Category::Eof | Category::Io => {
+                DecodeError::Syntax(inner.to_string())
+            }
+        }
+    })?;
+    de.end().map_err(|e| DecodeError::Syntax(e.to_string()))?;
+    Ok(state)
 }

@@ -1,6 +1,7 @@
 //! The human view: a header with thresholds and counters, then a pstree per unit.
 
-use super::{verdict, Row, State};
+use super::{verdict, State};
+use crate::statefile::{Role, Row};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -13,29 +14,23 @@ const TREE_DEPTH: usize = 16;
 
 /// The rows of one unit, top first (as the state file lists them).
 struct UnitRows<'a> {
-    rows: Vec<&'a Row>,
+    rows: Vec<&'a Row<'a>>,
 }
 
 impl UnitRows<'_> {
-    fn top(&self) -> &Row {
+    fn top(&self) -> &Row<'_> {
         self.rows[0]
     }
 
     /// Main first, then servers grouped by key, then orphans, then the rest; oldest
     /// first within each, so the duplicates of one key sit together.
-    fn order(&self) -> (u8, Option<&str>, std::cmp::Reverse<u64>) {
+    fn order(&self) -> (Role, Option<&str>, std::cmp::Reverse<u64>) {
         let top = self.top();
-        let rank = match top.role.as_str() {
-            "main" => 0,
-            "server" => 1,
-            "orphan" => 2,
-            _ => 3,
-        };
-        (rank, top.key.as_deref(), std::cmp::Reverse(top.age_ms))
+        (top.role, top.key.as_deref(), std::cmp::Reverse(top.age_ms))
     }
 }
 
-fn group_units(rows: &[Row]) -> Vec<UnitRows<'_>> {
+fn group_units<'a>(rows: &'a [Row<'a>]) -> Vec<UnitRows<'a>> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut units: Vec<UnitRows> = Vec::new();
     for row in rows {
@@ -70,11 +65,11 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
     let _ = writeln!(
         out,
         "mcpinit {} (pid {}), up {}, state written {} ago to {}",
-        state.version,
+        crate::output::printable(&state.version),
         state.pid,
         duration(now_ms.saturating_sub(state.started_unix_ms)),
         duration(now_ms.saturating_sub(state.updated_unix_ms)),
-        path.display()
+        crate::output::printable(&path.display().to_string())
     );
     let health = match verdict(state, now_ms) {
         Ok(_) => "ok".to_string(),
@@ -99,10 +94,10 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
     let _ = writeln!(
         out,
         "settings   dedupe {} keep {} idle {}, orphans {}, kill grace {}, stop grace {}, scan {}",
-        s.dedupe,
+        crate::output::printable(&s.dedupe),
         s.dedupe_keep,
         setting(s.dedupe_idle_ms),
-        s.orphans,
+        crate::output::printable(&s.orphans),
         setting(s.kill_grace_ms),
         setting(s.stop_grace_ms),
         setting(s.scan_interval_ms)
@@ -110,8 +105,11 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
     let _ = writeln!(
         out,
         "cgroup     pids.max {}, memory.max {}",
-        state.pids_max.map_or("none".into(), |n| n.to_string()),
-        state.memory_max.map_or("none".into(), size)
+        state
+            .cgroup
+            .pids_max
+            .map_or("none".into(), |n| n.to_string()),
+        state.cgroup.memory_max.map_or("none".into(), size)
     );
     let terminated = [
         c.terminated_duplicate,
@@ -124,11 +122,16 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
     let _ = writeln!(
         out,
         "counters   terminated {terminated} (duplicate {}, orphan {}, cap {}, memory {}), \
+         ended eof {} term {} kill {} (input not closed {}), \
          escalations {}, zombies reaped {}, signals forwarded {}",
         c.terminated_duplicate,
         c.terminated_orphan,
         c.terminated_cap,
         c.terminated_memory,
+        c.ended_eof,
+        c.ended_term,
+        c.ended_kill,
+        c.eof_fallbacks,
         c.escalations,
         c.zombies_reaped,
         c.signals_forwarded
@@ -136,10 +139,10 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
 }
 
 fn summary(out: &mut String, units: &[UnitRows]) {
-    let count = |role: &str| units.iter().filter(|u| u.top().role == role).count();
+    let count = |role: Role| units.iter().filter(|u| u.top().role == role).count();
     let mut keys: Vec<&str> = units
         .iter()
-        .filter(|u| u.top().role == "server")
+        .filter(|u| u.top().role == Role::Server)
         .filter_map(|u| u.top().key.as_deref())
         .collect();
     keys.dedup(); // units are sorted by key, so equal keys are adjacent
@@ -147,10 +150,10 @@ fn summary(out: &mut String, units: &[UnitRows]) {
     let _ = writeln!(
         out,
         "units      servers {} ({} keys, {duplicates} duplicates), orphans {}, other {}",
-        count("server"),
+        count(Role::Server),
         keys.len(),
-        count("orphan"),
-        count("other")
+        count(Role::Orphan),
+        count(Role::Other)
     );
 }
 
@@ -160,12 +163,13 @@ fn unit_heading(out: &mut String, unit: &UnitRows, dry_run: bool, since: u64) {
         .rows
         .iter()
         .fold(0u64, |sum, r| sum.saturating_add(r.rss));
-    let _ = write!(out, "{}", top.role);
+    out.push_str(top.role.as_str());
     if let Some(key) = &top.key {
-        let _ = write!(out, "  {key}");
+        let _ = write!(out, "  {}", crate::output::printable(key));
     }
-    if top.role != "main" {
-        let _ = write!(out, "  {}", top.unit.replace(':', " "));
+    if top.role != Role::Main {
+        let unit = crate::output::printable(&top.unit).replace(':', " ");
+        let _ = write!(out, "  {}", cut(&unit, COMMAND_WIDTH));
     }
     let n = unit.rows.len();
     let plural = if n == 1 { "" } else { "es" };
@@ -192,17 +196,24 @@ fn unit_heading(out: &mut String, unit: &UnitRows, dry_run: bool, since: u64) {
 }
 
 /// The unit's processes as a pstree: children under their parent. Parent links come
-/// from a file and are not trusted to form a tree, so every row is printed exactly once.
+/// from a file and are not trusted to form a tree (cycles, repeated pids), so every row
+/// is printed exactly once, and the work is linear in the rows: each row sits in one
+/// parent's list of children, and each list is walked once.
 /// `since`: how long ago the snapshot was taken, added to every age.
 pub(super) fn unit_tree(out: &mut String, rows: &[&Row], since: u64) {
+    let mut children: HashMap<i32, Vec<usize>> = HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        children.entry(row.ppid).or_default().push(i);
+    }
+    let members: std::collections::HashSet<i32> = rows.iter().map(|r| r.pid).collect();
     let mut tree = Tree {
         rows,
         since,
+        children,
         printed: vec![false; rows.len()],
     };
-    let is_member = |pid: i32| rows.iter().any(|r| r.pid == pid);
     let roots: Vec<usize> = (0..rows.len())
-        .filter(|&i| !is_member(rows[i].ppid))
+        .filter(|&i| !members.contains(&rows[i].ppid))
         .collect();
     // Rows in a parent cycle (or cut off by the depth limit) have no root: the second
     // pass prints them as roots of their own.
@@ -214,8 +225,10 @@ pub(super) fn unit_tree(out: &mut String, rows: &[&Row], since: u64) {
 }
 
 struct Tree<'a> {
-    rows: &'a [&'a Row],
+    rows: &'a [&'a Row<'a>],
     since: u64,
+    /// Rows by parent pid; a list is taken out when its parent is printed.
+    children: HashMap<i32, Vec<usize>>,
     printed: Vec<bool>,
 }
 
@@ -231,11 +244,11 @@ impl Tree<'_> {
         };
         let _ = writeln!(
             out,
-            "{:>7} {:>6} {:>6} {:1} {:>8} {:>8}  {lead}{}",
+            "{:>7} {:>6} {:>6} {} {:>8} {:>8}  {lead}{}",
             row.pid,
             row.ppid,
             row.pgid,
-            row.state,
+            crate::output::printable(row.state.encode_utf8(&mut [0; 4])),
             duration(row.age_ms.saturating_add(self.since)),
             size(row.rss),
             cut(&crate::output::printable(&row.cmdline), COMMAND_WIDTH)
@@ -243,12 +256,13 @@ impl Tree<'_> {
         if next_prefix.chars().count() / 3 >= TREE_DEPTH {
             return;
         }
-        let children: Vec<usize> = (0..self.rows.len())
-            .filter(|&c| !self.printed[c] && self.rows[c].ppid == row.pid)
-            .collect();
-        for (n, &child) in children.iter().enumerate() {
+        // Another row with the same pid may come later: it finds the list gone, so no
+        // list is walked twice.
+        let mut kids = self.children.remove(&row.pid).unwrap_or_default();
+        kids.retain(|&c| !self.printed[c]);
+        for (n, &child) in kids.iter().enumerate() {
             if !self.printed[child] {
-                let last = n + 1 == children.len();
+                let last = n + 1 == kids.len();
                 self.branch(out, child, &next_prefix, Some(last));
             }
         }

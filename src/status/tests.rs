@@ -1,11 +1,11 @@
 use super::render::{cut, setting, unit_tree};
 use super::*;
 use crate::config::Config;
-use crate::state::Counters;
+use crate::statefile::{Counters, Role, Row};
 use crate::testkit::{defaults, p, server, snapshot, MAIN, ME};
 use std::collections::HashSet;
 
-/// What `state::render` writes for: main, two instances of one server (the older a
+/// What `statefile::write` writes for: main, two instances of one server (the older a
 /// duplicate) and an orphan, decoded back.
 fn sample(config: &Config, counters: &Counters) -> State {
     let mut procs = server(20, MAIN, 300, "@x/a");
@@ -33,7 +33,7 @@ fn sample(config: &Config, counters: &Counters) -> State {
     ]
     .into_iter()
     .collect();
-    let view = crate::state::View {
+    let view = crate::statefile::View {
         config,
         pid: ME,
         main: Some(MAIN),
@@ -44,9 +44,10 @@ fn sample(config: &Config, counters: &Counters) -> State {
         terminating: &HashSet::new(),
         counters,
         activity: &activity,
+        blind: None,
     };
-    let text = crate::state::render(&view);
-    let mut state = State::decode(&jsonread::parse(&text).unwrap()).unwrap();
+    let text = serde_json::to_string(&view.document(crate::statefile::unix_ms())).unwrap();
+    let mut state = decode(&text).unwrap();
     // The testkit's clock is not the machine's boot clock: as if just scanned.
     state.snapshot_unix_ms = Some(state.updated_unix_ms);
     state
@@ -56,6 +57,9 @@ fn sample(config: &Config, counters: &Counters) -> State {
 fn decodes_what_state_renders() {
     let counters = Counters {
         terminated_duplicate: 3,
+        ended_eof: 2,
+        ended_term: 1,
+        eof_fallbacks: 1,
         peak_procs: 17,
         ..Counters::default()
     };
@@ -65,12 +69,12 @@ fn decodes_what_state_renders() {
     assert_eq!(state.settings.max_procs, 128);
     let role = |pid: i32| {
         let row = state.processes.iter().find(|r| r.pid == pid).unwrap();
-        (row.role.as_str(), row.duplicate)
+        (row.role, row.duplicate)
     };
-    assert_eq!(role(MAIN), ("main", false));
-    assert_eq!(role(20), ("server", true));
-    assert_eq!(role(32), ("server", false));
-    assert_eq!(role(40), ("orphan", false));
+    assert_eq!(role(MAIN), (Role::Main, false));
+    assert_eq!(role(20), (Role::Server, true));
+    assert_eq!(role(32), (Role::Server, false));
+    assert_eq!(role(40), (Role::Orphan, false));
     let idle = |pid: i32| {
         let row = state.processes.iter().find(|r| r.pid == pid).unwrap();
         (row.idle_ms, row.input_seen)
@@ -121,34 +125,52 @@ fn health_verdicts() {
     let at = state.updated_unix_ms;
     assert!(verdict(&state, at + 1_000).is_ok());
     let stale = verdict(&state, at + 31_000).unwrap_err();
-    assert!(stale.contains("stopped updating"), "{stale}");
+    assert!(matches!(stale, Unhealthy::Stale { age_ms: 31_000, .. }));
+    assert!(stale.to_string().contains("stopped updating"), "{stale}");
     config.max_procs = 5;
     config.dry_run = true;
     let over = verdict(&sample(&config, &Counters::default()), at).unwrap_err();
-    assert_eq!(over, "8 live processes, over MCPINIT_MAX_PROCS=5 (dry run)");
+    assert_eq!(
+        over.to_string(),
+        "8 live processes, over MCPINIT_MAX_PROCS=5 (dry run)"
+    );
     config.max_procs = 0;
     config.max_memory = 4 << 20;
     let over = verdict(&sample(&config, &Counters::default()), at).unwrap_err();
     assert!(
-        over.starts_with("rss 8.0M, over MCPINIT_MAX_MEMORY=4.0M"),
+        over.to_string()
+            .starts_with("rss 8.0M, over MCPINIT_MAX_MEMORY=4.0M"),
         "{over}"
     );
     let mut exited = state.clone();
     exited.main_pid = None;
-    assert!(verdict(&exited, at).unwrap_err().contains("shutting down"));
+    assert_eq!(verdict(&exited, at), Err(Unhealthy::ShuttingDown));
 }
 
 #[test]
 fn decode_errors_name_the_field() {
-    let state =
-        r#"{"pid":1,"version":"x","started_unix_ms":1,"updated_unix_ms":"soon","cgroup":{}}"#;
-    let err = State::decode(&jsonread::parse(state).unwrap()).unwrap_err();
-    assert_eq!(
-        err,
-        "field 'updated_unix_ms' is missing or of the wrong type"
+    let state = sample(&Config::default(), &Counters::default());
+    let text = serde_json::to_string(&state).unwrap();
+    assert_eq!(decode(&text).unwrap(), state, "round trip");
+    let err = decode(&text.replacen("\"pid\":20,", "\"pid\":\"x\",", 1)).unwrap_err();
+    match &err {
+        DecodeError::Schema { field, .. } => assert_eq!(field, "processes[1].pid"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .starts_with("field 'processes[1].pid': invalid type: string"),
+        "{err}"
     );
-    let err = State::decode(&jsonread::parse("[1]").unwrap()).unwrap_err();
-    assert_eq!(err, "'' is not an object");
+    let err = decode("[1]").unwrap_err();
+    assert!(matches!(err, DecodeError::Schema { .. }), "{err:?}");
+    let err = decode(&text[..text.len() / 2]).unwrap_err();
+    assert!(matches!(err, DecodeError::Syntax(_)), "{err:?}");
+    let err = decode(&format!("{text} x")).unwrap_err();
+    assert!(
+        matches!(err, DecodeError::Syntax(_)),
+        "trailing text: {err:?}"
+    );
 }
 
 #[test]
@@ -157,12 +179,13 @@ fn parent_cycles_print_every_row_once() {
         pid,
         ppid,
         pgid: 5,
-        state: "S".into(),
+        state: 'S',
         age_ms: 0,
         rss: 0,
-        cmdline: format!("cmd{pid}"),
-        role: "other".into(),
+        cmdline: format!("cmd{pid}").into(),
+        role: Role::Other,
         unit: "pgid:5".into(),
+        unit_top: 5,
         key: None,
         idle_ms: None,
         input_seen: false,
@@ -196,8 +219,10 @@ fn missing_state_file_is_a_clear_error() {
     let err = load(Some(PathBuf::from("/nonexistent/mcpinit.json")))
         .err()
         .unwrap();
+    assert!(matches!(err, LoadError::NotFound { .. }), "{err:?}");
     assert!(
-        err.starts_with("no running mcpinit found (no state file at /nonexistent/mcpinit.json)"),
+        err.to_string()
+            .starts_with("no running mcpinit found (no state file at /nonexistent/mcpinit.json)"),
         "{err}"
     );
 }

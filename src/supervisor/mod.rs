@@ -1,20 +1,26 @@
 //! The event loop, the only place that waits. Its parts each own their state and name
 //! their next deadline: the phase, the scan schedule, the fork-burst probe, the
-//! terminations in flight and the state publisher. One wait bounded by the earliest of
-//! those deadlines, then one `match` on the phase.
+//! terminations in flight, the state publisher and, when asked for, the metrics
+//! endpoint. One `ppoll` (the signalfd, and the endpoint's sockets) bounded by the
+//! earliest of those deadlines, then one `match` on the phase.
 
 use crate::cgroup::{Cgroup, Limits};
 use crate::config::{Config, Orphans};
+use crate::metrics::Server;
 use crate::policy::{self, Reason};
 use crate::proctree::{Blind, Scanner, Snapshot};
 use crate::reap::{self, Reaped};
-use crate::signals::{Received, Waited};
-use crate::state::{self, Counters};
-use crate::terminate::{Event, Terminations};
+use crate::signals::{Received, Signals};
+use crate::statefile::{self, Counters};
+use crate::terminate::{Begun, Ended, Event, Graces, Terminations};
 use crate::units::{self, Unit};
 use crate::watch::Watcher;
-use std::time::Instant;
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
+mod exposition;
 mod phase;
 mod probe;
 mod publisher;
@@ -22,6 +28,7 @@ mod report;
 mod schedule;
 mod shutdown;
 
+use exposition::Tally;
 use phase::Phase;
 use probe::{Probe, Reading};
 use publisher::Publisher;
@@ -33,7 +40,11 @@ pub struct Supervisor {
     me: i32,
     main: i32,
     phase: Phase,
-    waited: Waited,
+    signals: Signals,
+    /// The metrics endpoint, when one was asked for.
+    endpoint: Option<Server>,
+    /// What only the metrics show: how terminations ended, how long scans took.
+    tally: Tally,
     scanner: Scanner,
     schedule: Schedule,
     probe: Probe,
@@ -51,6 +62,10 @@ pub struct Supervisor {
     watcher: Watcher,
 }
 
+/// Signals taken per wake-up at most (31 standard ones can be pending, real-time ones
+/// queue): the rest wait for the next turn, which comes at once.
+const SIGNALS_PER_TURN: usize = 64;
+
 /// Whether the loop goes on.
 #[derive(PartialEq, Eq)]
 enum Flow {
@@ -59,7 +74,14 @@ enum Flow {
 }
 
 impl Supervisor {
-    pub fn new(config: Config, me: i32, main: i32, waited: Waited, cgroup: Cgroup) -> Supervisor {
+    pub fn new(
+        config: Config,
+        me: i32,
+        main: i32,
+        signals: Signals,
+        endpoint: Option<Server>,
+        cgroup: Cgroup,
+    ) -> Supervisor {
         let now = Instant::now();
         let pids_current = cgroup
             .pids_current
@@ -68,16 +90,18 @@ impl Supervisor {
             me,
             main,
             phase: Phase::Running,
-            waited,
+            signals,
+            endpoint,
+            tally: Tally::default(),
             scanner: Scanner::new(me),
             schedule: Schedule::new(now, config.scan_interval),
             probe: Probe::new(config.max_procs, pids_current, now),
             terminations: Terminations::default(),
-            publisher: Publisher::new(state::choose_path(&config)),
+            publisher: Publisher::new(statefile::choose_path(&config)),
             thresholds: Thresholds::default(),
             counters: Counters::default(),
             limits: cgroup.limits,
-            started_unix_ms: state::unix_ms(),
+            started_unix_ms: statefile::unix_ms(),
             last: (Snapshot::default(), Vec::new()),
             blind: None,
             watcher: Watcher::new(&config),
@@ -87,14 +111,20 @@ impl Supervisor {
 
     /// Run until the main child and everything else is gone; returns the exit status.
     pub fn run(mut self) -> i32 {
-        loop {
+        'turns: loop {
             let now = Instant::now();
             let timeout = self.next_deadline(now).saturating_duration_since(now);
-            if let Some(received) = self.waited.wait(timeout) {
-                if self.on_signal(received, Instant::now()) == Flow::Done {
+            let (signalled, sockets) = self.wait(timeout);
+            // Signals first: a busy endpoint never delays a reap or a forward.
+            for _ in 0..if signalled { SIGNALS_PER_TURN } else { 0 } {
+                let Some(received) = self.signals.take() else {
                     break;
+                };
+                if self.on_signal(received, Instant::now()) == Flow::Done {
+                    break 'turns;
                 }
             }
+            self.serve(&sockets, Instant::now());
             let now = Instant::now();
             let flow = match self.phase {
                 Phase::Running => self.govern(now),
@@ -108,8 +138,27 @@ impl Supervisor {
         self.finish()
     }
 
+    /// Wait at most `timeout` for a signal or, with metrics on, a socket: (a signal is
+    /// pending, which of the endpoint's fds are ready, in `Server::interest` order).
+    fn wait(&self, timeout: Duration) -> (bool, Vec<bool>) {
+        let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        if let Some(endpoint) = &self.endpoint {
+            let interest = endpoint.interest().into_iter();
+            fds.extend(interest.map(|(fd, events)| PollFd::new(fd, events)));
+        }
+        // ppoll, not poll: the deadlines are finer than a millisecond. Every signal is
+        // blocked, so nothing interrupts it; on any failure the turn runs as a timeout.
+        let _ = ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None);
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        (ready[0], ready[1..].to_vec())
+    }
+
     /// The earliest deadline of the parts that count in this phase.
     fn next_deadline(&self, now: Instant) -> Instant {
+        let endpoint = self.endpoint.as_ref().and_then(Server::next_deadline);
         match self.phase {
             Phase::Running => schedule::earliest(
                 now,
@@ -118,11 +167,15 @@ impl Supervisor {
                     self.probe.next_deadline(),
                     self.terminations.next_deadline(),
                     self.publisher.next_deadline(),
+                    endpoint,
                 ],
             ),
             // Stopping or draining: no scans, probes or state writes any more, so only
-            // the phase's own grace and polls can be due.
-            phase => schedule::earliest(now, [phase.next_deadline(now, self.config.stop_grace)]),
+            // the phase's own grace and polls (and the endpoint's clients) can be due.
+            phase => schedule::earliest(
+                now,
+                [phase.next_deadline(now, self.config.stop_grace), endpoint],
+            ),
         }
     }
 
@@ -213,7 +266,9 @@ impl Supervisor {
 
     /// Scan, decide and act, with `baseline` the probe's count taken just before.
     fn scan(&mut self, now: Instant, baseline: u64) {
+        let started = Instant::now();
         let snapshot = self.scanner.scan();
+        self.tally.scanned(started.elapsed());
         let blind = self.scanner.blind();
         report::sight(self.blind, blind);
         self.blind = blind;
@@ -235,9 +290,8 @@ impl Supervisor {
         }
         let units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
         for event in self.terminations.refresh(&snapshot, now) {
-            if let Event::Killed { .. } = event {
-                self.counters.escalations += 1;
-            }
+            count_event(&mut self.counters, &event);
+            self.tally.event(&event);
             report::escalation(&event);
         }
         let busy = self.terminations.busy();
@@ -285,14 +339,17 @@ impl Supervisor {
         if !dry {
             count_termination(&mut self.counters, decision.reason);
         }
-        self.terminations.start(
-            unit,
-            snapshot,
-            decision.reason,
-            self.config.kill_grace,
-            dry,
-            now,
-        );
+        let graces = Graces {
+            eof: self.config.eof_grace,
+            kill: self.config.kill_grace,
+        };
+        let begun = self
+            .terminations
+            .start(unit, snapshot, decision.reason, graces, dry, now);
+        if let Begun::Fallback(_) = begun {
+            self.counters.eof_fallbacks += 1;
+        }
+        report::begun(unit.top, &begun);
     }
 
     fn publish_if_due(&mut self, now: Instant) {
@@ -304,7 +361,7 @@ impl Supervisor {
     /// Write the state file now, from the last scan and the loop's own state.
     fn publish(&mut self, now: Instant) {
         let busy = self.terminations.busy();
-        let view = state::View {
+        let view = statefile::View {
             config: &self.config,
             pid: self.me,
             main: self.phase.main_alive().then_some(self.main),
@@ -315,8 +372,22 @@ impl Supervisor {
             terminating: &busy,
             counters: &self.counters,
             activity: self.watcher.uses(),
+            blind: self.blind,
         };
         self.publisher.write(now, &view);
+    }
+}
+
+/// What a step of a termination adds to the counters: SIGKILLs, and how each ended.
+fn count_event(counters: &mut Counters, event: &Event) {
+    match event {
+        Event::Killed { .. } => counters.escalations += 1,
+        Event::Gone { ended, .. } => match ended {
+            Ended::Eof => counters.ended_eof += 1,
+            Ended::Term => counters.ended_term += 1,
+            Ended::Kill => counters.ended_kill += 1,
+        },
+        Event::Termed { .. } | Event::Stuck { .. } => {}
     }
 }
 

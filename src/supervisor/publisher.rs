@@ -2,7 +2,7 @@
 //! when what it shows changed (at most every STATE_MIN_GAP), and as a heartbeat.
 
 use crate::proctree::Snapshot;
-use crate::state::{self, Counters};
+use crate::statefile::{self, Counters};
 use crate::units::UnitId;
 use log::warn;
 use std::collections::HashSet;
@@ -20,6 +20,14 @@ pub(super) struct Publisher {
     /// What the state file last showed, minus RSS and ages (those ride the heartbeat).
     fingerprint: u64,
     warned: bool,
+    /// A descriptor held in reserve (/dev/null, opened at start) and given up for a
+    /// write that found none left: when mcpinit is out of descriptors, the state file
+    /// is what tells the operator, through `health`, that its scans are blind.
+    reserve: Option<std::fs::File>,
+}
+
+fn reserve() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
 }
 
 impl Publisher {
@@ -30,6 +38,7 @@ impl Publisher {
             dirty: true,
             fingerprint: 0,
             warned: false,
+            reserve: reserve(),
         }
     }
 
@@ -66,8 +75,15 @@ impl Publisher {
 
     /// Write `view` now. A failure is told once: the heartbeat would repeat it every
     /// few seconds, and `status` says the file is missing or stale anyway.
-    pub(super) fn write(&mut self, now: Instant, view: &state::View) {
-        if let Err(e) = state::write(&self.path, &state::render(view)) {
+    pub(super) fn write(&mut self, now: Instant, view: &statefile::View) {
+        let mut written = statefile::write(&self.path, view);
+        let starved =
+            |e: &std::io::Error| matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+        if written.as_ref().is_err_and(starved) && self.reserve.take().is_some() {
+            written = statefile::write(&self.path, view);
+            self.reserve = reserve();
+        }
+        if let Err(e) = written {
             if !self.warned {
                 self.warned = true;
                 warn!(event = "state_error", path = self.path.display().to_string().as_str(); "cannot write the state file {}: {e}", self.path.display());

@@ -1,0 +1,84 @@
+use super::*;
+use crate::config::Config;
+use crate::proctree::Snapshot;
+use crate::testkit::{defaults, server, snapshot, MAIN, ME};
+use crate::units::Unit;
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
+
+/// A snapshot of the main child and `servers` MetaMCP-style instances of one server.
+fn servers(servers: i32) -> (Snapshot, Vec<Unit>) {
+    let mut procs = Vec::new();
+    for i in 0..servers {
+        procs.extend(server(100 + 10 * i, MAIN, 500 - i as u64, "@x/a"));
+    }
+    let snap = snapshot(procs);
+    let units = crate::units::units(&snap, Some(MAIN), &defaults());
+    (snap, units)
+}
+
+fn with_view<T>(
+    config: &Config,
+    (snapshot, units): &(Snapshot, Vec<Unit>),
+    f: impl FnOnce(&View) -> T,
+) -> T {
+    let counters = Counters::default();
+    let terminating = HashSet::new();
+    f(&View {
+        config,
+        pid: ME,
+        main: Some(MAIN),
+        started_unix_ms: 1,
+        limits: Default::default(),
+        snapshot,
+        units,
+        terminating: &terminating,
+        activity: &Default::default(),
+        blind: None,
+        counters: &counters,
+    })
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mcpinit-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn write_replaces_the_file_and_leaves_no_temporary_behind() {
+    let dir = temp_dir("state");
+    let path = dir.join("mcpinit.json");
+    // A symlink where an old, predictable temporary name would have gone.
+    std::os::unix::fs::symlink(dir.join("victim"), path.with_extension("tmp.1")).unwrap();
+    let config = Config::default();
+    with_view(&config, &servers(1), |view| write(&path, view)).unwrap();
+    with_view(&config, &servers(2), |view| write(&path, view)).unwrap();
+    let state = crate::status::decode(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(state.processes.len(), 7, "the second write");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o022, 0, "not writable by others: {mode:o}");
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!dir.join("victim").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn long_command_lines_are_cut_in_the_file() {
+    let (mut snap, _) = servers(1);
+    let long = format!("npm exec @x/a {}", "é".repeat(10_000));
+    snap.procs[1].cmdline = long.as_str().into();
+    let units = crate::units::units(&snap, Some(MAIN), &defaults());
+    let text = with_view(&Config::default(), &(snap, units), |view| {
+        serde_json::to_string(&view.document(1)).unwrap()
+    });
+    let state = crate::status::decode(&text).unwrap();
+    let cmdline = &state.processes[1].cmdline;
+    assert!(cmdline.len() <= CMDLINE_MAX && cmdline.len() > CMDLINE_MAX - 2);
+    assert!(long.starts_with(cmdline.as_ref()));
+}

@@ -1,0 +1,189 @@
+//! The loop's state as a `Document`: the process rows are serialized straight from the
+//! snapshot, one at a time, so a write allocates the same few bytes at 10 processes or
+//! 10,000 (issue 12.10).
+
+use super::document::{Blindness, Cgroup, Counters, Document, Role, Row, Settings};
+use crate::cgroup::Limits;
+use crate::config::{Config, Orphans};
+use crate::policy::Activity;
+use crate::proctree::{Blind, Snapshot};
+use crate::units::{Unit, UnitId};
+use serde::{Serialize, Serializer};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+/// A command line longer than this is cut in the file (at a character boundary): a
+/// process can put 100 KB there, and the file must stay well under the reader's cap at
+/// 10,000 processes. `status` shows 100 characters, so nothing visible is lost.
+pub const CMDLINE_MAX: usize = 4096;
+
+/// Everything the state document is made of.
+pub struct View<'a> {
+    pub config: &'a Config,
+    pub pid: i32,
+    pub main: Option<i32>,
+    pub started_unix_ms: u64,
+    pub limits: Limits,
+    pub snapshot: &'a Snapshot,
+    pub units: &'a [Unit],
+    pub terminating: &'a HashSet<UnitId>,
+    pub counters: &'a Counters,
+    /// What is known of the instances' input (only watched units are in it).
+    pub activity: &'a Activity,
+    /// Why the last scan could not see every process, while it could not.
+    pub blind: Option<Blind>,
+}
+
+impl<'a> View<'a> {
+    /// The document for this view, written at `now_unix_ms`.
+    pub fn document(&'a self, now_unix_ms: u64) -> Document<Rows<'a>> {
+        Document {
+            pid: self.pid,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_unix_ms: self.started_unix_ms,
+            updated_unix_ms: now_unix_ms,
+            snapshot_unix_ms: snapshot_unix_ms(self.snapshot, now_unix_ms),
+            main_pid: self.main,
+            settings: settings(self.config),
+            cgroup: Cgroup {
+                pids_max: self.limits.pids_max,
+                memory_max: self.limits.memory_max,
+            },
+            counters: self.counters.clone(),
+            live: self.units.iter().map(|u| u.pids.len() as u64).sum(),
+            rss: self.units.iter().map(|u| u.rss).sum(),
+            blind: self.blind.map(|b| Blindness {
+                errno: format!("{:?}", b.errno),
+                unread: b.unread as u64,
+            }),
+            processes: Rows {
+                view: self,
+                duplicate: duplicates(self.units, self.config.dedupe_keep),
+            },
+        }
+    }
+}
+
+/// Wall-clock time of the snapshot shown: the heartbeat rewrites the file without a new
+/// scan, so `status` needs this to age processes correctly. None before the first scan.
+fn snapshot_unix_ms(snapshot: &Snapshot, now_unix_ms: u64) -> Option<u64> {
+    (snapshot.now_ms > 0).then(|| {
+        let behind = crate::proctree::boottime_ms().saturating_sub(snapshot.now_ms);
+        now_unix_ms.saturating_sub(behind)
+    })
+}
+
+fn settings(c: &Config) -> Settings {
+    Settings {
+        max_procs: c.max_procs as u64,
+        max_memory: c.max_memory,
+        dedupe: if c.dedupe.is_empty() {
+            "off".to_string()
+        } else {
+            c.dedupe.join(",")
+        },
+        dedupe_keep: c.dedupe_keep as u64,
+        dedupe_idle_ms: c.dedupe_idle.as_millis() as u64,
+        orphans: match c.orphans {
+            Orphans::Term => "term",
+            Orphans::Keep => "keep",
+        }
+        .to_string(),
+        kill_grace_ms: c.kill_grace.as_millis() as u64,
+        stop_grace_ms: c.stop_grace.as_millis() as u64,
+        scan_interval_ms: c.scan_interval.as_millis() as u64,
+        dry_run: c.dry_run,
+    }
+}
+
+/// Units whose key has newer instances beyond the kept count.
+fn duplicates(units: &[Unit], keep: usize) -> HashSet<UnitId> {
+    let mut by_key: HashMap<&str, Vec<&Unit>> = HashMap::new();
+    for unit in units.iter().filter(|u| !u.orphaned) {
+        if let Some(key) = &unit.key {
+            by_key.entry(key).or_default().push(unit);
+        }
+    }
+    let mut marked = HashSet::new();
+    for instances in by_key.values_mut() {
+        instances.sort_by_key(|u| std::cmp::Reverse((u.started_ms, u.top)));
+        marked.extend(instances.iter().skip(keep).map(|u| u.id));
+    }
+    marked
+}
+
+/// The process list, serialized as a JSON array straight from the snapshot.
+pub struct Rows<'a> {
+    view: &'a View<'a>,
+    duplicate: HashSet<UnitId>,
+}
+
+impl Serialize for Rows<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let view = self.view;
+        let mut seq = serializer.serialize_seq(None)?;
+        for unit in view.units {
+            let (role, name) = match unit.id {
+                UnitId::Main => (Role::Main, Cow::Borrowed("main")),
+                UnitId::Group(pgid) => (role(unit), Cow::Owned(format!("pgid:{pgid}"))),
+                UnitId::Subtree(root) => (role(unit), Cow::Owned(format!("subtree:{root}"))),
+            };
+            let seen = view.activity.get(&unit.id);
+            let idle_ms = seen.map(|u| view.snapshot.now_ms.saturating_sub(u.idle_since_ms()));
+            let input_seen = seen.is_some_and(|u| u.last_input_ms.is_some());
+            for p in unit.pids.iter().filter_map(|&pid| view.snapshot.get(pid)) {
+                seq.serialize_element(&Row {
+                    pid: p.pid,
+                    ppid: p.ppid,
+                    pgid: p.pgid,
+                    state: p.state as char,
+                    age_ms: view.snapshot.now_ms.saturating_sub(p.started_ms),
+                    rss: p.rss,
+                    cmdline: Cow::Borrowed(cut(&p.cmdline, CMDLINE_MAX)),
+                    role,
+                    unit: Cow::Borrowed(&name),
+                    unit_top: unit.top,
+                    key: unit.key.as_deref().map(Cow::Borrowed),
+                    idle_ms,
+                    input_seen,
+                    duplicate: self.duplicate.contains(&unit.id),
+                    terminating: view.terminating.contains(&unit.id),
+                })?;
+            }
+        }
+        seq.end()
+    }
+}
+
+pub fn role(unit: &Unit) -> Role {
+    if unit.orphaned {
+        Role::Orphan
+    } else if unit.key.is_some() {
+        Role::Server
+    } else {
+        Role::Other
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cut_keeps_whole_characters() {
+        assert_eq!(super::cut("abc", 5), "abc");
+        assert_eq!(super::cut("abcdef", 3), "abc");
+        assert_eq!(super::cut("aé", 2), "a");
+    }
+}
