@@ -150,7 +150,7 @@ fn status_json_lists_roles_and_counters_after_a_dedupe() {
 #[test]
 fn human_status_renders_units_as_trees_with_marks() {
     let run = start(
-        &["--dry-run", "--dedupe-idle", "1s"],
+        &["--dry-run", "--dedupe-idle", "1s", "--eof-grace", "1500ms"],
         "--spawn a:2 --leaf-read-once 4000 --gap-ms 200",
     );
     let file = state_file(&run);
@@ -168,6 +168,7 @@ fn human_status_renders_units_as_trees_with_marks() {
         "live       7 processes (max 128,",
         "DRY RUN: nothing is terminated",
         "settings   dedupe npm exec,npx,uvx keep 1 idle 1s, orphans term, kill grace 5s",
+        ", scan 1s, eof grace 1500ms\n",
         "counters   terminated 0 (duplicate 0,",
         "units      servers 2 (1 keys, 1 duplicates), orphans 0, other 0",
         "    PID   PPID   PGID S      AGE      RSS  COMMAND",
