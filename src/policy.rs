@@ -44,6 +44,9 @@ pub struct Plan {
     /// Some duplicate waits for its newest instance to settle: a decision is due later
     /// even if nothing else changes.
     pub waiting: bool,
+    /// Every surplus duplicate as counted here (settled or not, busy units excluded),
+    /// sorted: what `status` marks DUPLICATE, so that it shows the policy's own choice.
+    pub duplicates: Vec<UnitId>,
 }
 
 /// Decide. `units` comes from `units::units`, sorted oldest first; `busy` holds the
@@ -117,7 +120,10 @@ pub fn decide(units: &[Unit], config: &Config, now_ms: u64, busy: &HashSet<UnitI
             picker.pick(unit, Reason::Memory, None);
         }
     }
+    let mut duplicates: Vec<UnitId> = surplus.iter().map(|(unit, _)| unit.id).collect();
+    duplicates.sort_unstable();
     Plan {
+        duplicates,
         projected: picker.live - picker.gone,
         live: picker.live,
         rss: picker.rss,

@@ -7,7 +7,7 @@
 use crate::policy::Reason;
 use crate::proctree::{self, Snapshot};
 use crate::units::{Unit, UnitId};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// A unit that survives SIGKILL this long is stuck in the kernel (D state); stop trying.
@@ -38,6 +38,11 @@ pub struct Terminations {
 impl Terminations {
     pub fn busy(&self) -> HashSet<UnitId> {
         self.list.iter().map(|e| e.id).collect()
+    }
+
+    /// The units in the table and why each is being terminated (what `status` shows).
+    pub fn reasons(&self) -> HashMap<UnitId, Reason> {
+        self.list.iter().map(|e| (e.id, e.reason)).collect()
     }
 
     pub fn in_flight(&self) -> bool {

@@ -1,9 +1,11 @@
 use super::*;
 use crate::config::Config;
+use crate::policy::Reason;
 use crate::proctree::Snapshot;
 use crate::testkit::{defaults, server, snapshot, MAIN, ME};
 use crate::units::Unit;
-use std::collections::HashSet;
+use crate::units::UnitId;
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 
 /// A snapshot of the main child and `servers` MetaMCP-style instances of one server.
@@ -17,13 +19,17 @@ fn servers(servers: i32) -> (Snapshot, Vec<Unit>) {
     (snap, units)
 }
 
-fn with_view<T>(
+/// The view the loop would publish after deciding on `snapshot` with `terminating` in
+/// flight.
+fn with_view_busy<T>(
     config: &Config,
     (snapshot, units): &(Snapshot, Vec<Unit>),
+    terminating: &HashMap<UnitId, Reason>,
     f: impl FnOnce(&View) -> T,
 ) -> T {
     let counters = Counters::default();
-    let terminating = HashSet::new();
+    let busy = terminating.keys().copied().collect();
+    let plan = crate::policy::decide(units, config, snapshot.now_ms, &busy);
     f(&View {
         config,
         pid: ME,
@@ -32,9 +38,26 @@ fn with_view<T>(
         limits: Default::default(),
         snapshot,
         units,
-        terminating: &terminating,
+        duplicates: &plan.duplicates,
+        terminating,
         counters: &counters,
     })
+}
+
+fn with_view<T>(config: &Config, tree: &(Snapshot, Vec<Unit>), f: impl FnOnce(&View) -> T) -> T {
+    with_view_busy(config, tree, &HashMap::new(), f)
+}
+
+/// (top pid, duplicate, terminating) of each unit's top row in the document.
+fn marks(view: &View) -> Vec<(i32, bool, bool)> {
+    let text = serde_json::to_string(&view.document(1)).unwrap();
+    let state = crate::status::decode(&text).unwrap();
+    state
+        .processes
+        .iter()
+        .filter(|r| r.pid == r.unit_top && r.pid != MAIN)
+        .map(|r| (r.pid, r.duplicate, r.terminating))
+        .collect()
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -79,4 +102,27 @@ fn long_command_lines_are_cut_in_the_file() {
     let cmdline = &state.processes[1].cmdline;
     assert!(cmdline.len() <= CMDLINE_MAX && cmdline.len() > CMDLINE_MAX - 2);
     assert!(long.starts_with(cmdline.as_ref()));
+}
+
+/// Issue 11.2: the marks are the policy's. Three instances of one server, the newest
+/// already being terminated (for the cap): to the policy it is no instance, so the
+/// middle one is the newest kept and only the oldest is surplus. The old recomputation
+/// in state.rs ignored busy units and marked the middle one DUPLICATE too.
+#[test]
+fn duplicate_marks_follow_the_plan_not_a_recount() {
+    let tree = servers(3); // 100 oldest, 120 newest
+    let config = Config::default();
+    let busy = HashMap::from([(UnitId::Group(120), Reason::Cap)]);
+    let got = with_view_busy(&config, &tree, &busy, marks);
+    assert_eq!(
+        got,
+        [(100, true, false), (110, false, false), (120, false, true)]
+    );
+    // A dry-run duplicate stays marked while it "would be" terminated.
+    let busy = HashMap::from([(UnitId::Group(100), Reason::Duplicate)]);
+    let got = with_view_busy(&config, &tree, &busy, marks);
+    assert_eq!(
+        got,
+        [(100, true, true), (110, true, false), (120, false, false)]
+    );
 }

@@ -5,11 +5,12 @@
 use super::document::{Cgroup, Counters, Document, Role, Row, Settings};
 use crate::cgroup::Limits;
 use crate::config::{Config, Orphans};
+use crate::policy::Reason;
 use crate::proctree::Snapshot;
 use crate::units::{Unit, UnitId};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// A command line longer than this is cut in the file (at a character boundary): a
 /// process can put 100 KB there, and the file must stay well under the reader's cap at
@@ -25,7 +26,10 @@ pub struct View<'a> {
     pub limits: Limits,
     pub snapshot: &'a Snapshot,
     pub units: &'a [Unit],
-    pub terminating: &'a HashSet<UnitId>,
+    /// The surplus duplicates of the policy's plan for this snapshot (`Plan::duplicates`).
+    pub duplicates: &'a [UnitId],
+    /// Units whose termination is under way (in a dry run: would be), and why.
+    pub terminating: &'a HashMap<UnitId, Reason>,
     pub counters: &'a Counters,
 }
 
@@ -47,10 +51,7 @@ impl<'a> View<'a> {
             counters: self.counters.clone(),
             live: self.units.iter().map(|u| u.pids.len() as u64).sum(),
             rss: self.units.iter().map(|u| u.rss).sum(),
-            processes: Rows {
-                view: self,
-                duplicate: duplicates(self.units, self.config.dedupe_keep),
-            },
+            processes: Rows { view: self },
         }
     }
 }
@@ -87,26 +88,18 @@ fn settings(c: &Config) -> Settings {
     }
 }
 
-/// Units whose key has newer instances beyond the kept count.
-fn duplicates(units: &[Unit], keep: usize) -> HashSet<UnitId> {
-    let mut by_key: HashMap<&str, Vec<&Unit>> = HashMap::new();
-    for unit in units.iter().filter(|u| !u.orphaned) {
-        if let Some(key) = &unit.key {
-            by_key.entry(key).or_default().push(unit);
-        }
-    }
-    let mut marked = HashSet::new();
-    for instances in by_key.values_mut() {
-        instances.sort_by_key(|u| std::cmp::Reverse((u.started_ms, u.top)));
-        marked.extend(instances.iter().skip(keep).map(|u| u.id));
-    }
-    marked
-}
-
 /// The process list, serialized as a JSON array straight from the snapshot.
 pub struct Rows<'a> {
     view: &'a View<'a>,
-    duplicate: HashSet<UnitId>,
+}
+
+impl View<'_> {
+    /// DUPLICATE: what the policy counts as surplus, and what it is terminating (or, in a
+    /// dry run, would terminate) as a duplicate: busy units are no instances to it.
+    fn duplicate(&self, id: UnitId) -> bool {
+        self.duplicates.binary_search(&id).is_ok()
+            || self.terminating.get(&id) == Some(&Reason::Duplicate)
+    }
 }
 
 impl Serialize for Rows<'_> {
@@ -133,8 +126,8 @@ impl Serialize for Rows<'_> {
                     unit: Cow::Borrowed(&name),
                     unit_top: unit.top,
                     key: unit.key.as_deref().map(Cow::Borrowed),
-                    duplicate: self.duplicate.contains(&unit.id),
-                    terminating: view.terminating.contains(&unit.id),
+                    duplicate: view.duplicate(unit.id),
+                    terminating: view.terminating.contains_key(&unit.id),
                 })?;
             }
         }

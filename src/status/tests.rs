@@ -13,6 +13,7 @@ fn sample(config: &Config, counters: &Counters) -> State {
     procs.push(p(40, ME, 40, 50, "node /srv/leaf.js"));
     let snap = snapshot(procs);
     let units = crate::units::units(&snap, Some(MAIN), &defaults());
+    let plan = crate::policy::decide(&units, config, snap.now_ms, &HashSet::new());
     let view = crate::statefile::View {
         config,
         pid: ME,
@@ -21,7 +22,8 @@ fn sample(config: &Config, counters: &Counters) -> State {
         limits: Default::default(),
         snapshot: &snap,
         units: &units,
-        terminating: &HashSet::new(),
+        duplicates: &plan.duplicates,
+        terminating: &Default::default(),
         counters,
     };
     let text = serde_json::to_string(&view.document(crate::statefile::unix_ms())).unwrap();

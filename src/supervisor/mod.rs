@@ -9,7 +9,7 @@ use crate::reap::{self, Exit, Reaped};
 use crate::signals::Waited;
 use crate::statefile::{self, Counters};
 use crate::terminate::Terminations;
-use crate::units::{self, Unit};
+use crate::units::{self, Unit, UnitId};
 use crate::values::signal_name;
 use log::{error, info, warn};
 use std::path::PathBuf;
@@ -67,8 +67,8 @@ pub struct Supervisor {
     state_path: PathBuf,
     state_written: Option<Instant>,
     state_dirty: bool,
-    /// The last scan and its units: what the state file shows.
-    last: (Snapshot, Vec<Unit>),
+    /// The last scan, its units and the plan's duplicates: what the state file shows.
+    last: (Snapshot, Vec<Unit>, Vec<UnitId>),
     /// What the state file last showed, minus RSS and ages (those ride the heartbeat).
     last_fingerprint: u64,
     next_scan: Instant,
@@ -109,7 +109,7 @@ impl Supervisor {
             state_path,
             state_written: None,
             state_dirty: true,
-            last: (Snapshot::default(), Vec::new()),
+            last: (Snapshot::default(), Vec::new(), Vec::new()),
             last_fingerprint: 0,
             next_scan: now + MIN_SCAN_GAP,
             urgent: false,
@@ -398,7 +398,7 @@ impl Supervisor {
             self.last_fingerprint = fingerprint;
             self.state_dirty = true;
         }
-        self.last = (snapshot, units);
+        self.last = (snapshot, units, plan.duplicates);
         self.write_state_if_due(now);
     }
 

@@ -75,8 +75,8 @@ impl Supervisor {
         if !due {
             return;
         }
-        let (snapshot, units) = (&self.last.0, self.last.1.as_slice());
-        let busy = self.terminations.busy();
+        let (snapshot, units, duplicates) = (&self.last.0, self.last.1.as_slice(), &self.last.2);
+        let terminating = self.terminations.reasons();
         let view = statefile::View {
             config: &self.config,
             pid: self.me,
@@ -85,7 +85,8 @@ impl Supervisor {
             limits: self.limits,
             snapshot,
             units,
-            terminating: &busy,
+            duplicates,
+            terminating: &terminating,
             counters: &self.counters,
         };
         if let Err(e) = statefile::write(&self.state_path, &view) {
