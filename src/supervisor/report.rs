@@ -90,7 +90,8 @@ impl Supervisor {
             counters: &self.counters,
         };
         if let Err(e) = statefile::write(&self.state_path, &view) {
-            if self.state_written.is_none() {
+            // Once: the drain after the child's exit forces a write the same way.
+            if self.state_written.is_none() && self.main_exit.is_none() {
                 warn!(event = "state_error", path = self.state_path.display().to_string().as_str(); "cannot write the state file {}: {e}", self.state_path.display());
             }
         }
