@@ -1,71 +1,11 @@
 //! Command line and environment -> one typed `Config`, validated before anything runs.
 //! Every refusal is one line naming the variable or option, the value, and what is accepted.
 
+pub use crate::settings::{usage, Config, DedupeList, LogTarget, Orphans, SYNOPSIS};
+use crate::settings::{Kind, SETTINGS};
 use crate::values;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Orphans {
-    Term,
-    Keep,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub command: Vec<OsString>,
-    /// `-g`: forwarded signals go to the child's process group.
-    pub kill_group: bool,
-    /// `-e CODE`: child exit codes reported as 0.
-    pub expect_zero: Vec<i32>,
-    /// `-p SIGNAL`: signal mcpinit gets when its parent dies.
-    pub parent_death_signal: Option<i32>,
-    /// `-w`: reaped zombies logged at warning level.
-    pub warn_on_reap: bool,
-    pub log_filter: String,
-    pub log_json: bool,
-    pub max_procs: usize,
-    pub max_memory: u64,
-    /// Launcher patterns whose instances are deduped; empty = dedupe off.
-    pub dedupe: Vec<String>,
-    pub dedupe_keep: usize,
-    pub dedupe_settle: Duration,
-    pub orphans: Orphans,
-    pub kill_grace: Duration,
-    pub stop_grace: Duration,
-    pub scan_interval: Duration,
-    pub dry_run: bool,
-    /// None: `/run/mcpinit.json`, falling back to `/tmp/mcpinit.json`.
-    pub state_file: Option<PathBuf>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            command: Vec::new(),
-            kill_group: false,
-            expect_zero: Vec::new(),
-            parent_death_signal: None,
-            warn_on_reap: false,
-            log_filter: "info".into(),
-            log_json: false,
-            max_procs: 128,
-            max_memory: 0,
-            dedupe: DEFAULT_DEDUPE.iter().map(|s| s.to_string()).collect(),
-            dedupe_keep: 1,
-            dedupe_settle: Duration::from_secs(30),
-            orphans: Orphans::Term,
-            kill_grace: Duration::from_secs(5),
-            stop_grace: Duration::from_secs(8),
-            scan_interval: Duration::from_secs(1),
-            dry_run: false,
-            state_file: None,
-        }
-    }
-}
-
-const DEFAULT_DEDUPE: &[&str] = &["npm exec", "npx", "uvx"];
 
 #[derive(Debug, PartialEq)]
 pub enum Invocation {
@@ -102,172 +42,6 @@ fn usage_error(message: String) -> UsageError {
     }
 }
 
-/// One governance setting: its variable, its long option, and how to apply a value.
-struct Setting {
-    var: &'static str,
-    option: &'static str,
-    apply: fn(&mut Config, &str) -> Result<(), &'static str>,
-}
-
-const SETTINGS: &[Setting] = &[
-    Setting {
-        var: "MCPINIT_MAX_PROCS",
-        option: "--max-procs",
-        apply: |c, v| {
-            c.max_procs = v
-                .trim()
-                .parse()
-                .map_err(|_| "a whole number (0 = no cap)")?;
-            Ok(())
-        },
-    },
-    Setting {
-        var: "MCPINIT_MAX_MEMORY",
-        option: "--max-memory",
-        apply: |c, v| {
-            c.max_memory = values::size(v).ok_or(values::SIZE_HELP)?;
-            Ok(())
-        },
-    },
-    Setting {
-        var: "MCPINIT_DEDUPE",
-        option: "--dedupe",
-        apply: |c, v| {
-            c.dedupe = dedupe_patterns(v)?;
-            Ok(())
-        },
-    },
-    Setting {
-        var: "MCPINIT_DEDUPE_KEEP",
-        option: "--dedupe-keep",
-        apply: |c, v| {
-            c.dedupe_keep = match v.trim().parse() {
-                Ok(n) if n >= 1 => n,
-                _ => return Err("a whole number of at least 1"),
-            };
-            Ok(())
-        },
-    },
-    Setting {
-        var: "MCPINIT_DEDUPE_SETTLE",
-        option: "--dedupe-settle",
-        apply: |c, v| {
-            c.dedupe_settle = values::duration(v).ok_or(values::DURATION_HELP)?;
-            Ok(())
-        },
-    },
-    Setting {
-        var: "MCPINIT_ORPHANS",
-        option: "--orphans",
-        apply: |c, v| {
-            c.orphans = match v.trim() {
-                "term" => Orphans::Term,
-                "keep" => Orphans::Keep,
-                _ => return Err("'term' or 'keep'"),
-            };
-            Ok(())
-        },
-    },
-    Setting {
-        var: "MCPINIT_KILL_GRACE",
-        option: "--kill-grace",
-        apply: |c, v| {
-            c.kill_grace = values::duration(v).ok_or(values::DURATION_HELP)?;
-            Ok(())
-        },
-    },
-    Setting {
-        var: "MCPINIT_STOP_GRACE",
-        option: "--stop-grace",
-        apply: |c, v| {
-            c.stop_grace = values::duration(v).ok_or(values::DURATION_HELP)?;
-            Ok(())
-        },
-    },
-    Setting {
-        var: "MCPINIT_SCAN_INTERVAL",
-        option: "--scan-interval",
-        apply: |c, v| {
-            c.scan_interval = match values::duration(v) {
-                Some(d) if d >= Duration::from_millis(10) => d,
-                _ => return Err("a duration of at least 10ms, such as 500ms, 1s, 2m"),
-            };
-            Ok(())
-        },
-    },
-    Setting {
-        var: "MCPINIT_DRY_RUN",
-        option: "--dry-run",
-        apply: |c, v| {
-            c.dry_run = match v.trim() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => return Err("1 or 0 (also true/false, yes/no, on/off)"),
-            };
-            Ok(())
-        },
-    },
-    Setting {
-        var: "MCPINIT_LOG",
-        option: "--log",
-        apply: |c, v| {
-            c.log_filter = log_filter(v)?;
-            Ok(())
-        },
-    },
-    Setting {
-        var: "MCPINIT_LOG_FORMAT",
-        option: "--log-format",
-        apply: |c, v| {
-            c.log_json = match v.trim() {
-                "text" => false,
-                "json" => true,
-                _ => return Err("'text' or 'json'"),
-            };
-            Ok(())
-        },
-    },
-    Setting {
-        var: "MCPINIT_STATE_FILE",
-        option: "--state-file",
-        apply: |c, v| {
-            c.state_file = Some(PathBuf::from(v));
-            Ok(())
-        },
-    },
-];
-
-fn dedupe_patterns(value: &str) -> Result<Vec<String>, &'static str> {
-    if value.trim().eq_ignore_ascii_case("off") {
-        return Ok(Vec::new());
-    }
-    let patterns: Vec<String> = value
-        .split(',')
-        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    if patterns.iter().any(String::is_empty) {
-        return Err("comma-separated launcher patterns such as 'npm exec,npx,uvx', or 'off'");
-    }
-    Ok(patterns)
-}
-
-/// env_logger's filter syntax: `level`, `module=level`, `module`, comma-separated.
-/// Only mcpinit's own modules log, so a module that is not one is a typo, refused.
-fn log_filter(value: &str) -> Result<String, &'static str> {
-    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
-    let is_level = |l: &str| LEVELS.iter().any(|k| k.eq_ignore_ascii_case(l.trim()));
-    let is_module = |m: &str| m.trim().starts_with("mcpinit");
-    let valid = value.split(',').all(|d| match d.split_once('=') {
-        Some((module, level)) => is_module(module) && is_level(level),
-        None => is_level(d) || is_module(d),
-    });
-    if valid {
-        Ok(value.trim().to_string())
-    } else {
-        Err("a log filter such as info, debug, or mcpinit=trace")
-    }
-}
-
 /// tini's verbosity scale (1 = default) as a log level.
 fn verbosity_filter(level: i64) -> &'static str {
     match level {
@@ -293,7 +67,9 @@ pub fn parse(
     let env = |name: &str| env(name).filter(|v| !v.is_empty());
     for setting in SETTINGS {
         if let Some(value) = env(setting.var) {
-            (setting.apply)(&mut config, &value).map_err(|ok| refuse(setting.var, &value, ok))?;
+            setting
+                .apply(&mut config, &value)
+                .map_err(|ok| refuse(setting.var, &value, &ok))?;
         }
     }
     config.kill_group = env("TINI_KILL_PROCESS_GROUP").is_some();
@@ -325,22 +101,24 @@ pub fn parse(
             match name {
                 "help" => return Ok(Invocation::Help),
                 "version" => return Ok(Invocation::Version),
-                "dry-run" if inline.is_none() => config.dry_run = true,
                 _ => {
                     let option = format!("--{name}");
                     let setting = SETTINGS
                         .iter()
                         .find(|s| s.option == option)
                         .ok_or_else(|| usage_error(format!("unknown option '{option}'")))?;
-                    let value = match inline {
-                        Some(v) => v,
-                        None => next_value(&mut rest, &option)?,
+                    let value = match (inline, &setting.kind) {
+                        (Some(v), _) => v,
+                        // A switch alone turns it on.
+                        (None, Kind::Switch(_)) => "1".into(),
+                        (None, _) => next_value(&mut rest, &option)?,
                     };
                     if value.is_empty() {
                         return Err(refuse(&option, &value, "a value"));
                     }
-                    (setting.apply)(&mut config, &value)
-                        .map_err(|ok| refuse(&option, &value, ok))?;
+                    setting
+                        .apply(&mut config, &value)
+                        .map_err(|ok| refuse(&option, &value, &ok))?;
                 }
             }
         } else if text.len() > 1 && text.starts_with('-') {
@@ -452,42 +230,6 @@ fn parse_health(
     let (_, state_file) = state_file_option(args, env, false, "health")?;
     Ok(Invocation::Health { state_file })
 }
-
-pub const USAGE: &str = "\
-Usage: mcpinit [OPTIONS] [--] COMMAND [ARGS...]
-       mcpinit status [--json] [--state-file PATH]
-       mcpinit health [--state-file PATH]
-
-A PID 1 for containers: runs COMMAND, forwards signals, reaps zombies, and
-governs the process tree (dedupes npm exec/npx/uvx servers, reclaims orphans,
-caps the number and memory of descendants).
-
-tini-compatible options:
-  -s            register as child subreaper (always on when not PID 1)
-  -g            forward signals to the child's process group
-  -e CODE       report child exit code CODE as 0 (repeatable)
-  -p SIGNAL     signal to receive when mcpinit's parent dies
-  -v            more verbose (repeatable: -vv)
-  -w            log each reaped zombie at warning level
-  -h, --help    this help;  -V, --version  the version
-
-Governance (each option overrides its variable):
-  --max-procs N           MCPINIT_MAX_PROCS       cap on live descendants (128; 0 = off)
-  --max-memory SIZE       MCPINIT_MAX_MEMORY      cap on their total RSS (0 = off)
-  --dedupe LIST|off       MCPINIT_DEDUPE          launchers deduped (npm exec,npx,uvx)
-  --dedupe-keep N         MCPINIT_DEDUPE_KEEP     instances kept per command line (1)
-  --dedupe-settle DUR     MCPINIT_DEDUPE_SETTLE   newest must live this long first (30s)
-  --orphans term|keep     MCPINIT_ORPHANS         what to do with orphans (term)
-  --kill-grace DUR        MCPINIT_KILL_GRACE      SIGTERM -> SIGKILL grace (5s)
-  --stop-grace DUR        MCPINIT_STOP_GRACE      shutdown grace (8s)
-  --scan-interval DUR     MCPINIT_SCAN_INTERVAL   longest time between scans (1s)
-  --dry-run               MCPINIT_DRY_RUN=1       log decisions, terminate nothing
-  --log FILTER            MCPINIT_LOG             info, debug, mcpinit=trace (info)
-  --log-format text|json  MCPINIT_LOG_FORMAT      log line format (text)
-  --state-file PATH       MCPINIT_STATE_FILE      state for status/health
-
-Exit status: the child's; 128+N if it died of signal N; 127 command not
-found; 126 not executable; 2 bad usage or configuration.";
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

@@ -10,6 +10,7 @@ pub mod output;
 pub mod policy;
 pub mod proctree;
 pub mod reap;
+pub mod settings;
 pub mod signals;
 pub mod spawn;
 pub mod statefile;

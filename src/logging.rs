@@ -1,17 +1,21 @@
-//! Log lines on stdout for `docker logs`: text by default, one JSON object per line
+//! Log lines on stdout (or stderr, `MCPINIT_LOG_TARGET`) for `docker logs`: text by default, one JSON object per line
 //! with `MCPINIT_LOG_FORMAT=json`. Structured fields travel as `log` key-values, so both
 //! formats carry the same fields: `info!(event = "terminate", pgid = 42; "…")`.
 
+use crate::config::LogTarget;
 use log::kv::{Key, Value, VisitSource};
 use serde::ser::{SerializeMap, Serializer};
 use std::fmt::Write as _;
 use std::io::Write;
 
-pub fn init(filter: &str, json: bool) {
+pub fn init(filter: &str, json: bool, target: LogTarget) {
     let mut builder = env_logger::Builder::new();
     builder
         .parse_filters(filter)
-        .target(env_logger::Target::Stdout)
+        .target(match target {
+            LogTarget::Stdout => env_logger::Target::Stdout,
+            LogTarget::Stderr => env_logger::Target::Stderr,
+        })
         .format(move |buf, record| {
             if json {
                 buf.write_all(&json_line(record))

@@ -14,7 +14,15 @@ use std::os::unix::ffi::OsStringExt;
 #[no_mangle]
 extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     // Before anything else, so that no signal can be lost or kill us early.
-    let (inherited, waited) = signals::block_all();
+    let (inherited, waited) = match signals::block_all() {
+        Ok(set_up) => set_up,
+        Err(errno) => {
+            // As tini: an init that any signal could kill or lose does not start.
+            let error = std::io::Error::from(errno);
+            output::err(&format!("mcpinit: cannot block signals: {error}\n"));
+            return 1;
+        }
+    };
     let args = arguments(argc, argv);
     // A value that is not UTF-8 is read lossily, so that it is refused by name like any
     // other bad value rather than passing for unset.
@@ -24,7 +32,7 @@ extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         Ok(Invocation::Status { json, state_file }) => status::status(json, state_file),
         Ok(Invocation::Health { state_file }) => status::health(state_file),
         Ok(Invocation::Help) => {
-            output::out(&format!("{}\n", config::USAGE));
+            output::out(&format!("{}\n", config::usage()));
             0
         }
         Ok(Invocation::Version) => {
@@ -34,10 +42,9 @@ extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         Err(error) => {
             output::err(&format!("mcpinit: {}\n", error.message));
             if error.usage {
-                let synopsis = config::USAGE.lines().take(3).collect::<Vec<_>>();
                 output::err(&format!(
                     "{}\nTry 'mcpinit --help' for more information.\n",
-                    synopsis.join("\n")
+                    config::SYNOPSIS
                 ));
             }
             2
@@ -56,15 +63,19 @@ fn arguments(argc: libc::c_int, argv: *const *const libc::c_char) -> Vec<OsStrin
 }
 
 fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -> i32 {
-    logging::init(&config.log_filter, config.log_json);
-    // SAFETY: getpid and prctl with integer arguments.
-    let me = unsafe { libc::getpid() };
+    logging::init(&config.log_filter, config.log_json, config.log_target);
+    let me = nix::unistd::getpid().as_raw();
     if let Some(signal) = config.parent_death_signal {
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) };
+        set_parent_death_signal(signal);
     }
     if me != 1 {
         // Orphans of our tree must come to us, not to the real init.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) };
+        if let Err(errno) = nix::sys::prctl::set_child_subreaper(true) {
+            // std's message (libc's strerror), not nix's: its table of texts cost 12 KB of binary.
+            let error = std::io::Error::from(errno).to_string();
+            log::error!(event = "subreaper_error", error = error.as_str();
+                "cannot become child subreaper ({error}): orphans of the child's tree go to the real init, so mcpinit neither reaps nor governs them");
+        }
     }
     let cgroup = cgroup::read();
     log_start(&config, me, cgroup.limits);
@@ -83,12 +94,19 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
     supervisor::Supervisor::new(config, me, main, waited, cgroup).run()
 }
 
+/// `-p`: the signal mcpinit gets when its parent dies. libc, not nix: nix's `Signal`
+/// has no real-time signals, and `-p` accepts any signal number.
+fn set_parent_death_signal(signal: i32) {
+    // SAFETY: PR_SET_PDEATHSIG takes a plain integer and touches no memory.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) } != 0 {
+        let error = std::io::Error::last_os_error().to_string();
+        log::warn!(event = "pdeathsig_error", signal = signal, error = error.as_str();
+            "cannot set the parent-death signal ({error}): mcpinit will not notice its parent's death");
+    }
+}
+
 fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {
-    let dedupe = if c.dedupe.is_empty() {
-        "off".to_string()
-    } else {
-        c.dedupe.join(",")
-    };
+    let dedupe = config::DedupeList(&c.dedupe).to_string();
     let memory = if c.max_memory == 0 {
         "off".to_string()
     } else {
@@ -101,8 +119,9 @@ fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {
     info!(event = "start", version = env!("CARGO_PKG_VERSION"), pid = me, max_procs = c.max_procs,
         max_memory = memory.as_str(), dedupe = dedupe.as_str(), dedupe_keep = c.dedupe_keep,
         dedupe_settle_ms = c.dedupe_settle.as_millis() as u64,
-        orphans = if c.orphans == config::Orphans::Term { "term" } else { "keep" },
-        kill_grace_ms = c.kill_grace.as_millis() as u64, stop_grace_ms = c.stop_grace.as_millis() as u64,
+        dedupe_idle_ms = c.dedupe_idle.as_millis() as u64, orphans = c.orphans.to_string().as_str(),
+        kill_grace_ms = c.kill_grace.as_millis() as u64,
+        eof_grace_ms = c.eof_grace.as_millis() as u64, stop_grace_ms = c.stop_grace.as_millis() as u64,
         scan_interval_ms = c.scan_interval.as_millis() as u64, dry_run = c.dry_run,
         cgroup_pids_max = pids_max.as_str(), cgroup_memory_max = memory_max.as_str();
         "mcpinit {} as pid {me}{}", env!("CARGO_PKG_VERSION"), if me == 1 { "" } else { " (subreaper)" });

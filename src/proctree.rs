@@ -2,9 +2,15 @@
 //! A process that vanishes or cannot be read mid-scan is skipped: it is either gone
 //! (its parent or we reap it) or will be seen on the next scan.
 
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag, AT_FDCWD};
+use nix::sys::stat::Mode;
+use nix::time::{clock_gettime, ClockId};
+use nix::unistd::{getpgrp, sysconf, SysconfVar};
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::rc::Rc;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +186,33 @@ pub struct Scanner {
     path: Vec<u8>,
     /// The last scan's command lines, sorted by pid.
     cmdlines: Vec<Cmdline>,
+    /// /proc, opened once and kept: when file descriptors run out, the listing that
+    /// tells which processes exist still works.
+    proc_dir: Option<Dir>,
+    /// Scans done, for the periodic re-read of every command line.
+    looks: u64,
+    blind: Option<Blind>,
+}
+
+/// A scan that could not see every process: it ran out of a resource, so its
+/// snapshot is incomplete and must not be read as "nothing is running".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blind {
+    pub errno: Errno,
+    /// Processes whose stat could not be read for lack of the resource (0 when /proc
+    /// itself could not be listed).
+    pub unread: usize,
+}
+
+/// Every command line is read again on this many scans: a process that rewrites its
+/// argv in place (setproctitle) keeps its comm and its argument area, which is all
+/// the cache can see.
+const CMDLINE_REFRESH_LOOKS: u64 = 16;
+
+/// Reading failed for want of a resource (descriptors, memory), not because the
+/// process is gone.
+fn starved(errno: Errno) -> bool {
+    matches!(errno, Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM)
 }
 
 /// A command line as read for one process, kept while its comm stays the same.
@@ -192,58 +225,116 @@ struct Cmdline {
 
 impl Scanner {
     pub fn new(me: i32) -> Scanner {
-        // SAFETY: sysconf has no preconditions.
-        let (ticks, page) = unsafe {
-            (
-                libc::sysconf(libc::_SC_CLK_TCK),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
+        let sysconf = |var, otherwise| match sysconf(var) {
+            Ok(Some(n)) if n > 0 => n as u64,
+            _ => otherwise,
         };
         Scanner {
             me,
-            // SAFETY: getpgrp has no preconditions.
-            my_pgid: unsafe { libc::getpgrp() },
-            ticks_per_sec: if ticks > 0 { ticks as u64 } else { 100 },
-            page_size: if page > 0 { page as u64 } else { 4096 },
+            my_pgid: getpgrp().as_raw(),
+            ticks_per_sec: sysconf(SysconfVar::CLK_TCK, 100),
+            page_size: sysconf(SysconfVar::PAGE_SIZE, 4096),
             buf: vec![0; 1024],
             path: Vec::with_capacity(32),
             cmdlines: Vec::new(),
+            proc_dir: open_proc().ok(),
+            looks: 0,
+            blind: None,
         }
+    }
+
+    /// Why the last scan's snapshot is incomplete, if it is.
+    pub fn blind(&self) -> Option<Blind> {
+        self.blind
     }
 
     pub fn scan(&mut self) -> Snapshot {
         let now_ms = boottime_ms();
-        let mut all: Vec<(i32, Stat)> = Vec::with_capacity(self.cmdlines.len() + 16);
-        let proc_dir = File::open("/proc");
-        if let (Ok(proc_dir), Ok(listing)) = (&proc_dir, std::fs::read_dir("/proc")) {
-            for entry in listing.flatten() {
-                let name = entry.file_name();
-                let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                    continue;
-                };
-                if pid == self.me {
-                    continue;
-                }
-                if let Some(stat) = self.read(proc_dir, pid, "stat").and_then(parse_stat) {
-                    all.push((pid, stat));
+        self.looks += 1;
+        self.blind = None;
+        if self.proc_dir.is_none() {
+            match open_proc() {
+                Ok(dir) => self.proc_dir = Some(dir),
+                Err(errno) => self.blind = Some(Blind { errno, unread: 0 }),
+            }
+        }
+        let mut proc_dir = self.proc_dir.take();
+        let result = self.look(proc_dir.as_mut(), now_ms);
+        self.proc_dir = proc_dir;
+        match result {
+            Ok(snapshot) => snapshot,
+            Err(errno) => {
+                // Out of memory: an empty, blind snapshot, on which nothing is decided;
+                // reaping goes on, and the next scan tries again.
+                self.blind = Some(Blind { errno, unread: 0 });
+                Snapshot {
+                    me: self.me,
+                    now_ms,
+                    ..Snapshot::default()
                 }
             }
         }
-        let keep = descendants(self.me, &all);
-        let mut procs = Vec::with_capacity(all.len());
-        let mut seen = Vec::with_capacity(all.len());
-        let mut shared_groups = vec![self.my_pgid];
+    }
+
+    /// One scan, every allocation that grows with the population made fallibly: at
+    /// 5,000 processes a scan holds about a megabyte, and under a memory limit a failed
+    /// allocation must cost the scan, not PID 1.
+    fn look(&mut self, mut proc_dir: Option<&mut Dir>, now_ms: u64) -> Result<Snapshot, Errno> {
+        let mut pids = reserved(self.cmdlines.len() + 16)?;
+        if let Some(dir) = proc_dir.as_deref_mut() {
+            for entry in dir.iter() {
+                match entry {
+                    Ok(entry) => {
+                        if let Some(pid) = pid_name(entry.file_name().to_bytes()) {
+                            push(&mut pids, pid)?;
+                        }
+                    }
+                    Err(errno) => {
+                        self.blind = Some(Blind { errno, unread: 0 });
+                        break;
+                    }
+                }
+            }
+        }
+        let proc_fd = proc_dir.as_ref().map(|d| d.as_fd());
+        let mut all: Vec<(i32, Stat)> = reserved(pids.len())?;
+        let mut unread = 0;
+        let mut starved_by = None;
+        for &pid in &pids {
+            if pid == self.me {
+                continue;
+            }
+            match self.read(proc_fd, pid, "stat") {
+                Ok(text) => {
+                    if let Some(stat) = parse_stat(text) {
+                        push(&mut all, (pid, stat))?;
+                    }
+                }
+                Err(errno) if starved(errno) => {
+                    unread += 1;
+                    starved_by = Some(errno);
+                }
+                Err(_) => {}
+            }
+        }
+        drop(pids);
+        if let Some(errno) = starved_by {
+            self.blind.get_or_insert(Blind { errno, unread });
+        }
+        let keep = descendants(self.me, &all)?;
+        let ours = keep.iter().filter(|&&k| k).count();
+        let mut procs = reserved(ours)?;
+        let mut seen = reserved(ours)?;
+        let mut shared_groups = reserved(16)?;
+        push(&mut shared_groups, self.my_pgid)?;
         for ((pid, stat), ours) in all.into_iter().zip(keep) {
             if !ours {
                 if !stat.is_zombie() {
-                    shared_groups.push(stat.pgid);
+                    push(&mut shared_groups, stat.pgid)?;
                 }
                 continue;
             }
-            let cmdline = match &proc_dir {
-                Ok(proc_dir) => self.cmdline(proc_dir, pid, &stat),
-                Err(_) => Rc::from(""),
-            };
+            let cmdline = self.cmdline(proc_fd, pid, &stat);
             seen.push(Cmdline {
                 pid,
                 start: stat.start,
@@ -268,24 +359,25 @@ impl Scanner {
         procs.sort_unstable_by_key(|p| p.pid);
         shared_groups.sort_unstable();
         shared_groups.dedup();
-        Snapshot {
+        Ok(Snapshot {
             me: self.me,
             now_ms,
             procs,
             shared_groups,
-        }
+        })
     }
 
-    fn cmdline(&mut self, proc_dir: &File, pid: i32, stat: &Stat) -> Rc<str> {
+    fn cmdline(&mut self, proc_fd: Option<BorrowedFd>, pid: i32, stat: &Stat) -> Rc<str> {
+        let refresh = self.looks % CMDLINE_REFRESH_LOOKS == 0;
         if let Ok(i) = self.cmdlines.binary_search_by_key(&pid, |c| c.pid) {
             let cached = &self.cmdlines[i];
             let same = cached.start == stat.start && cached.exec_hash == stat.exec_hash;
-            if same && !cached.text.is_empty() {
+            if same && !cached.text.is_empty() && !refresh {
                 return cached.text.clone();
             }
         }
         let text = self
-            .read(proc_dir, pid, "cmdline")
+            .read(proc_fd, pid, "cmdline")
             .map(join_args)
             .unwrap_or_default();
         if self.buf.len() > 4096 {
@@ -296,15 +388,16 @@ impl Scanner {
     }
 
     /// /proc/PID/FILE, read into the scanner's buffer.
-    fn read(&mut self, proc_dir: &File, pid: i32, file: &str) -> Option<&[u8]> {
+    fn read(&mut self, proc_fd: Option<BorrowedFd>, pid: i32, file: &str) -> Result<&[u8], Errno> {
+        let proc_fd = proc_fd.ok_or(Errno::EBADF)?;
         self.path.clear();
         push_decimal(&mut self.path, pid.unsigned_abs());
         self.path.push(b'/');
         self.path.extend_from_slice(file.as_bytes());
         self.path.push(0);
-        let path = std::ffi::CStr::from_bytes_with_nul(&self.path).ok()?;
-        let len = read_at(proc_dir.as_raw_fd(), path, &mut self.buf)?;
-        Some(&self.buf[..len])
+        let path = std::ffi::CStr::from_bytes_with_nul(&self.path).map_err(|_| Errno::EINVAL)?;
+        let len = read_at(proc_fd, path, &mut self.buf)?;
+        Ok(&self.buf[..len])
     }
 }
 
@@ -325,31 +418,46 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
 /// Read a whole procfs file, `path` relative to `dir` (or absolute), into `buf` (grown
 /// when too small); returns the length. procfs hands over the whole file on the first
 /// read when the buffer is large enough, so a short read is the end of it.
-fn read_at(dir: RawFd, path: &std::ffi::CStr, buf: &mut Vec<u8>) -> Option<usize> {
-    // SAFETY: valid NUL-terminated path; the returned fd is owned by `file` alone.
-    let fd = unsafe { libc::openat(dir, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: `fd` was just opened and nothing else holds it.
-    let mut file = unsafe { File::from_raw_fd(fd) };
+fn read_at(dir: BorrowedFd, path: &std::ffi::CStr, buf: &mut Vec<u8>) -> Result<usize, Errno> {
+    let fd = openat(dir, path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let mut file = File::from(fd);
     let mut len = 0;
     loop {
         if len == buf.len() {
             buf.resize(buf.len().max(512) * 2, 0);
         }
         match file.read(&mut buf[len..]) {
-            Ok(0) => return Some(len),
+            Ok(0) => return Ok(len),
             Ok(n) => {
                 len += n;
                 if len < buf.len() {
-                    return Some(len);
+                    return Ok(len);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
+            Err(e) => return Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
         }
     }
+}
+
+fn open_proc() -> Result<Dir, Errno> {
+    Dir::open(
+        "/proc",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// A /proc entry's name as a pid: plain decimal digits only.
+fn pid_name(name: &[u8]) -> Option<i32> {
+    if name.is_empty() || name.len() > 10 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(name)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&pid| pid > 0)
 }
 
 /// NUL-separated (and NUL-padded) arguments as one space-separated string.
@@ -364,13 +472,32 @@ fn join_args(raw: &[u8]) -> String {
     out
 }
 
+/// A vector with room for `n`, or ENOMEM.
+fn reserved<T>(n: usize) -> Result<Vec<T>, Errno> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Errno::ENOMEM)?;
+    Ok(v)
+}
+
+/// `v.push(x)`, growing fallibly.
+fn push<T>(v: &mut Vec<T>, x: T) -> Result<(), Errno> {
+    if v.len() == v.capacity() {
+        v.try_reserve(v.len().max(16)).map_err(|_| Errno::ENOMEM)?;
+    }
+    v.push(x);
+    Ok(())
+}
+
 /// Which entries of `all` have a parent chain reaching `root`.
-fn descendants(root: i32, all: &[(i32, Stat)]) -> Vec<bool> {
+fn descendants(root: i32, all: &[(i32, Stat)]) -> Result<Vec<bool>, Errno> {
     // Entries ordered by parent, so the children of a process are one contiguous run.
-    let mut by_parent: Vec<usize> = (0..all.len()).collect();
+    let mut by_parent: Vec<usize> = reserved(all.len())?;
+    by_parent.extend(0..all.len());
     by_parent.sort_unstable_by_key(|&i| all[i].1.ppid);
-    let mut keep = vec![false; all.len()];
-    let mut stack = vec![root];
+    let mut keep = reserved(all.len())?;
+    keep.resize(all.len(), false);
+    let mut stack = reserved(64)?;
+    stack.push(root);
     while let Some(parent) = stack.pop() {
         let first = by_parent.partition_point(|&i| all[i].1.ppid < parent);
         for &i in by_parent[first..]
@@ -380,29 +507,26 @@ fn descendants(root: i32, all: &[(i32, Stat)]) -> Vec<bool> {
             // Each entry is taken once, so a /proc race can never make this loop.
             if !keep[i] {
                 keep[i] = true;
-                stack.push(all[i].0);
+                push(&mut stack, all[i].0)?;
             }
         }
     }
-    keep
+    Ok(keep)
 }
 
 /// CLOCK_BOOTTIME in milliseconds: the clock /proc start times are measured on.
 pub fn boottime_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    // Fails only for a clock the kernel lacks (BOOTTIME is there since 2.6.39).
+    clock_gettime(ClockId::CLOCK_BOOTTIME).map_or(0, |ts| {
+        ts.tv_sec() as u64 * 1000 + ts.tv_nsec() as u64 / 1_000_000
+    })
 }
 
 /// Read one process's stat, for identity checks right before a signal.
 pub fn stat_of(pid: i32) -> Option<Stat> {
     let path = std::ffi::CString::new(format!("/proc/{pid}/stat")).ok()?;
     let mut buf = vec![0; 1024];
-    let len = read_at(libc::AT_FDCWD, &path, &mut buf)?;
+    let len = read_at(AT_FDCWD, &path, &mut buf).ok()?;
     parse_stat(&buf[..len])
 }
 
@@ -488,7 +612,7 @@ mod tests {
     #[test]
     fn descendants_follow_parent_links_only() {
         let all = [(2, stat(1)), (3, stat(2)), (4, stat(9)), (5, stat(3))];
-        let keep = descendants(1, &all);
+        let keep = descendants(1, &all).unwrap();
         let found: Vec<_> = all
             .iter()
             .zip(keep)
@@ -502,6 +626,6 @@ mod tests {
     fn descendants_end_on_a_racy_parent_cycle() {
         // A pid listed twice across a reparenting: 2 -> 3 -> 2 again.
         let all = [(2, stat(1)), (3, stat(2)), (2, stat(3))];
-        assert_eq!(descendants(1, &all), [true, true, true]);
+        assert_eq!(descendants(1, &all).unwrap(), [true, true, true]);
     }
 }

@@ -25,22 +25,27 @@ impl Exit {
 }
 
 /// Outcome of one pass over the exited children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reaped {
     /// More children are alive.
-    Some,
+    ChildrenLeft,
     /// No child left at all: nothing of ours runs.
     NoChildren,
 }
 
 /// Reap every child that has exited, calling `each(pid, exit)` for each one.
 /// Bounded: each iteration consumes one zombie, and there are finitely many.
+///
+/// libc, not nix: nix's `waitpid` decodes the status into its `Signal`, which has no
+/// real-time signals, so a child killed by SIGRTMIN+n would come back as EINVAL after
+/// the kernel had already reaped it: its status lost, the main child's exit unknown.
 pub fn reap(mut each: impl FnMut(libc::pid_t, Exit)) -> Reaped {
     loop {
         let mut status = 0;
         // SAFETY: waitpid with a valid out-pointer.
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         match pid {
-            0 => return Reaped::Some,
+            0 => return Reaped::ChildrenLeft,
             -1 => {
                 if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                     continue;

@@ -1,15 +1,20 @@
 //! Signal mask and dispositions: blocked first thing in mcpinit, restored in the child.
 //! Signals are taken synchronously with `sigtimedwait`, so there are no handlers at all.
 
+use nix::errno::Errno;
+use nix::sys::signal::{
+    sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+};
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
 /// What mcpinit inherited, so the child can get exactly that back. SIGPIPE is kept too:
 /// std's `Command` resets it to the default in the child before our pre-exec hook runs,
-/// which would silently undo a parent's SIG_IGN.
+/// which would silently undo a parent's SIG_IGN. The dispositions are kept as libc
+/// values: nix cannot turn a queried one back into a `SigAction`.
 #[derive(Clone, Copy)]
 pub struct Inherited {
-    mask: libc::sigset_t,
+    mask: SigSet,
     ttin: libc::sigaction,
     ttou: libc::sigaction,
     pipe: libc::sigaction,
@@ -17,7 +22,7 @@ pub struct Inherited {
 }
 
 /// The set mcpinit waits on.
-pub struct Waited(libc::sigset_t);
+pub struct Waited(SigSet);
 
 /// Block every signal and ignore SIGTTIN/SIGTTOU: once the child owns the terminal,
 /// mcpinit is a background process and must not be stopped by it. SIGCHLD gets its
@@ -28,59 +33,63 @@ pub struct Waited(libc::sigset_t);
 /// applies the default action (and `abort` unblocks SIGABRT itself), so blocking only
 /// changes what happens to one sent with kill(1): it is forwarded like any other,
 /// instead of killing mcpinit (or, as PID 1, being dropped).
-pub fn block_all() -> (Inherited, Waited) {
-    // SAFETY: plain libc calls on local, initialised sigset/sigaction values.
-    unsafe {
-        let mut set = empty_set();
-        libc::sigfillset(&mut set);
-        let mut mask = empty_set();
-        libc::sigprocmask(libc::SIG_SETMASK, &set, &mut mask);
-        let ignore = libc::sigaction {
-            sa_sigaction: libc::SIG_IGN,
-            ..MaybeUninit::zeroed().assume_init()
-        };
-        let mut ttin = MaybeUninit::zeroed().assume_init();
-        let mut ttou = MaybeUninit::zeroed().assume_init();
-        libc::sigaction(libc::SIGTTIN, &ignore, &mut ttin);
-        libc::sigaction(libc::SIGTTOU, &ignore, &mut ttou);
-        let mut pipe = MaybeUninit::zeroed().assume_init();
-        libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut pipe);
-        // An inherited SIG_IGN for SIGCHLD makes the kernel reap our children itself:
-        // we would never learn the main child's status and wait for it forever.
-        let default = libc::sigaction {
-            sa_sigaction: libc::SIG_DFL,
-            ..MaybeUninit::zeroed().assume_init()
-        };
-        let mut chld = MaybeUninit::zeroed().assume_init();
-        libc::sigaction(libc::SIGCHLD, &default, &mut chld);
+///
+/// Fails only on arguments the kernel calls invalid, which these are not; the caller
+/// still stops rather than run as an init that signals could kill or lose.
+pub fn block_all() -> Result<(Inherited, Waited), Errno> {
+    // `all` is sigfillset's set: the real-time signals included.
+    let set = SigSet::all();
+    let mut mask = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&set), Some(&mut mask))?;
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // An inherited SIG_IGN for SIGCHLD makes the kernel reap our children itself: we
+    // would never learn the main child's status and wait for it forever.
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_IGN and SIG_DFL install no handler code, and the old actions are
+    // only stored, never called, to be reinstalled as they were in the child.
+    let (ttin, ttou, chld) = unsafe {
         (
-            Inherited {
-                mask,
-                ttin,
-                ttou,
-                pipe,
-                chld,
-            },
-            Waited(set),
+            sigaction(Signal::SIGTTIN, &ignore)?,
+            sigaction(Signal::SIGTTOU, &ignore)?,
+            sigaction(Signal::SIGCHLD, &default)?,
         )
-    }
+    };
+    let mut pipe = MaybeUninit::<libc::sigaction>::zeroed();
+    // libc, not nix: nix's sigaction always installs one, and SIGPIPE's disposition is
+    // only read here (a null new action), left as inherited.
+    // SAFETY: a null new action and a valid out-pointer; zeroed is a valid sigaction.
+    Errno::result(unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), pipe.as_mut_ptr()) })?;
+    Ok((
+        Inherited {
+            mask,
+            ttin: ttin.into(),
+            ttou: ttou.into(),
+            // SAFETY: zero-initialised and, on success, written by the kernel.
+            pipe: unsafe { pipe.assume_init() },
+            chld: chld.into(),
+        },
+        Waited(set),
+    ))
 }
 
 impl Inherited {
     /// In the forked child, before exec: async-signal-safe calls only.
     pub fn restore(&self) -> std::io::Result<()> {
-        // SAFETY: restores values captured by `block_all`; all these calls are async-signal-safe.
+        // libc: the dispositions are the kernel's own values as `block_all` read them,
+        // which nix has no way to reinstall.
+        // SAFETY: reinstalls actions the kernel handed out, with null old-action
+        // pointers; sigaction is async-signal-safe.
         let failed = unsafe {
             libc::sigaction(libc::SIGTTIN, &self.ttin, std::ptr::null_mut()) != 0
                 || libc::sigaction(libc::SIGTTOU, &self.ttou, std::ptr::null_mut()) != 0
                 || libc::sigaction(libc::SIGPIPE, &self.pipe, std::ptr::null_mut()) != 0
                 || libc::sigaction(libc::SIGCHLD, &self.chld, std::ptr::null_mut()) != 0
-                || libc::sigprocmask(libc::SIG_SETMASK, &self.mask, std::ptr::null_mut()) != 0
         };
         if failed {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(())
+        // Last: until here every signal stays blocked in the child too.
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.mask), None).map_err(std::io::Error::from)
     }
 }
 
@@ -91,7 +100,8 @@ pub struct Received {
 }
 
 impl Waited {
-    /// Wait at most `timeout` for one of the blocked signals.
+    /// Wait at most `timeout` for one of the blocked signals: the loop's only wait.
+    /// libc, not nix: nix has sigwait but no sigtimedwait, and no sender pid.
     pub fn wait(&self, timeout: Duration) -> Option<Received> {
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(i32::MAX as u64) as _,
@@ -99,21 +109,12 @@ impl Waited {
         };
         let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
         // SAFETY: the set is initialised; info is written by the kernel on success.
-        let signal = unsafe { libc::sigtimedwait(&self.0, info.as_mut_ptr(), &ts) };
+        let signal = unsafe { libc::sigtimedwait(self.0.as_ref(), info.as_mut_ptr(), &ts) };
         if signal <= 0 {
             return None; // EAGAIN (timeout) or EINTR
         }
         // SAFETY: sigtimedwait succeeded, so info is filled in.
         let sender = unsafe { info.assume_init().si_pid() };
         Some(Received { signal, sender })
-    }
-}
-
-fn empty_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset initialises the set it is given.
-    unsafe {
-        let mut set = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
-        libc::sigemptyset(&mut set);
-        set
     }
 }

@@ -2,7 +2,10 @@
 //! one, and the signal mask and dispositions mcpinit itself inherited.
 
 use crate::signals::Inherited;
+use nix::errno::Errno;
+use nix::unistd::{getpid, isatty, setpgid, tcsetpgrp, Pid};
 use std::ffi::OsString;
+use std::os::fd::BorrowedFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -18,16 +21,23 @@ pub fn spawn(command: &[OsString], inherited: &Inherited) -> Result<libc::pid_t,
     let mut cmd = Command::new(&command[0]);
     cmd.args(&command[1..]);
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-    // functions (setpgid, isatty, tcsetpgrp, sigaction, sigprocmask).
+    // functions (setpgid, isatty, tcsetpgrp, getpid, sigaction, sigprocmask), none of
+    // which allocates.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::setpgid(0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+            // SAFETY: fd 0 is only borrowed for the two calls below, and nothing in
+            // this process closes it meanwhile.
+            let stdin = BorrowedFd::borrow_raw(libc::STDIN_FILENO);
             // Interactive `docker run -it`: Ctrl-C must reach the child's group, and the
             // child must be able to read the terminal without SIGTTIN.
-            if libc::isatty(libc::STDIN_FILENO) == 1 {
-                libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+            if isatty(stdin) == Ok(true) {
+                match tcsetpgrp(stdin, getpid()) {
+                    // As tini: a terminal that is not ours (ENOTTY), or a zone's odd
+                    // device (ENXIO), just leaves the child in the background.
+                    Ok(()) | Err(Errno::ENOTTY | Errno::ENXIO) => {}
+                    Err(errno) => return Err(errno.into()),
+                }
             }
             inherited.restore()
         });

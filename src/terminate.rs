@@ -7,7 +7,10 @@
 use crate::policy::Reason;
 use crate::proctree::{self, Snapshot};
 use crate::units::{Unit, UnitId};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
 use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// A unit that survives SIGKILL this long is stuck in the kernel (D state); stop trying.
@@ -191,8 +194,9 @@ impl Escalation {
                 .iter()
                 .any(|&(pid, start)| verified(pid, start, Some(pgid)))
             {
-                // SAFETY: plain kill(2) on a verified, live process group.
-                unsafe { libc::kill(-pgid, signal) };
+                if let Ok(signal) = Signal::try_from(signal) {
+                    let _ = signal::killpg(Pid::from_raw(pgid), signal);
+                }
             }
             return;
         }
@@ -206,28 +210,39 @@ impl Escalation {
 pub fn send(pid: i32, start: u64, signal: i32) -> bool {
     let Some(fd) = pidfd_open(pid) else {
         // No pidfd support (kernel < 5.3): check, then signal; the window is tiny.
-        return verified(pid, start, None) && unsafe { libc::kill(pid, signal) } == 0;
+        return verified(pid, start, None) && kill(Pid::from_raw(pid), signal);
     };
-    let same = verified(pid, start, None);
-    // SAFETY: fd is an open pidfd we own; it is closed right after.
-    let sent = same
-        && unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd,
-                signal,
-                std::ptr::null::<u8>(),
-                0,
-            )
-        } == 0;
-    unsafe { libc::close(fd) };
-    sent
+    // The open pidfd pins the process: once its start time matches, the signal cannot
+    // reach a process that reused the pid.
+    verified(pid, start, None) && pidfd_send_signal(&fd, signal)
 }
 
-fn pidfd_open(pid: i32) -> Option<i32> {
-    // SAFETY: pidfd_open takes a pid and flags; the result is an fd or -1.
+/// nix's kill, for the fixed signals terminations send (nix's `Signal` has no
+/// real-time ones, which terminations never use).
+fn kill(target: Pid, signal: i32) -> bool {
+    Signal::try_from(signal).is_ok_and(|signal| signal::kill(target, signal).is_ok())
+}
+
+/// libc: nix has no pidfd calls (nor does std on stable).
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and touches no memory.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::PIDFD_NONBLOCK) };
-    (fd >= 0).then_some(fd as i32)
+    // SAFETY: a non-negative result is a new fd that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn pidfd_send_signal(fd: &OwnedFd, signal: i32) -> bool {
+    // SAFETY: `fd` is an open pidfd; a null siginfo asks for kill(2)'s own.
+    let sent = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal,
+            std::ptr::null::<u8>(),
+            0,
+        )
+    };
+    sent == 0
 }
 
 /// `pid` still started at `start` (and is in `pgid`, when given).

@@ -29,6 +29,31 @@ pub fn duration(text: &str) -> Option<Duration> {
         .then(|| Duration::from_micros((ms * 1_000.0).round() as u64))
 }
 
+/// A duration in the syntax `duration` reads, in its largest whole unit: `0`,
+/// `250ms`, `5s`, `2m`, `1h`.
+pub fn duration_text(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0".into(),
+        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
+}
+
+/// A size in the syntax `size` reads, in its largest whole unit: `0`, `100k`, `512m`, `4g`.
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [(u32, &str); 4] = [(40, "t"), (30, "g"), (20, "m"), (10, "k")];
+    match UNITS
+        .iter()
+        .find(|(shift, _)| bytes != 0 && bytes % (1u64 << shift) == 0)
+    {
+        Some((shift, unit)) => format!("{}{unit}", bytes >> shift),
+        None => bytes.to_string(),
+    }
+}
+
 /// `512m`, `4g`, `100k`, `1.5g`, optional `b`/`ib` suffix, any case; bare number = bytes.
 pub fn size(text: &str) -> Option<u64> {
     let lower = text.trim().to_ascii_lowercase();
@@ -161,6 +186,31 @@ mod tests {
         for bad in ["", "m", "-1m", "5x", "12q", "1e9", "g4", "lots", "4 g b"] {
             assert_eq!(size(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn setting_texts_read_back_exactly() {
+        for ms in [
+            0, 1, 250, 1_000, 1_500, 5_000, 60_000, 90_000, 120_000, 3_600_000, 7_200_000,
+        ] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(duration(&duration_text(d)), Some(d), "{ms}");
+        }
+        assert_eq!(duration_text(Duration::from_secs(600)), "10m");
+        for bytes in [
+            0,
+            1,
+            1023,
+            1024,
+            100 << 10,
+            512 << 20,
+            4 << 30,
+            1 << 40,
+            (1 << 20) + 1,
+        ] {
+            assert_eq!(size(&size_text(bytes)), Some(bytes), "{bytes}");
+        }
+        assert_eq!(size_text(512 << 20), "512m");
     }
 
     #[test]

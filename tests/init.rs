@@ -33,6 +33,8 @@ fn exit_statuses() {
     // tini's meaning: a death by SIGTERM is 143, and -e 143 maps it to 0.
     assert_eq!(exit_of(&["-e", "143", "sh", "-c", "kill $$"], &[]), 0);
     assert_eq!(exit_of(&["-e", "143", "sh", "-c", "kill -9 $$"], &[]), 137);
+    // A real-time signal too: a wait wrapper that cannot name it must not lose it.
+    assert_eq!(exit_of(&["sh", "-c", "kill -40 $$"], &[]), 168);
 }
 
 #[test]

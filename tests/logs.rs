@@ -116,6 +116,9 @@ fn every_json_line_parses_at_every_level() {
     assert_eq!(num_of(start[0], "pid"), 1);
     assert_eq!(num_of(start[0], "max_procs"), 128);
     assert_eq!(str_of(start[0], "dedupe"), "npm exec,npx,uvx");
+    assert_eq!(num_of(start[0], "eof_grace_ms"), 3_000);
+    assert_eq!(num_of(start[0], "dedupe_idle_ms"), 600_000);
+    assert_eq!(str_of(start[0], "orphans"), "term");
 
     let terminate = event(&lines, "terminate");
     let duplicate = terminate
@@ -201,4 +204,63 @@ fn json_filter_levels_still_give_whole_lines() {
         "{}",
         run.stdout()
     );
+}
+
+#[test]
+fn stderr_target_keeps_the_childs_stdout_clean() {
+    // The `docker run -i` MCP stdio server case: the client reads JSON-RPC from stdout,
+    // so not one foreign byte may appear there. `cat` stands in for the server.
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = temp_dir("stdio");
+    let mut child = in_namespace(mcpinit(), &["--log-target", "stderr", "--", "cat"])
+        .env("MCPINIT_STATE_FILE", dir.join("state.json"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let request = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{}}\n";
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(request.as_bytes()).unwrap();
+    drop(stdin); // EOF: cat exits 0, mcpinit with it
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), request);
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        logs.contains(" mcpinit INFO  mcpinit "),
+        "start line: {logs}"
+    );
+    assert!(logs.contains("exiting with status 0"), "{logs}");
+}
+
+#[test]
+fn stderr_target_by_variable_with_json_lines() {
+    let mut run = Run::start(
+        &["--", "sh", "-c", "echo data; echo more"],
+        &[
+            ("MCPINIT_LOG_TARGET", "stderr"),
+            ("MCPINIT_LOG_FORMAT", "json"),
+        ],
+    );
+    assert_eq!(run.wait(LONG), Some(0));
+    assert_eq!(run.stdout(), "data\nmore\n");
+    let err = run.stderr();
+    assert!(err.lines().count() >= 3, "{err}");
+    assert!(err.lines().all(|l| l.starts_with("{\"time\":")), "{err}");
+    assert!(err.contains("\"event\":\"start\""), "{err}");
+    assert!(err.contains("\"event\":\"shutdown\""), "{err}");
+}
+
+#[test]
+fn stdout_stays_the_default_target() {
+    let mut run = Run::start(&["--", "sh", "-c", "echo data"], &[]);
+    assert_eq!(run.wait(LONG), Some(0));
+    let out = run.stdout();
+    assert!(
+        out.contains("data\n") && out.contains(" mcpinit INFO  "),
+        "{out}"
+    );
+    assert_eq!(run.stderr(), "");
 }

@@ -407,3 +407,31 @@ fn a_reader_that_goes_away_is_not_a_crash() {
         assert_eq!(out.status.code(), Some(0), "mcpinit {args:?}: {stderr}");
     }
 }
+
+#[test]
+fn an_argv_rewritten_in_place_is_seen() {
+    // setproctitle's way: overwrite the argument area, keeping comm and the area's
+    // bounds, which is all a cmdline cache keyed on stat can see.
+    let rewrite = "import time\n\
+        time.sleep(1.5)\n\
+        f = open('/proc/self/stat').read().rsplit(')', 1)[1].split()\n\
+        start, end = int(f[45]), int(f[46])\n\
+        title = b'npm exec retitled-server'\n\
+        with open('/proc/self/mem', 'r+b', buffering=0) as mem:\n\
+        \x20   mem.seek(start)\n\
+        \x20   mem.write(title + bytes(end - start - len(title)))\n\
+        time.sleep(60)\n\
+        # padding, so the argument area is longer than the new title";
+    let run = Run::start(
+        &["--scan-interval", "100ms", "--", "python3", "-c", rewrite],
+        &[],
+    );
+    let file = state_file(&run);
+    let seen = wait_until(LONG, || {
+        let out = inside(&run, &["status", "--state-file", file.to_str()?]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("npm exec retitled-server")
+            .then_some(())
+    });
+    assert!(seen.is_some(), "the new title never reached status");
+}

@@ -1,102 +1,112 @@
-//! What the operator sees of the loop: threshold warnings, escalation lines, and the
-//! state file for `status` and `health`.
+//! What the operator sees of the loop: one log line per event, and the threshold
+//! warnings (each said once per crossing).
 
-use super::{Supervisor, STATE_HEARTBEAT, STATE_MIN_GAP};
+use crate::config::Config;
 use crate::policy;
-use crate::proctree::Snapshot;
-use crate::statefile;
+use crate::proctree::Blind;
+use crate::reap::Exit;
 use crate::terminate::Event;
 use crate::units::{Unit, UnitId};
-use log::{debug, error, warn};
-use std::time::Instant;
+use crate::values::signal_name;
+use log::{debug, error, info, warn};
 
-impl Supervisor {
-    pub(super) fn fingerprint(&self, snapshot: &Snapshot) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        for p in &snapshot.procs {
-            (p.pid, p.start, p.state, p.ppid, p.pgid, p.cmdline.len()).hash(&mut hasher);
-        }
-        let mut busy: Vec<_> = self.terminations.busy().into_iter().collect();
-        busy.sort();
-        busy.hash(&mut hasher);
-        self.counters.hash(&mut hasher);
-        hasher.finish()
-    }
+/// Which thresholds are crossed now, so each crossing is said once.
+#[derive(Default)]
+pub(super) struct Thresholds {
+    near_cap: bool,
+    main_over_memory: bool,
+}
 
-    pub(super) fn watch_thresholds(&mut self, plan: &policy::Plan, units: &[Unit]) {
-        let cap = self.config.max_procs;
+impl Thresholds {
+    pub(super) fn watch(
+        &mut self,
+        plan: &policy::Plan,
+        units: &[Unit],
+        config: &Config,
+        main: i32,
+    ) {
+        let cap = config.max_procs;
         if cap > 0 {
             let near = plan.live * 5 > cap * 4;
-            if near && !self.near_cap_warned {
+            if near && !self.near_cap {
                 warn!(event = "near_cap", live = plan.live, max_procs = cap; "{} live processes, above 80% of the cap of {cap}", plan.live);
             }
-            self.near_cap_warned = near;
+            self.near_cap = near;
         }
-        if plan.main_over_memory && !self.main_memory_warned {
+        if plan.main_over_memory && !self.main_over_memory {
             let rss = units
                 .iter()
                 .find(|u| u.id == UnitId::Main)
                 .map_or(0, |u| u.rss);
-            error!(event = "main_over_memory", pid = self.main, rss = rss, max_memory = self.config.max_memory; "the main child alone uses {} MiB, over the memory cap; leaving it to the kernel", rss >> 20);
+            error!(event = "main_over_memory", pid = main, rss = rss, max_memory = config.max_memory; "the main child alone uses {} MiB, over the memory cap; leaving it to the kernel", rss >> 20);
         }
-        self.main_memory_warned = plan.main_over_memory;
+        self.main_over_memory = plan.main_over_memory;
     }
+}
 
-    pub(super) fn log_escalation(&mut self, event: Event) {
-        match event {
-            Event::Killed { id, pids } => {
-                self.counters.escalations += 1;
-                let pgid = match id {
-                    UnitId::Group(pgid) => pgid,
-                    _ => 0,
-                };
-                let pids = join(&pids);
-                warn!(event = "escalate", unit = unit_name(id).as_str(), pgid = pgid, pids = pids.as_str();
-                    "{} still alive after the kill grace, sending SIGKILL", unit_name(id));
-            }
-            Event::Gone { id, reason } => {
-                debug!(event = "unit_gone", unit = unit_name(id).as_str(), reason = reason.as_str(); "{} is gone", unit_name(id));
-            }
-            Event::Stuck { id, pids } => {
-                let pids = join(&pids);
-                error!(event = "stuck", unit = unit_name(id).as_str(), pids = pids.as_str(); "{} survives SIGKILL (uninterruptible?); giving up on it", unit_name(id));
-            }
+pub(super) fn reaped(pid: i32, exit: Exit, warn_on_reap: bool) {
+    let level = if warn_on_reap {
+        log::Level::Warn
+    } else {
+        log::Level::Debug
+    };
+    log::log!(level, event = "reaped", pid = pid, status = exit.status(); "reaped zombie {pid}");
+}
+
+pub(super) fn child_exit(main: i32, exit: Exit) {
+    let how = match exit {
+        Exit::Code(code) => format!("exited with {code}"),
+        Exit::Signal(sig) => format!("killed by {}", signal_name(sig)),
+    };
+    info!(event = "child_exit", pid = main, status = exit.status(); "child {main} {how}");
+}
+
+pub(super) fn forwarded(signal: i32, target: i32) {
+    let name = signal_name(signal);
+    info!(event = "signal", signal = name.as_str(), pid = target; "forwarded {name} to {}", if target < 0 { "process group" } else { "child" });
+}
+
+pub(super) fn terminating(unit: &Unit, decision: &policy::Decision, dry: bool) {
+    let pids = join(&unit.pids);
+    let key = unit.key.as_deref().unwrap_or("");
+    let reason = decision.reason.as_str();
+    let pgid = unit.pgid().unwrap_or(0);
+    let verb = if dry {
+        "would terminate"
+    } else {
+        "terminating"
+    };
+    let top = unit.top;
+    match decision.kept {
+        Some(kept) => {
+            info!(event = "terminate", reason = reason, key = key, pids = pids.as_str(),
+            pgid = pgid, top = top, kept = kept, dry_run = dry;
+            "{verb} {reason} unit {top} (keeping newer {kept})")
         }
+        None => info!(event = "terminate", reason = reason, key = key, pids = pids.as_str(),
+            pgid = pgid, top = top, dry_run = dry;
+            "{verb} {reason} unit {top}"),
     }
+}
 
-    pub(super) fn write_state_if_due(&mut self, now: Instant) {
-        let due = match self.state_written {
-            None => true,
-            Some(at) => {
-                (self.state_dirty && now >= at + STATE_MIN_GAP) || now >= at + STATE_HEARTBEAT
-            }
-        };
-        if !due {
-            return;
+pub(super) fn escalation(event: &Event) {
+    match event {
+        Event::Killed { id, pids } => {
+            let pgid = match id {
+                UnitId::Group(pgid) => *pgid,
+                _ => 0,
+            };
+            let pids = join(pids);
+            warn!(event = "escalate", unit = unit_name(*id).as_str(), pgid = pgid, pids = pids.as_str();
+                "{} still alive after the kill grace, sending SIGKILL", unit_name(*id));
         }
-        let (snapshot, units, duplicates) = (&self.last.0, self.last.1.as_slice(), &self.last.2);
-        let terminating = self.terminations.reasons();
-        let view = statefile::View {
-            config: &self.config,
-            pid: self.me,
-            main: self.main_exit.is_none().then_some(self.main),
-            started_unix_ms: self.started_unix_ms,
-            limits: self.limits,
-            snapshot,
-            units,
-            duplicates,
-            terminating: &terminating,
-            counters: &self.counters,
-        };
-        if let Err(e) = statefile::write(&self.state_path, &view) {
-            // Once: the drain after the child's exit forces a write the same way.
-            if self.state_written.is_none() && self.main_exit.is_none() {
-                warn!(event = "state_error", path = self.state_path.display().to_string().as_str(); "cannot write the state file {}: {e}", self.state_path.display());
-            }
+        Event::Gone { id, reason } => {
+            debug!(event = "unit_gone", unit = unit_name(*id).as_str(), reason = reason.as_str(); "{} is gone", unit_name(*id));
         }
-        self.state_written = Some(now);
-        self.state_dirty = false;
+        Event::Stuck { id, pids } => {
+            let pids = join(pids);
+            error!(event = "stuck", unit = unit_name(*id).as_str(), pids = pids.as_str(); "{} survives SIGKILL (uninterruptible?); giving up on it", unit_name(*id));
+        }
     }
 }
 
@@ -108,9 +118,25 @@ fn unit_name(id: UnitId) -> String {
     }
 }
 
-pub(super) fn join(pids: &[i32]) -> String {
+fn join(pids: &[i32]) -> String {
     pids.iter()
         .map(|p| p.to_string())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Scans starting or ceasing to miss processes for want of a resource: said once each
+/// way, with the limit that is the usual cause.
+pub(super) fn sight(before: Option<Blind>, now: Option<Blind>) {
+    match (before, now) {
+        (None, Some(blind)) => {
+            let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .map_or(0, |(soft, _)| soft);
+            error!(event = "scan_blind", errno = blind.errno.desc(), unread = blind.unread, open_files_limit = nofile; "cannot see every process ({}: {}, {} unread; open files limit {nofile}): deciding nothing until this passes", blind.errno, blind.errno.desc(), blind.unread);
+        }
+        (Some(_), None) => {
+            info!(event = "scan_sight"; "scans see every process again");
+        }
+        _ => {}
+    }
 }

@@ -1,0 +1,164 @@
+//! When to look at the process tree: periodic scans, skipped while provably nothing
+//! changed, held back during a mass exit, pulled forward by what may need a decision
+//! at once, and coalesced with deadlines a few milliseconds away. Pure: it is given the
+//! clock and answers with instants.
+
+use std::time::{Duration, Instant};
+
+/// Scans triggered by SIGCHLD or the probe are at least this far apart.
+pub(super) const MIN_SCAN_GAP: Duration = Duration::from_millis(20);
+/// Periodic scans skipped in a row at most when provably nothing changed: a full scan
+/// still happens at least every (1 + this) scan intervals.
+pub(super) const MAX_QUIET_SCANS: u32 = 4;
+/// A probe or scan falling due this soon is done now: deadlines that drift a few
+/// milliseconds apart then share one wake-up instead of costing two.
+pub(super) const COALESCE: Duration = Duration::from_millis(10);
+/// A periodic scan waits while zombies keep coming (a mass exit): until this long after
+/// the last reap, and never more than MAX_QUIET_SCANS intervals in all, the same bound as
+/// for skipped scans.
+pub(super) const REAP_PAUSE: Duration = Duration::from_millis(50);
+/// While a termination is in flight, its unit is followed this closely.
+pub(super) const ESCALATION_SCAN: Duration = Duration::from_millis(100);
+/// The longest the loop ever sleeps, whatever is (not) due.
+pub(super) const LONGEST_WAIT: Duration = Duration::from_secs(60);
+
+pub(super) struct Schedule {
+    interval: Duration,
+    next_scan: Instant,
+    /// The next scan was pulled forward by something that may need a decision at once
+    /// (a burst, a death that may orphan a unit, a kill deadline), not just the clock.
+    urgent: bool,
+    /// When the periodic scan fell due, and the last time a zombie was reaped.
+    periodic_due: Instant,
+    last_reaped: Option<Instant>,
+    quiet_scans: u32,
+    /// Something we must look at happened since the last scan: a reap, a probe jump.
+    changed: bool,
+    /// A duplicate waits for its settle time: the next periodic scan is never skipped.
+    settling: bool,
+}
+
+/// What the last scan found, for when to look next.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Found {
+    /// More live processes than the cap, busy units counted as gone.
+    pub over_cap: bool,
+    /// A termination is in flight.
+    pub following: bool,
+    /// A duplicate waits for its settle time.
+    pub settling: bool,
+}
+
+impl Schedule {
+    /// The first scan comes shortly after the start, once the child has had a moment.
+    pub(super) fn new(now: Instant, interval: Duration) -> Schedule {
+        Schedule {
+            interval,
+            next_scan: now + MIN_SCAN_GAP,
+            urgent: false,
+            periodic_due: now + MIN_SCAN_GAP,
+            last_reaped: None,
+            quiet_scans: 0,
+            changed: true,
+            settling: false,
+        }
+    }
+
+    pub(super) fn next_deadline(&self) -> Instant {
+        self.next_scan
+    }
+
+    /// Zombies were reaped at `now` (`others`: any besides the main child). `follow`:
+    /// a death may orphan a unit or end one being terminated, so look soon, but not
+    /// once per SIGCHLD. Nothing else decides on a death, so a storm of exits with
+    /// orphans kept costs no scans at all.
+    pub(super) fn reaped(&mut self, now: Instant, others: bool, follow: bool) {
+        self.changed = true;
+        if others {
+            self.last_reaped = Some(now);
+        }
+        if follow {
+            self.next_scan = self.next_scan.min(now + MIN_SCAN_GAP);
+            self.urgent = true;
+        }
+    }
+
+    /// Something needs a decision now: a fork burst (`changed`), or a kill grace that
+    /// ran out (the scan after it sends the SIGKILL).
+    pub(super) fn scan_now(&mut self, now: Instant, changed: bool) {
+        self.changed |= changed;
+        self.next_scan = now;
+        self.urgent = true;
+    }
+
+    /// Whether to scan at `now`. A periodic scan is held during a mass exit, and
+    /// skipped when the loop's own state and `unchanged` (the rest of the world: no
+    /// termination to follow, no memory cap, the task count as before; asked only when
+    /// it matters, since it may cost a read) say nothing a scan could act on changed.
+    pub(super) fn due(&mut self, now: Instant, unchanged: impl FnOnce() -> bool) -> bool {
+        if now >= self.next_scan && !self.urgent {
+            self.hold_during_mass_exit(now);
+        }
+        if now + COALESCE < self.next_scan {
+            return false;
+        }
+        if self.quiet_scans < MAX_QUIET_SCANS && !self.changed && !self.settling && unchanged() {
+            self.quiet_scans += 1;
+            self.next_scan = now + self.interval;
+            self.periodic_due = self.next_scan;
+            return false;
+        }
+        self.quiet_scans = 0;
+        true
+    }
+
+    /// A periodic scan in the middle of a mass exit reads thousands of dying processes
+    /// and takes a core from their exits, to decide on a tree that is gone a moment
+    /// later: while zombies keep coming it waits, so that a full scan still happens at
+    /// least every 1 + MAX_QUIET_SCANS intervals.
+    fn hold_during_mass_exit(&mut self, now: Instant) {
+        if let Some(at) = self.last_reaped {
+            let pause = at + REAP_PAUSE;
+            let limit = self.periodic_due + self.interval * MAX_QUIET_SCANS;
+            if now < pause && pause < limit {
+                self.next_scan = pause;
+            }
+        }
+    }
+
+    /// A scan ran at `now` and found `found`.
+    pub(super) fn scanned(&mut self, now: Instant, found: Found) {
+        // Over the cap, something keeps forking (the busy units are already counted as
+        // gone): look again at the shortest gap, or a storm gains a probe interval's
+        // worth of forks per beat.
+        let gap = if found.over_cap {
+            MIN_SCAN_GAP
+        } else if found.following {
+            self.interval.min(ESCALATION_SCAN)
+        } else {
+            self.interval
+        };
+        self.next_scan = now + gap;
+        self.periodic_due = self.next_scan;
+        self.urgent = false;
+        self.changed = false;
+        self.settling = found.settling;
+    }
+}
+
+/// The loop's next wake-up: the earliest of the parts' deadlines, never in the past and
+/// never more than LONGEST_WAIT away.
+pub(super) fn earliest(
+    now: Instant,
+    deadlines: impl IntoIterator<Item = Option<Instant>>,
+) -> Instant {
+    deadlines
+        .into_iter()
+        .flatten()
+        .fold(now + LONGEST_WAIT, Instant::min)
+        .max(now)
+}
+
+#[cfg(test)]
+#[path = "schedule_tests.rs"]
+mod tests;

@@ -1,0 +1,236 @@
+//! The scan schedule with made-up instants: every case is a script of events from a
+//! scan at t0, each `Due` checked for its answer and the deadline it leaves.
+
+use super::*;
+use std::cell::Cell;
+
+const MS: Duration = Duration::from_millis(1);
+const INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// A scan ran at this offset and found this.
+    Scanned(u64, Found),
+    /// Zombies reaped at this offset: (others besides main, follow).
+    Reaped(u64, bool, bool),
+    /// Scan now: (changed).
+    ScanNow(u64, bool),
+    /// Asked at this offset with the world `unchanged`: (scan expected, deadline after).
+    Due(u64, bool, bool, u64),
+}
+use Step::*;
+
+const IDLE: Found = Found {
+    over_cap: false,
+    following: false,
+    settling: false,
+};
+
+fn run(name: &str, steps: &[Step]) {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut schedule = Schedule::new(t0, INTERVAL);
+    schedule.scanned(t0, IDLE);
+    for (i, &step) in steps.iter().enumerate() {
+        match step {
+            Scanned(ms, found) => schedule.scanned(at(ms), found),
+            Reaped(ms, others, follow) => schedule.reaped(at(ms), others, follow),
+            ScanNow(ms, changed) => schedule.scan_now(at(ms), changed),
+            Due(ms, unchanged, scan, next) => {
+                let asked = Cell::new(false);
+                let due = schedule.due(at(ms), || {
+                    asked.set(true);
+                    unchanged
+                });
+                assert_eq!(due, scan, "{name}: step {i} {step:?}");
+                assert_eq!(
+                    schedule.next_deadline(),
+                    at(next),
+                    "{name}: deadline after step {i} {step:?}"
+                );
+                if !scan && !asked.get() {
+                    continue;
+                }
+                if scan {
+                    schedule.scanned(at(ms), IDLE);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_idle_container_skips_at_most_max_quiet_scans_in_a_row() {
+    let mut steps: Vec<Step> = (1..=MAX_QUIET_SCANS as u64)
+        .map(|n| Due(n * 1000, true, false, (n + 1) * 1000))
+        .collect();
+    let full = (MAX_QUIET_SCANS as u64 + 1) * 1000;
+    steps.push(Due(full, true, true, full));
+    // The count of skips starts again after a full scan.
+    steps.push(Due(full + 1000, true, false, full + 2000));
+    run("idle", &steps);
+}
+
+#[test]
+fn a_scan_is_never_skipped_when_something_may_have_changed() {
+    let cases: &[(&str, &[Step])] = &[
+        ("the world changed", &[Due(1000, false, true, 1000)]),
+        (
+            "a zombie was reaped",
+            &[Reaped(400, true, false), Due(1000, true, true, 1000)],
+        ),
+        (
+            "a duplicate settles",
+            &[
+                Scanned(
+                    0,
+                    Found {
+                        settling: true,
+                        ..IDLE
+                    },
+                ),
+                Due(1000, true, true, 1000),
+            ],
+        ),
+        ("a burst", &[ScanNow(300, true), Due(300, true, true, 300)]),
+    ];
+    for (name, steps) in cases {
+        run(name, steps);
+    }
+}
+
+#[test]
+fn deadlines_a_few_milliseconds_away_share_the_wake_up() {
+    let c = COALESCE.as_millis() as u64;
+    run("coalesced", &[Due(1000 - c, false, true, 1000)]);
+    run("too early", &[Due(1000 - c - 1, false, false, 1000)]);
+}
+
+#[test]
+fn a_mass_exit_holds_the_periodic_scan_but_not_for_ever() {
+    let pause = REAP_PAUSE.as_millis() as u64;
+    let limit = (1 + MAX_QUIET_SCANS as u64) * 1000;
+    run(
+        "held while zombies come",
+        &[
+            Reaped(990, true, false),
+            Due(1000, true, false, 990 + pause),
+        ],
+    );
+    run(
+        "scans once they stop",
+        &[Reaped(990, true, false), Due(990 + pause, true, true, 1000)],
+    );
+    run(
+        "a reap of the main child alone holds nothing",
+        &[Reaped(990, false, false), Due(1000, true, true, 1000)],
+    );
+    // Reaps keep coming: the hold never reaches past MAX_QUIET_SCANS intervals.
+    run(
+        "bounded",
+        &[
+            Reaped(limit - pause, true, false),
+            Due(limit - pause, true, true, 1000),
+        ],
+    );
+    run(
+        "an urgent scan is not held",
+        &[Reaped(995, true, true), Due(1000, true, true, 1000)],
+    );
+}
+
+#[test]
+fn a_death_pulls_the_scan_forward_only_when_it_may_need_a_decision() {
+    let gap = MIN_SCAN_GAP.as_millis() as u64;
+    run(
+        "followed",
+        &[
+            Reaped(100, true, true),
+            Due(100 + gap, true, true, 100 + gap),
+        ],
+    );
+    run(
+        "kept orphans",
+        &[Reaped(100, true, false), Due(100 + gap, true, false, 1000)],
+    );
+    // Never pushed back: a death just before a due scan leaves it where it was.
+    run(
+        "not later",
+        &[Reaped(995, true, true), Due(1000, false, true, 1000)],
+    );
+}
+
+#[test]
+fn the_gap_after_a_scan_follows_what_it_found() {
+    let t0 = Instant::now();
+    let cases = [
+        (INTERVAL, IDLE, INTERVAL),
+        (
+            INTERVAL,
+            Found {
+                over_cap: true,
+                following: true,
+                ..IDLE
+            },
+            MIN_SCAN_GAP,
+        ),
+        (
+            INTERVAL,
+            Found {
+                following: true,
+                ..IDLE
+            },
+            ESCALATION_SCAN,
+        ),
+        (
+            50 * MS,
+            Found {
+                following: true,
+                ..IDLE
+            },
+            50 * MS,
+        ),
+    ];
+    for (interval, found, gap) in cases {
+        let mut schedule = Schedule::new(t0, interval);
+        schedule.scanned(t0, found);
+        assert_eq!(schedule.next_deadline(), t0 + gap, "{interval:?} {found:?}");
+    }
+}
+
+#[test]
+fn the_first_scan_comes_shortly_after_the_start() {
+    let t0 = Instant::now();
+    let mut schedule = Schedule::new(t0, INTERVAL);
+    assert_eq!(schedule.next_deadline(), t0 + MIN_SCAN_GAP);
+    assert!(
+        schedule.due(t0 + MIN_SCAN_GAP, || true),
+        "the first scan is never skipped"
+    );
+}
+
+#[test]
+fn the_loop_wakes_at_the_earliest_deadline_never_in_the_past() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs(1);
+    let cases = [
+        (vec![], t0 + LONGEST_WAIT),
+        (vec![None, None], t0 + LONGEST_WAIT),
+        (vec![Some(t0 + 3 * s), None, Some(t0 + s)], t0 + s),
+        (vec![Some(t0 + 2 * LONGEST_WAIT)], t0 + LONGEST_WAIT),
+        (vec![Some(t0 + s)], t0 + s),
+    ];
+    for (deadlines, expected) in cases {
+        assert_eq!(
+            earliest(t0 + Duration::ZERO, deadlines.clone()),
+            expected,
+            "{deadlines:?}"
+        );
+    }
+    let late = t0 + s;
+    assert_eq!(
+        earliest(late, [Some(t0)]),
+        late,
+        "a missed deadline is due now"
+    );
+}
