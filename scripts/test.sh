@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build-static.sh
 cargo test --locked -- --test-threads=2
+# tini's own inner suite against mcpinit, in its own PID namespace (tests/tini/run.sh)
+tests/tini/run.sh
 # mcpinit in a real Docker container (starts a dockerd if none runs; fails in CI without one)
 tests/docker/run.sh

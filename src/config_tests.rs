@@ -1,6 +1,7 @@
 use super::*;
 use crate::settings::log_filter;
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::time::Duration;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, UsageError> {
@@ -9,7 +10,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, UsageError> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    match parse(&args, |name| env.get(name).cloned())? {
+    match parse(&args, |name| env.get(name).map(OsString::from))? {
         Invocation::Run(config) => Ok(*config),
         other => panic!("expected a run, got {other:?}"),
     }
@@ -147,7 +148,7 @@ fn tini_verbosity_maps_to_levels_unless_mcpinit_log_is_set() {
 #[test]
 fn subcommands_and_their_escape() {
     let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
-    let none = |_: &str| None;
+    let none = |_: &str| None::<OsString>;
     assert_eq!(
         parse(&args(&["status", "--json"]), none),
         Ok(Invocation::Status {
@@ -232,5 +233,116 @@ fn log_filters() {
     }
     for bad in ["loud", "mcpinit=loud", "a=b=c", ""] {
         assert!(log_filter(bad).is_none(), "{bad}");
+    }
+}
+
+fn parse_bytes(args: &[&[u8]], env: &[(&str, &[u8])]) -> Result<Invocation, UsageError> {
+    use std::os::unix::ffi::OsStringExt;
+    let args: Vec<OsString> = args
+        .iter()
+        .map(|a| OsString::from_vec(a.to_vec()))
+        .collect();
+    let env: HashMap<String, OsString> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), OsString::from_vec(v.to_vec())))
+        .collect();
+    parse(&args, |name| env.get(name).cloned())
+}
+
+#[test]
+fn values_that_are_not_utf8_are_refused_in_every_form() {
+    for args in [
+        &[&b"--max-procs=\xff"[..], b"cmd"][..],
+        &[b"--max-procs", b"\xff", b"cmd"],
+        &[b"--dedupe=npx\xff", b"cmd"],
+        &[b"-e\xff", b"cmd"],
+        &[b"-we\xff", b"cmd"],
+        &[b"-e", b"\xff", b"cmd"],
+        &[b"-p\xff", b"cmd"],
+        &[b"--nope\xff", b"cmd"],
+        &[b"-\xff", b"cmd"],
+        &[b"status", b"--state-file\xff"],
+    ] {
+        let error = parse_bytes(args, &[]).expect_err("refused");
+        assert!(error.message.contains("\\xff"), "{}", error.message);
+    }
+    let error = parse_bytes(&[b"cmd"], &[("MCPINIT_DEDUPE", b"npx\xff")]).unwrap_err();
+    assert_eq!(
+        error.message,
+        "invalid MCPINIT_DEDUPE 'npx\\xff': expected UTF-8 text"
+    );
+    // After `--`, or as the command, bytes are the child's business.
+    let Ok(Invocation::Run(c)) = parse_bytes(&[b"--", b"--max-procs=\xff"], &[]) else {
+        panic!()
+    };
+    assert_eq!(c.command.len(), 1);
+    assert!(parse_bytes(&[b"\xff-cmd", b"-\xff"], &[]).is_ok());
+}
+
+#[test]
+fn state_file_paths_keep_their_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let path = |i: Invocation| match i {
+        Invocation::Run(c) => c.state_file,
+        Invocation::Status { state_file, .. } | Invocation::Health { state_file } => state_file,
+        other => panic!("{other:?}"),
+    };
+    let bytes = &b"/tmp/st\xffte.json"[..];
+    let want = Some(PathBuf::from(OsStr::from_bytes(bytes)));
+    let env = [("MCPINIT_STATE_FILE", bytes)];
+    assert_eq!(path(parse_bytes(&[b"cmd"], &env).unwrap()), want);
+    assert_eq!(path(parse_bytes(&[b"status"], &env).unwrap()), want);
+    assert_eq!(path(parse_bytes(&[b"health"], &env).unwrap()), want);
+    let inline = [&b"--state-file="[..], bytes].concat();
+    assert_eq!(path(parse_bytes(&[&inline, b"cmd"], &[]).unwrap()), want);
+    assert_eq!(
+        path(parse_bytes(&[b"health", b"--state-file", bytes], &[]).unwrap()),
+        want
+    );
+    assert!(parse_bytes(&[b"status", b"--state-file="], &[]).is_err());
+}
+
+#[test]
+fn refusals_are_one_short_escaped_line() {
+    let message = refused(&["cmd"], &[("MCPINIT_MAX_PROCS", "5\n6")]);
+    assert_eq!(
+        message,
+        "invalid MCPINIT_MAX_PROCS '5\\n6': expected a whole number (0 = no cap)"
+    );
+    let message = refused(&["--orphans", "\u{1b}[2Jx", "cmd"], &[]);
+    assert!(message.contains("'\\u{1b}[2Jx'"), "{message}");
+    let huge = "7".repeat(131_072);
+    let message = refused(&["cmd"], &[("MCPINIT_STOP_GRACE", &(huge + "x"))]);
+    assert!(message.len() < 200, "{message}");
+    assert!(message.contains(&format!("'{}…' (131073 bytes)", "7".repeat(64))));
+    assert!(!refused(&["--x\u{7}y", "cmd"], &[]).contains('\u{7}'));
+    assert_eq!(shown(OsStr::new("")), "''");
+    assert_eq!(
+        shown(OsStr::new(&"é".repeat(64))),
+        format!("'{}'", "é".repeat(64))
+    );
+}
+
+#[test]
+fn tini_verbosity_is_0_to_3_and_help_takes_no_value() {
+    for bad in ["-1", "+5", "4", "4294967296", "1.5", "2x"] {
+        let message = refused(&["cmd"], &[("TINI_VERBOSITY", bad)]);
+        assert!(message.contains("TINI_VERBOSITY"), "{message}");
+    }
+    assert_eq!(
+        run(&["x"], &[("TINI_VERBOSITY", " 2 ")])
+            .unwrap()
+            .log_filter,
+        "debug"
+    );
+    let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+    let none = |_: &str| None::<OsString>;
+    for bad in ["--help=1", "--version=x", "--help="] {
+        let error = parse(&args(&[bad]), none).expect_err(bad);
+        assert!(
+            error.message.contains(bad.split('=').next().unwrap()),
+            "{}",
+            error.message
+        );
     }
 }

@@ -24,10 +24,7 @@ extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         }
     };
     let args = arguments(argc, argv);
-    // A value that is not UTF-8 is read lossily, so that it is refused by name like any
-    // other bad value rather than passing for unset.
-    let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-    match config::parse(&args, env) {
+    match config::parse(&args, |name| std::env::var_os(name)) {
         Ok(Invocation::Run(config)) => run(*config, inherited, waited),
         Ok(Invocation::Status { json, state_file }) => status::status(json, state_file),
         Ok(Invocation::Health { state_file }) => status::health(state_file),

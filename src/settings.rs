@@ -4,7 +4,7 @@
 //! here is parsed, documented and shown with its default at once.
 
 use crate::values;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -167,6 +167,8 @@ pub enum Kind {
     Size(Field<u64>),
     /// On or off; the option alone turns it on.
     Switch(Field<bool>),
+    /// A path, kept byte for byte: on Linux a path is bytes, not text.
+    Path(Field<Option<PathBuf>>),
     /// Any other syntax: its metavariable, how it is read, how it is shown.
     Text {
         metavar: &'static str,
@@ -231,14 +233,17 @@ impl Setting {
             Kind::Count(..) => "N",
             Kind::Size(_) => "SIZE",
             Kind::Switch(_) => "",
+            Kind::Path(_) => "PATH",
             Kind::Text { metavar, .. } => metavar,
         }
     }
 
-    /// Set the field from `text`, or say what is accepted.
-    pub fn apply(&self, config: &mut Config, text: &str) -> Result<(), String> {
+    /// Set the field from `value`, or say what is accepted.
+    pub fn apply(&self, config: &mut Config, value: &OsStr) -> Result<(), String> {
+        let text = || value.to_str().ok_or_else(|| String::from("UTF-8 text"));
         match self.kind {
-            Kind::Duration(field, min) => match values::duration(text) {
+            Kind::Path(field) => *field(config) = Some(PathBuf::from(value)),
+            Kind::Duration(field, min) => match values::duration(text()?) {
                 Some(d) if d >= min => *field(config) = d,
                 _ if min.is_zero() => return Err(values::DURATION_HELP.into()),
                 _ => {
@@ -248,20 +253,20 @@ impl Setting {
                     ))
                 }
             },
-            Kind::Count(field, min) => match text.trim().parse() {
+            Kind::Count(field, min) => match text()?.trim().parse() {
                 Ok(n) if n >= min => *field(config) = n,
                 _ if min == 0 => return Err("a whole number (0 = no cap)".into()),
                 _ => return Err(format!("a whole number of at least {min}")),
             },
-            Kind::Size(field) => *field(config) = values::size(text).ok_or(values::SIZE_HELP)?,
+            Kind::Size(field) => *field(config) = values::size(text()?).ok_or(values::SIZE_HELP)?,
             Kind::Switch(field) => {
-                *field(config) = match text.trim() {
+                *field(config) = match text()?.trim() {
                     "1" | "true" | "yes" | "on" => true,
                     "0" | "false" | "no" | "off" => false,
                     _ => return Err("1 or 0 (also true/false, yes/no, on/off)".into()),
                 }
             }
-            Kind::Text { read, .. } => read(config, text)?,
+            Kind::Text { read, .. } => read(config, text()?)?,
         }
         Ok(())
     }
@@ -275,6 +280,11 @@ impl Setting {
             Kind::Count(field, _) => field(&mut c).to_string(),
             Kind::Size(field) => values::size_text(*field(&mut c)),
             Kind::Switch(field) => u8::from(*field(&mut c)).to_string(),
+            Kind::Path(field) => field(&mut c)
+                .as_ref()
+                .map_or("/run/mcpinit.json, else /tmp/mcpinit.json".into(), |p| {
+                    p.display().to_string()
+                }),
             Kind::Text { show, .. } => show(config),
         }
     }
@@ -322,10 +332,7 @@ pub static SETTINGS: &[Setting] = &[
         |c, v| set(&mut c.log_target, choose(LogTarget::NAMES, v), "'stdout' or 'stderr'"),
         |c| c.log_target.to_string(),
         "log stream; stderr keeps the child's stdout clean (MCP stdio servers)"),
-    Setting::text("MCPINIT_STATE_FILE", "--state-file", "PATH",
-        |c, v| set(&mut c.state_file, Some(Some(PathBuf::from(v))), "a path"),
-        |c| c.state_file.as_ref().map_or("/run/mcpinit.json, else /tmp/mcpinit.json".into(),
-            |p| p.display().to_string()),
+    Setting::new("MCPINIT_STATE_FILE", "--state-file", Kind::Path(|c| &mut c.state_file),
         "where the live state for status and health is kept"),
 ];
 
@@ -429,7 +436,7 @@ mod tests {
         let defaults = Config::default();
         for s in SETTINGS.iter().filter(|s| s.var != "MCPINIT_STATE_FILE") {
             let mut c = Config::default();
-            s.apply(&mut c, &s.show(&defaults)).expect(s.var);
+            s.apply(&mut c, s.show(&defaults).as_ref()).expect(s.var);
             assert_eq!(c, defaults, "{}", s.var);
         }
     }
@@ -449,7 +456,7 @@ mod tests {
             ("MCPINIT_STATE_FILE", "/x/s.json"),
         ] {
             let s = SETTINGS.iter().find(|s| s.var == var).unwrap();
-            s.apply(&mut c, text).unwrap();
+            s.apply(&mut c, text.as_ref()).unwrap();
             assert_eq!(s.show(&c), text);
         }
     }

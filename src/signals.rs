@@ -1,5 +1,6 @@
 //! Signal mask and dispositions: blocked first thing in mcpinit, restored in the child.
 //! Signals are taken synchronously with `sigtimedwait`, so there are no handlers at all.
+//! Also their names, as `-p` reads them and logs show them.
 
 use nix::errno::Errno;
 use nix::sys::signal::{
@@ -116,5 +117,81 @@ impl Waited {
         // SAFETY: sigtimedwait succeeded, so info is filled in.
         let sender = unsafe { info.assume_init().si_pid() };
         Some(Received { signal, sender })
+    }
+}
+
+/// A signal by number (`15`), name (`SIGTERM`) or short name (`TERM`), any case.
+pub fn number(text: &str) -> Option<i32> {
+    if let Ok(number) = text.parse::<i32>() {
+        return (1..=libc::SIGRTMAX()).contains(&number).then_some(number);
+    }
+    let upper = text.to_ascii_uppercase();
+    let short = upper.strip_prefix("SIG").unwrap_or(&upper);
+    NAMES
+        .iter()
+        .find(|(name, _)| *name == short)
+        .map(|&(_, number)| number)
+}
+
+/// The conventional name of a signal, for logs.
+pub fn name(number: i32) -> String {
+    match NAMES.iter().find(|&&(_, n)| n == number) {
+        Some((name, _)) => format!("SIG{name}"),
+        None => format!("SIG{number}"),
+    }
+}
+
+const NAMES: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_numbers() {
+        assert_eq!(number("TERM"), Some(libc::SIGTERM));
+        assert_eq!(number("sigkill"), Some(libc::SIGKILL));
+        assert_eq!(number("SIGUSR1"), Some(libc::SIGUSR1));
+        assert_eq!(number("9"), Some(9));
+        assert_eq!(number("0"), None);
+        assert_eq!(number("NOPE"), None);
+        assert_eq!(number("999"), None);
+        assert_eq!(name(libc::SIGWINCH), "SIGWINCH");
+        assert_eq!(name(40), "SIG40");
+        for &(_, n) in NAMES {
+            assert_eq!(number(&name(n)), Some(n));
+        }
     }
 }
