@@ -126,3 +126,68 @@ fn duplicate_marks_follow_the_plan_not_a_recount() {
         [(100, true, true), (110, true, false), (120, false, false)]
     );
 }
+
+/// Bytes the document for `tree` takes, counted as it streams (nothing kept).
+fn document_size(tree: &(Snapshot, Vec<Unit>)) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    with_view(&Config::default(), tree, |view| {
+        serde_json::to_writer(&mut count, &view.document(1)).unwrap()
+    });
+    count.0
+}
+
+/// 10,000 processes as MetaMCP leaks them (3,333 `npm exec` -> `sh` -> `node` trees),
+/// with `cmdline` replacing every command line when given.
+fn metamcp_at_10_000(cmdline: Option<&str>) -> (Snapshot, Vec<Unit>) {
+    // One shared copy for all (units still copy each key).
+    let shared: Option<std::rc::Rc<str>> = cmdline.map(Into::into);
+    let mut procs = Vec::new();
+    for i in 0..3_333 {
+        let mut instance = server(
+            100 + 10 * i,
+            MAIN,
+            500,
+            "@modelcontextprotocol/server-everything",
+        );
+        instance[2].cmdline =
+            "node /root/.npm/_npx/a4b9c3d2e1f0a9b8/node_modules/.bin/mcp-server-everything".into();
+        if let Some(text) = &shared {
+            for p in &mut instance {
+                p.cmdline = text.clone();
+            }
+        }
+        procs.extend(instance);
+    }
+    let snap = snapshot(procs);
+    let units = crate::units::units(&snap, Some(MAIN), &defaults());
+    (snap, units)
+}
+
+/// The reader's cap (status::READ_LIMIT) must stay well above a real state file at
+/// 10,000 processes, and above the worst a hostile tree can make the writer write.
+/// The figures in docs/status-and-health.md come from here:
+/// `cargo test --lib state_file_at_10_000 -- --nocapture`.
+#[test]
+fn state_file_at_10_000_processes_fits_the_reader_cap() {
+    let real = document_size(&metamcp_at_10_000(None));
+    // Every command line escape characters well past the cut (8,000 of them take
+    // 48,000 bytes of JSON), behind a launcher name, so that the key is as long as it
+    // can be too.
+    let hostile = format!("npm exec {}", "\u{1b}".repeat(8_000));
+    let worst = document_size(&metamcp_at_10_000(Some(&hostile)));
+    eprintln!(
+        "state file at 10,001 processes: {real} bytes as MetaMCP leaks them, {worst} at worst"
+    );
+    assert!(real * 10 < crate::status::READ_LIMIT, "{real}");
+    assert!(worst < crate::status::READ_LIMIT, "{worst}");
+}

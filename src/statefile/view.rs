@@ -12,10 +12,13 @@ use serde::{Serialize, Serializer};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-/// A command line longer than this is cut in the file (at a character boundary): a
-/// process can put 100 KB there, and the file must stay well under the reader's cap at
-/// 10,000 processes. `status` shows 100 characters, so nothing visible is lost.
+/// A command line is cut in the file to at most this many bytes of JSON (escapes
+/// counted), at a character boundary: a process can put 100 KB there, and the file must
+/// stay under the reader's cap (status::READ_LIMIT) even at 10,000 processes that all do.
+/// `status` shows 100 characters, so nothing visible is lost.
 pub const CMDLINE_MAX: usize = 4096;
+/// The launcher key (a prefix of the command line) likewise.
+pub const KEY_MAX: usize = 1024;
 
 /// Everything the state document is made of.
 pub struct View<'a> {
@@ -125,7 +128,7 @@ impl Serialize for Rows<'_> {
                     role,
                     unit: Cow::Borrowed(&name),
                     unit_top: unit.top,
-                    key: unit.key.as_deref().map(Cow::Borrowed),
+                    key: unit.key.as_deref().map(|k| Cow::Borrowed(cut(k, KEY_MAX))),
                     duplicate: view.duplicate(unit.id),
                     terminating: view.terminating.contains_key(&unit.id),
                 })?;
@@ -145,16 +148,22 @@ fn role(unit: &Unit) -> Role {
     }
 }
 
-/// The longest prefix of `text` of at most `max` bytes that ends on a character.
+/// The longest prefix of `text` that takes at most `max` bytes as a JSON string's
+/// contents, ending on a character. Control characters count as the six bytes of
+/// `\u00XX`, the most serde_json writes for one.
 fn cut(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
+    let mut used = 0;
+    for (at, c) in text.char_indices() {
+        used += match c {
+            '\0'..='\u{1f}' => 6,
+            '"' | '\\' => 2,
+            c => c.len_utf8(),
+        };
+        if used > max {
+            return &text[..at];
+        }
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    text
 }
 
 #[cfg(test)]
@@ -164,5 +173,7 @@ mod tests {
         assert_eq!(super::cut("abc", 5), "abc");
         assert_eq!(super::cut("abcdef", 3), "abc");
         assert_eq!(super::cut("aé", 2), "a");
+        assert_eq!(super::cut("a\u{1b}b", 6), "a");
+        assert_eq!(super::cut("\"\"\"", 4), "\"\"");
     }
 }
