@@ -93,6 +93,7 @@ fn stat_parsing(c: &mut Criterion) {
 fn grouping_and_policy(c: &mut Criterion) {
     let config = Config::default();
     let busy = HashSet::new();
+    let activity = mcpinit::policy::Activity::new();
     for name in ["units", "decide"] {
         let mut group = c.benchmark_group(name);
         for n in [10, 100, 1_000, 10_000] {
@@ -103,7 +104,7 @@ fn grouping_and_policy(c: &mut Criterion) {
                 if name == "units" {
                     b.iter(|| units(black_box(&snapshot), Some(MAIN), &config.dedupe))
                 } else {
-                    b.iter(|| decide(black_box(&grouped), &config, NOW_MS, &busy))
+                    b.iter(|| decide(black_box(&grouped), &activity, &config, NOW_MS, &busy))
                 }
             });
         }

@@ -1,6 +1,7 @@
 //! The /proc scan against real processes: cost per process as the tree grows from 10
 //! to 10,000 idle children. `warm` is the periodic scan (command lines cached, only
-//! /proc/PID/stat read); `cold` is the first look at a tree (every cmdline read too).
+//! /proc/PID/stat read); `cold` is the first look at a tree (every cmdline read too);
+//! `activity` is one look at the input (/proc/PID/io) of that many server leaves.
 //!
 //! The scan reads every process in /proc, ours or not, so run it in a PID namespace
 //! to measure our tree alone, as `scripts/bench.sh` does:
@@ -8,7 +9,9 @@
 //! Every child dies with this process (PR_SET_PDEATHSIG), even if the bench is killed.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mcpinit::activity::Tracker;
 use mcpinit::proctree::Scanner;
+use mcpinit::{units, watch};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -82,6 +85,17 @@ fn scan(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("cold", n), &n, |b, _| {
             b.iter(|| black_box(Scanner::new(me).scan()))
         });
+        // One look at the input of every unit: each child is a unit of one process,
+        // so its own leaf, and one /proc/PID/io read each (what a sample of n watched
+        // server instances costs, one leaf per instance).
+        let snapshot = scanner.scan();
+        let grouped = units::units(&snapshot, None, &[]);
+        let ids: Vec<_> = grouped.iter().map(|u| u.id).collect();
+        let mut tracker = Tracker::default();
+        group.bench_with_input(BenchmarkId::new("activity", n), &n, |b, _| {
+            b.iter(|| black_box(watch::sample(&mut tracker, &snapshot, &grouped, &ids)))
+        });
+        assert_eq!(tracker.len(), n, "every leaf was read");
         drop(children);
     }
     group.finish();

@@ -2,7 +2,7 @@
 //! Every refusal is one line naming the variable or option, the value, and what is accepted.
 
 pub use crate::settings::{usage, Config, DedupeList, LogTarget, Orphans, SYNOPSIS};
-use crate::settings::{Kind, SETTINGS};
+use crate::settings::{Kind, RETIRED, SETTINGS};
 use crate::signals;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -154,6 +154,13 @@ fn read_environment(
                 .map_err(|ok| refuse(setting.var, &value, &ok))?;
         }
     }
+    for retired in RETIRED {
+        if let Some(value) = env(retired.var) {
+            config
+                .retired
+                .push(retired.warning(&value.to_string_lossy()));
+        }
+    }
     config.kill_group = env("TINI_KILL_PROCESS_GROUP").is_some();
     if let Some(value) = env("TINI_VERBOSITY") {
         let level = match value.to_str().map(str::trim) {
@@ -192,6 +199,16 @@ fn long_option<'a>(
             Some(value) => Err(refuse(&option, value, "no value")),
             None => Ok(Some(invocation)),
         };
+    }
+    if let Some(retired) = RETIRED.iter().find(|r| r.option.as_bytes()[2..] == *name) {
+        let value = match inline {
+            Some(v) => v,
+            None => next_value(rest, &option)?,
+        };
+        config
+            .retired
+            .push(retired.warning(&value.to_string_lossy()));
+        return Ok(None);
     }
     let setting = SETTINGS
         .iter()

@@ -27,7 +27,7 @@ fn defaults_match_the_brief() {
     assert_eq!(c.max_memory, 0);
     assert_eq!(c.dedupe, ["npm exec", "npx", "uvx"]);
     assert_eq!(c.dedupe_keep, 1);
-    assert_eq!(c.dedupe_settle, Duration::from_secs(30));
+    assert!(c.retired.is_empty());
     assert_eq!(c.dedupe_idle, Duration::from_secs(600));
     assert_eq!(c.eof_grace, Duration::from_secs(3));
     assert_eq!(c.orphans, Orphans::Term);
@@ -48,7 +48,6 @@ fn every_variable_is_read() {
             ("MCPINIT_MAX_MEMORY", "512m"),
             ("MCPINIT_DEDUPE", "npm exec, uv tool  run"),
             ("MCPINIT_DEDUPE_KEEP", "2"),
-            ("MCPINIT_DEDUPE_SETTLE", "250ms"),
             ("MCPINIT_DEDUPE_IDLE", "90s"),
             ("MCPINIT_ORPHANS", "keep"),
             ("MCPINIT_KILL_GRACE", "2"),
@@ -67,7 +66,6 @@ fn every_variable_is_read() {
     assert_eq!(c.max_memory, 512 << 20);
     assert_eq!(c.dedupe, ["npm exec", "uv tool run"]);
     assert_eq!(c.dedupe_keep, 2);
-    assert_eq!(c.dedupe_settle, Duration::from_millis(250));
     assert_eq!(c.dedupe_idle, Duration::from_secs(90));
     assert_eq!(c.eof_grace, Duration::ZERO);
     assert_eq!(c.orphans, Orphans::Keep);
@@ -176,7 +174,6 @@ fn bad_variables_are_named_with_value_and_what_is_accepted() {
         ("MCPINIT_MAX_MEMORY", "lots"),
         ("MCPINIT_DEDUPE", "npx,,uvx"),
         ("MCPINIT_DEDUPE_KEEP", "0"),
-        ("MCPINIT_DEDUPE_SETTLE", "soon"),
         ("MCPINIT_ORPHANS", "kill"),
         ("MCPINIT_DEDUPE_IDLE", "idle"),
         ("MCPINIT_EOF_GRACE", "-1s"),
@@ -345,4 +342,47 @@ fn tini_verbosity_is_0_to_3_and_help_takes_no_value() {
             error.message
         );
     }
+}
+
+#[test]
+fn metrics_are_off_unless_an_address_is_given() {
+    assert_eq!(run(&["cmd"], &[]).unwrap().metrics, None);
+    let c = run(&["cmd"], &[("MCPINIT_METRICS", "0.0.0.0:9464")]).unwrap();
+    assert_eq!(c.metrics, Some("0.0.0.0:9464".parse().unwrap()));
+    let c = run(
+        &["--metrics", "[::1]:9000", "cmd"],
+        &[("MCPINIT_METRICS", "0.0.0.0:9464")],
+    )
+    .unwrap();
+    assert_eq!(c.metrics, Some("[::1]:9000".parse().unwrap()));
+    let c = run(&["--metrics=off", "cmd"], &[("MCPINIT_METRICS", ":9464")]).unwrap();
+    assert_eq!(c.metrics, None);
+    assert_eq!(
+        refused(&["cmd"], &[("MCPINIT_METRICS", "localhost:9464")]),
+        format!(
+            "invalid MCPINIT_METRICS 'localhost:9464': expected {}",
+            crate::metrics::ADDRESS_HELP
+        )
+    );
+    assert!(refused(&["--metrics", "9464", "cmd"], &[]).starts_with("invalid --metrics '9464'"));
+}
+
+#[test]
+fn the_retired_settle_time_is_ignored_with_a_warning() {
+    for args in [
+        &["--dedupe-settle", "1s", "cmd"][..],
+        &["--dedupe-settle=soon", "cmd"],
+    ] {
+        let c = run(args, &[("MCPINIT_DEDUPE_SETTLE", "soon")]).unwrap();
+        assert_eq!(c.retired.len(), 2, "{:?}", c.retired);
+        for line in &c.retired {
+            assert!(line.contains("MCPINIT_DEDUPE_SETTLE"), "{line}");
+            assert!(line.contains("retired"), "{line}");
+            assert!(line.contains("MCPINIT_DEDUPE_IDLE"), "{line}");
+        }
+        assert_eq!(c.dedupe_idle, Duration::from_secs(600));
+        assert_eq!(c.command, ["cmd"]);
+    }
+    let zero = run(&["--dedupe-idle", "0", "cmd"], &[]).unwrap();
+    assert_eq!(zero.dedupe_idle, Duration::ZERO);
 }

@@ -7,7 +7,7 @@
 
 use log::info;
 use mcpinit::config::{self, Config, Invocation};
-use mcpinit::{cgroup, logging, output, signals, spawn, status, supervisor};
+use mcpinit::{cgroup, logging, metrics, output, signals, spawn, status, supervisor};
 use std::ffi::{CStr, OsString};
 use std::os::unix::ffi::OsStringExt;
 
@@ -75,7 +75,30 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
         }
     }
     let cgroup = cgroup::read();
+    // Both before the child exists: a port in use is refused like any bad setting, and
+    // (close-on-exec) neither descriptor reaches the child.
+    let signals = match waited.open() {
+        Ok(signals) => signals,
+        Err(e) => {
+            output::err(&format!("mcpinit: cannot create a signalfd: {e}\n"));
+            return 1;
+        }
+    };
+    let metrics = match config.metrics.map(metrics::Server::bind) {
+        None => None,
+        Some(Ok(server)) => Some(server),
+        Some(Err(e)) => {
+            let address = config.metrics.map_or(String::new(), |a| a.to_string());
+            output::err(&format!(
+                "mcpinit: cannot serve metrics on {address} (MCPINIT_METRICS / --metrics): {e}\n"
+            ));
+            return 2;
+        }
+    };
     log_start(&config, me, cgroup.limits);
+    if let Some(address) = metrics.as_ref().and_then(metrics::Server::local_addr) {
+        info!(event = "metrics", address = address.to_string().as_str(); "serving metrics on http://{address}/metrics");
+    }
     let main = match spawn::spawn(&config.command, &inherited) {
         Ok(pid) => pid,
         Err(error) => {
@@ -88,7 +111,7 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
         }
     };
     info!(event = "spawn", pid = main, command = config.command[0].to_string_lossy().as_ref(); "started child {main}");
-    supervisor::Supervisor::new(config, me, main, waited, cgroup).run()
+    supervisor::Supervisor::new(config, me, main, signals, metrics, cgroup).run()
 }
 
 /// `-p`: the signal mcpinit gets when its parent dies. libc, not nix: nix's `Signal`
@@ -115,13 +138,15 @@ fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {
         .map_or("max".to_string(), |n| format!("{}MiB", n >> 20));
     info!(event = "start", version = env!("CARGO_PKG_VERSION"), pid = me, max_procs = c.max_procs,
         max_memory = memory.as_str(), dedupe = dedupe.as_str(), dedupe_keep = c.dedupe_keep,
-        dedupe_settle_ms = c.dedupe_settle.as_millis() as u64,
         dedupe_idle_ms = c.dedupe_idle.as_millis() as u64, orphans = c.orphans.to_string().as_str(),
         kill_grace_ms = c.kill_grace.as_millis() as u64,
         eof_grace_ms = c.eof_grace.as_millis() as u64, stop_grace_ms = c.stop_grace.as_millis() as u64,
         scan_interval_ms = c.scan_interval.as_millis() as u64, dry_run = c.dry_run,
         cgroup_pids_max = pids_max.as_str(), cgroup_memory_max = memory_max.as_str();
         "mcpinit {} as pid {me}{}", env!("CARGO_PKG_VERSION"), if me == 1 { "" } else { " (subreaper)" });
+    for line in &c.retired {
+        log::warn!(event = "retired_setting"; "{line}");
+    }
     if let Some(pids_max) = limits.pids_max {
         if c.max_procs == 0 || c.max_procs as u64 >= pids_max {
             log::warn!(event = "cgroup_limit", max_procs = c.max_procs, cgroup_pids_max = pids_max;

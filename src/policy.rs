@@ -1,6 +1,10 @@
-//! The decision core: units + settings + clock -> which units to terminate and why.
+//! The decision core: units + their input + settings + clock -> which units to
+//! terminate and why. Dedupe keeps the newest instance(s) of each key and every one
+//! with input within `dedupe_idle`, and ends the others, idle longest first; the caps
+//! take the cheapest losses first (`Rank`), the least recently used first within each.
 //! Pure: no /proc, no signals, no time source of its own.
 
+use crate::activity::Use;
 use crate::config::{Config, Orphans};
 use crate::units::{Unit, UnitId};
 use std::collections::{HashMap, HashSet};
@@ -28,7 +32,7 @@ impl Reason {
 pub struct Decision {
     pub unit: UnitId,
     pub reason: Reason,
-    /// For duplicates: the top pid of the newest instance, which is kept.
+    /// For duplicates: the top pid of the newest instance of its key, which is kept.
     pub kept: Option<i32>,
 }
 
@@ -41,17 +45,30 @@ pub struct Plan {
     pub rss: u64,
     /// The main child alone is over the memory cap: not ours to kill.
     pub main_over_memory: bool,
-    /// Some duplicate waits for its newest instance to settle: a decision is due later
-    /// even if nothing else changes.
-    pub waiting: bool,
-    /// Every surplus duplicate as counted here (settled or not, busy units excluded),
-    /// sorted: what `status` marks DUPLICATE, so that it shows the policy's own choice.
+    /// Some instance chosen (for any reason but orphan) was ranked by its input: the
+    /// caller makes sure that input is fresh before acting.
+    pub uses_activity: bool,
+    /// When (ms, CLOCK_BOOTTIME) the first instance kept only for its recent input
+    /// runs out of it: a decision falls due then even if nothing else changes.
+    pub due_ms: Option<u64>,
+    /// The instances dedupe ends (idle, beyond the newest), sorted: what `status` marks
+    /// DUPLICATE, so that it shows the policy's own choice.
     pub duplicates: Vec<UnitId>,
 }
 
+/// What the policy knows of each unit's input, by unit (see `activity`). A keyed unit
+/// missing here is taken to be in use: nothing is ended on input not looked at.
+pub type Activity = HashMap<UnitId, Use>;
+
 /// Decide. `units` comes from `units::units`, sorted oldest first; `busy` holds the
 /// units whose termination is already under way: never chosen again, counted as gone.
-pub fn decide(units: &[Unit], config: &Config, now_ms: u64, busy: &HashSet<UnitId>) -> Plan {
+pub fn decide(
+    units: &[Unit],
+    activity: &Activity,
+    config: &Config,
+    now_ms: u64,
+    busy: &HashSet<UnitId>,
+) -> Plan {
     let mut picker = Picker {
         chosen: busy.clone(),
         terminate: Vec::new(),
@@ -64,35 +81,35 @@ pub fn decide(units: &[Unit], config: &Config, now_ms: u64, busy: &HashSet<UnitI
         picker.gone += unit.pids.len();
         picker.gone_rss += unit.rss;
     }
-    let candidates: Vec<&Unit> = units.iter().filter(|u| u.id != UnitId::Main).collect();
+    let look = Look::new(units, activity, config, now_ms, busy);
+    let candidates: Vec<&Unit> = units
+        .iter()
+        .filter(|u| u.id != UnitId::Main && !busy.contains(&u.id))
+        .collect();
 
     if config.orphans == Orphans::Term {
         for unit in candidates.iter().filter(|u| u.orphaned) {
             picker.pick(unit, Reason::Orphan, None);
         }
     }
-    let surplus = duplicates(&candidates, config.dedupe_keep, busy);
-    let settle_ms = config.dedupe_settle.as_millis() as u64;
-    let mut waiting = false;
-    for &(unit, newest) in &surplus {
-        if now_ms.saturating_sub(newest.started_ms) >= settle_ms {
-            picker.pick(unit, Reason::Duplicate, Some(newest.top));
-        } else {
-            waiting = true;
-        }
+    // Dedupe: every instance but the newest and those in use, idle longest first.
+    let mut idle: Vec<&Unit> = candidates
+        .iter()
+        .copied()
+        .filter(|u| look.rank(u) == Rank::Idle)
+        .collect();
+    idle.sort_by_key(|u| (look.idle_since(u), u.started_ms, u.top));
+    let mut duplicates: Vec<UnitId> = idle.iter().map(|u| u.id).collect();
+    duplicates.sort_unstable();
+    for unit in idle {
+        let kept = unit.key.as_deref().and_then(|k| look.newest.get(k));
+        picker.pick(unit, Reason::Duplicate, kept.copied());
     }
 
     if config.max_procs > 0 {
-        // Cheapest losses first: surplus duplicates (settled or not), orphans, the
-        // oldest deduped servers, the oldest other detached groups, and only then the
-        // subtrees of the main child's own group (MetaMCP's backend and frontend).
-        let order = surplus
-            .iter()
-            .map(|&(unit, _)| unit)
-            .chain(candidates.iter().copied().filter(|u| u.orphaned))
-            .chain(candidates.iter().copied().filter(|u| u.key.is_some()))
-            .chain(candidates.iter().copied().filter(|u| expendable(u)))
-            .chain(candidates.iter().copied().filter(|u| !expendable(u)));
+        // Cheapest losses first (see `Rank`), least recently used first within a rank.
+        let mut order = candidates.clone();
+        order.sort_by_key(|u| (look.rank(u), look.recency(u), u.started_ms, u.top));
         for unit in order {
             if picker.live - picker.gone <= config.max_procs {
                 break;
@@ -108,11 +125,11 @@ pub fn decide(units: &[Unit], config: &Config, now_ms: u64, busy: &HashSet<UnitI
             .find(|u| u.id == UnitId::Main)
             .map_or(0, |u| u.rss);
         main_over_memory = main_rss > config.max_memory;
-        // Largest first, but the application's own processes only once no server,
-        // orphan or detached group is left: losing MetaMCP's backend is worse than any
-        // of the servers it leaked.
+        // The same ranks as for the cap; within a rank the least recently used server
+        // first, and among equals the largest: losing MetaMCP's backend is worse than
+        // any of the servers it leaked.
         let mut by_rss = candidates.clone();
-        by_rss.sort_by_key(|u| (!expendable(u), std::cmp::Reverse(u.rss)));
+        by_rss.sort_by_key(|u| (look.rank(u), look.recency(u), std::cmp::Reverse(u.rss)));
         for unit in by_rss {
             if main_over_memory || picker.rss - picker.gone_rss <= config.max_memory {
                 break;
@@ -120,17 +137,165 @@ pub fn decide(units: &[Unit], config: &Config, now_ms: u64, busy: &HashSet<UnitI
             picker.pick(unit, Reason::Memory, None);
         }
     }
-    let mut duplicates: Vec<UnitId> = surplus.iter().map(|(unit, _)| unit.id).collect();
-    duplicates.sort_unstable();
+    let due_ms = candidates
+        .iter()
+        .filter(|u| look.rank(u) == Rank::InUse && activity.contains_key(&u.id))
+        .map(|u| look.idle_since(u).saturating_add(look.idle_ms))
+        .min();
+    let uses_activity = picker
+        .terminate
+        .iter()
+        .any(|d| d.reason != Reason::Orphan && look.is_instance(d.unit));
     Plan {
-        duplicates,
         projected: picker.live - picker.gone,
         live: picker.live,
         rss: picker.rss,
         terminate: picker.terminate,
         main_over_memory,
-        waiting,
+        uses_activity,
+        due_ms,
+        duplicates,
     }
+}
+
+/// What each unit stands to lose, cheapest first: the order in which the caps take
+/// them. `Idle` and `InUse` are older instances of a key; `Newest` the `dedupe_keep`
+/// newest of each (the spare MetaMCP hands to its next session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rank {
+    /// Reparented to mcpinit: nothing tracks it.
+    Orphan,
+    /// An older instance without input for `dedupe_idle`: a leak.
+    Idle,
+    /// A detached group that is no server (`setsid` and the like).
+    Detached,
+    /// An older instance with recent input: some session uses it.
+    InUse,
+    /// The newest instance(s) of a key.
+    Newest,
+    /// Subtrees of the main child's own group, such as MetaMCP's backend.
+    Application,
+}
+
+/// The policy's view of the units: which are instances of a key, which are newest,
+/// and how long each has been idle.
+struct Look<'a> {
+    activity: &'a Activity,
+    /// Per key, the top pid of its newest instance.
+    newest: HashMap<&'a str, i32>,
+    /// Units among the newest `dedupe_keep` of their key.
+    kept: HashSet<UnitId>,
+    /// Units that are instances of a key (keyed, not orphaned, not being terminated).
+    instances: HashSet<UnitId>,
+    idle_ms: u64,
+    now_ms: u64,
+}
+
+impl<'a> Look<'a> {
+    fn new(
+        units: &'a [Unit],
+        activity: &'a Activity,
+        config: &Config,
+        now_ms: u64,
+        busy: &'a HashSet<UnitId>,
+    ) -> Look<'a> {
+        let mut by_key: HashMap<&str, Vec<&Unit>> = HashMap::new();
+        for unit in instances(units, busy) {
+            if let Some(key) = &unit.key {
+                by_key.entry(key).or_default().push(unit);
+            }
+        }
+        let mut look = Look {
+            activity,
+            newest: HashMap::new(),
+            kept: HashSet::new(),
+            instances: HashSet::new(),
+            idle_ms: config.dedupe_idle.as_millis() as u64,
+            now_ms,
+        };
+        for (key, mut list) in by_key {
+            list.sort_by_key(|u| std::cmp::Reverse((u.started_ms, u.top)));
+            look.newest.insert(key, list[0].top);
+            look.kept
+                .extend(list.iter().take(config.dedupe_keep.max(1)).map(|u| u.id));
+            look.instances.extend(list.iter().map(|u| u.id));
+        }
+        look
+    }
+
+    fn is_instance(&self, id: UnitId) -> bool {
+        self.instances.contains(&id)
+    }
+
+    /// Idle since (ms): an instance whose input was not looked at counts as just used.
+    fn idle_since(&self, unit: &Unit) -> u64 {
+        self.activity
+            .get(&unit.id)
+            .map_or(self.now_ms, Use::idle_since_ms)
+    }
+
+    fn in_use(&self, unit: &Unit) -> bool {
+        self.idle_ms > 0 && self.now_ms.saturating_sub(self.idle_since(unit)) < self.idle_ms
+    }
+
+    fn rank(&self, unit: &Unit) -> Rank {
+        if unit.orphaned {
+            Rank::Orphan
+        } else if self.kept.contains(&unit.id) {
+            Rank::Newest
+        } else if self.is_instance(unit.id) {
+            if self.in_use(unit) {
+                Rank::InUse
+            } else {
+                Rank::Idle
+            }
+        } else if expendable(unit) {
+            Rank::Detached
+        } else {
+            Rank::Application
+        }
+    }
+
+    /// Within a rank: instances by their last input (least recent first), the rest by
+    /// age alone.
+    fn recency(&self, unit: &Unit) -> u64 {
+        if self.is_instance(unit.id) {
+            self.idle_since(unit)
+        } else {
+            0
+        }
+    }
+}
+
+/// Instances of a launcher key: keyed units that something still tracks (orphans are
+/// not instances) and that are not already being terminated.
+fn instances<'a>(units: &'a [Unit], busy: &'a HashSet<UnitId>) -> impl Iterator<Item = &'a Unit> {
+    units.iter().filter(move |u| {
+        u.key.is_some() && !u.orphaned && u.id != UnitId::Main && !busy.contains(&u.id)
+    })
+}
+
+/// The units whose input decisions may need: every instance of a key that has more
+/// instances than the newest kept ones (an older one may be a leak), and none when
+/// input is not looked at. Under a cap the caller adds the rest of the instances.
+pub fn watched(units: &[Unit], config: &Config, busy: &HashSet<UnitId>) -> Vec<UnitId> {
+    if config.dedupe_idle.is_zero() {
+        return Vec::new();
+    }
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for unit in instances(units, busy) {
+        *count.entry(unit.key.as_deref().unwrap_or("")).or_default() += 1;
+    }
+    let keep = config.dedupe_keep.max(1);
+    instances(units, busy)
+        .filter(|u| count[u.key.as_deref().unwrap_or("")] > keep)
+        .map(|u| u.id)
+        .collect()
+}
+
+/// Every instance of a key: what the caps rank by input.
+pub fn all_instances(units: &[Unit], busy: &HashSet<UnitId>) -> Vec<UnitId> {
+    instances(units, busy).map(|u| u.id).collect()
 }
 
 /// Servers (keyed), orphans and detached groups, as opposed to subtrees of the main
@@ -161,32 +326,6 @@ impl Picker {
             });
         }
     }
-}
-
-/// For each launcher key, the instances beyond the newest `keep`, oldest first, each
-/// with the newest instance of its key. Orphans are not instances: nothing tracks them.
-fn duplicates<'a>(
-    candidates: &[&'a Unit],
-    keep: usize,
-    busy: &HashSet<UnitId>,
-) -> Vec<(&'a Unit, &'a Unit)> {
-    let mut by_key: HashMap<&str, Vec<&Unit>> = HashMap::new();
-    for unit in candidates
-        .iter()
-        .filter(|u| !u.orphaned && !busy.contains(&u.id))
-    {
-        if let Some(key) = &unit.key {
-            by_key.entry(key).or_default().push(unit);
-        }
-    }
-    let mut surplus = Vec::new();
-    for instances in by_key.values_mut() {
-        instances.sort_by_key(|u| std::cmp::Reverse((u.started_ms, u.top)));
-        let newest = instances[0];
-        surplus.extend(instances.iter().skip(keep).map(|old| (*old, newest)));
-    }
-    surplus.sort_by_key(|(u, _)| (u.started_ms, u.top));
-    surplus
 }
 
 #[cfg(test)]

@@ -3,21 +3,59 @@ use crate::testkit::*;
 use crate::units::units;
 use std::time::Duration;
 
+const IDLE_S: u64 = 600;
+
 fn config() -> Config {
     Config {
-        dedupe_settle: Duration::from_secs(30),
+        dedupe_idle: Duration::from_secs(IDLE_S),
         ..Config::default()
     }
 }
 
+/// Input as the tracker reports it: watched since `watched_s` seconds ago, last input
+/// `input_s` seconds ago (None: none seen).
+fn seen(watched_s: u64, input_s: Option<u64>) -> Use {
+    Use {
+        last_input_ms: input_s.map(|s| NOW_MS - s * 1000),
+        watched_since_ms: NOW_MS - watched_s * 1000,
+    }
+}
+
+/// Watched long ago, no input since: idle for good.
+fn idle() -> Use {
+    seen(990, None)
+}
+
 fn plan(procs: Vec<crate::proctree::Proc>, config: &Config) -> Plan {
-    plan_busy(procs, config, &[])
+    plan_with(procs, config, &[], &[])
 }
 
 fn plan_busy(procs: Vec<crate::proctree::Proc>, config: &Config, busy: &[UnitId]) -> Plan {
+    plan_with(procs, config, busy, &[])
+}
+
+/// `uses`: (pgid, what is known of its input); units not listed were not looked at.
+fn plan_with(
+    procs: Vec<crate::proctree::Proc>,
+    config: &Config,
+    busy: &[UnitId],
+    uses: &[(i32, Use)],
+) -> Plan {
     let snap = snapshot(procs);
     let units = units(&snap, Some(MAIN), &config.dedupe);
-    decide(&units, config, snap.now_ms, &busy.iter().copied().collect())
+    let activity: Activity = uses.iter().map(|&(g, u)| (UnitId::Group(g), u)).collect();
+    decide(
+        &units,
+        &activity,
+        config,
+        snap.now_ms,
+        &busy.iter().copied().collect(),
+    )
+}
+
+/// Every instance of `backend_with` idle for good.
+fn all_idle(n: usize) -> Vec<(i32, Use)> {
+    (0..n).map(|i| (100 + 10 * i as i32, idle())).collect()
 }
 
 fn chosen(plan: &Plan) -> Vec<(UnitId, Reason, Option<i32>)> {
@@ -37,32 +75,144 @@ fn backend_with(ages: &[u64]) -> Vec<crate::proctree::Proc> {
 }
 
 #[test]
-fn duplicates_culled_to_the_newest_once_settled() {
-    let plan = plan(backend_with(&[400, 300, 200, 100]), &config());
+fn idle_duplicates_are_culled_to_the_newest_idle_longest_first() {
+    // Instances 400, 300, 200, 100 s old; 120 idle since 900 s, 110 since 990 s,
+    // 100 since 950 s: culled 110, 100, 120.
+    let uses = [
+        (100, seen(950, None)),
+        (110, seen(990, None)),
+        (120, seen(900, None)),
+        (130, idle()),
+    ];
+    let plan = plan_with(backend_with(&[400, 300, 200, 100]), &config(), &[], &uses);
     let dup = |pgid| (UnitId::Group(pgid), Reason::Duplicate, Some(130));
-    assert_eq!(chosen(&plan), [dup(100), dup(110), dup(120)]);
+    assert_eq!(chosen(&plan), [dup(110), dup(100), dup(120)]);
     assert_eq!((plan.live, plan.projected), (1 + 1 + 12, 1 + 1 + 3));
+    assert!(plan.uses_activity);
+}
+
+/// The dedupe rule as a table: per instance (oldest first) what is known of its input,
+/// and whether it is ended. The last instance is always the newest.
+#[test]
+fn dedupe_keeps_the_newest_and_every_instance_in_use() {
+    let none = None;
+    /// (each instance's input, whether each is ended, what)
+    type Row = (Vec<Option<Use>>, &'static [bool], &'static str);
+    let table: Vec<Row> = vec![
+        (
+            vec![Some(idle()), Some(idle())],
+            &[true, false],
+            "an idle duplicate",
+        ),
+        (
+            vec![Some(seen(990, Some(30))), Some(idle())],
+            &[false, false],
+            "input 30 s ago: in use",
+        ),
+        (
+            vec![Some(seen(990, Some(IDLE_S - 1))), Some(idle())],
+            &[false, false],
+            "input just within the idle time",
+        ),
+        (
+            vec![Some(seen(990, Some(IDLE_S))), Some(idle())],
+            &[true, false],
+            "input exactly the idle time ago",
+        ),
+        (
+            vec![Some(seen(60, None)), Some(idle())],
+            &[false, false],
+            "watched for a minute only: what it did before is unknown",
+        ),
+        (
+            vec![none, Some(idle())],
+            &[false, false],
+            "input not looked at",
+        ),
+        (
+            vec![Some(idle()), Some(seen(990, Some(1)))],
+            &[true, false],
+            "the newest in use changes nothing for the idle one",
+        ),
+        (
+            vec![Some(seen(990, Some(5))), Some(idle()), Some(idle())],
+            &[false, true, false],
+            "an older one in use, a younger idle one: the idle one goes",
+        ),
+    ];
+    for (uses, ended, what) in table {
+        let ages: Vec<u64> = (0..uses.len() as u64).map(|i| 900 - i * 100).collect();
+        let uses: Vec<(i32, Use)> = uses
+            .iter()
+            .enumerate()
+            .filter_map(|(i, u)| u.map(|u| (100 + 10 * i as i32, u)))
+            .collect();
+        let plan = plan_with(backend_with(&ages), &config(), &[], &uses);
+        let want: Vec<_> = ended
+            .iter()
+            .enumerate()
+            .filter(|(_, &e)| e)
+            .map(|(i, _)| UnitId::Group(100 + 10 * i as i32))
+            .collect();
+        let got: Vec<_> = plan.terminate.iter().map(|d| d.unit).collect();
+        assert_eq!(got, want, "{what}");
+        assert!(
+            plan.terminate.iter().all(|d| d.reason == Reason::Duplicate),
+            "{what}"
+        );
+    }
 }
 
 #[test]
-fn keep_two() {
+fn the_newest_is_kept_even_when_idle_and_never_used() {
+    let plan = plan_with(backend_with(&[400]), &config(), &[], &all_idle(1));
+    assert_eq!(chosen(&plan), []);
+    let plan = plan_with(backend_with(&[400, 5]), &config(), &[], &all_idle(2));
+    assert_eq!(
+        chosen(&plan),
+        [(UnitId::Group(100), Reason::Duplicate, Some(110))]
+    );
+}
+
+#[test]
+fn keep_two_keeps_the_two_newest_whatever_their_input() {
     let config = Config {
         dedupe_keep: 2,
         ..config()
     };
-    let plan = plan(backend_with(&[400, 300, 200, 100]), &config);
+    let plan = plan_with(
+        backend_with(&[400, 300, 200, 100]),
+        &config,
+        &[],
+        &all_idle(4),
+    );
     let dup = |pgid| (UnitId::Group(pgid), Reason::Duplicate, Some(130));
     assert_eq!(chosen(&plan), [dup(100), dup(110)]);
 }
 
 #[test]
-fn nothing_culled_before_the_newest_settles() {
-    let plan = plan(backend_with(&[400, 29]), &config());
+fn idle_zero_ignores_input_and_keeps_only_the_newest() {
+    let config = Config {
+        dedupe_idle: Duration::ZERO,
+        ..config()
+    };
+    let uses = [(100, seen(990, Some(1)))];
+    let plan = plan_with(backend_with(&[400, 300]), &config, &[], &uses);
+    assert_eq!(
+        chosen(&plan),
+        [(UnitId::Group(100), Reason::Duplicate, Some(110))]
+    );
+}
+
+#[test]
+fn a_decision_falls_due_when_an_instance_in_use_runs_out_of_input() {
+    let uses = [(100, seen(990, Some(30))), (110, seen(990, Some(200)))];
+    let plan = plan_with(backend_with(&[900, 800, 100]), &config(), &[], &uses);
     assert_eq!(chosen(&plan), []);
-    assert!(plan.waiting, "a decision is due once the newest settles");
-    let plan = super::tests::plan(backend_with(&[400, 30]), &config());
-    assert_eq!(chosen(&plan).len(), 1);
-    assert!(!plan.waiting);
+    assert_eq!(plan.due_ms, Some(NOW_MS - 200_000 + IDLE_S * 1000));
+    assert!(!plan.uses_activity);
+    let plan = plan_with(backend_with(&[900, 100]), &config(), &[], &all_idle(2));
+    assert_eq!(plan.due_ms, None, "nothing is kept for its input");
 }
 
 #[test]
@@ -249,7 +399,13 @@ fn main_child_over_memory_alone_is_reported_not_killed() {
         ..config()
     };
     let units = units(&snap, Some(MAIN), &config.dedupe);
-    let plan = decide(&units, &config, snap.now_ms, &HashSet::new());
+    let plan = decide(
+        &units,
+        &Activity::new(),
+        &config,
+        snap.now_ms,
+        &HashSet::new(),
+    );
     assert!(plan.main_over_memory);
     assert_eq!(chosen(&plan), []);
 }
@@ -280,4 +436,110 @@ fn memory_cap_spares_the_application_while_a_server_can_go() {
             (UnitId::Subtree(20), Reason::Memory, None)
         ]
     );
+}
+
+#[test]
+fn cap_ranks_orphans_idle_detached_in_use_newest_then_the_application() {
+    // main, backend (20, app), a: 100 idle since 800 s, 110 in use 10 s ago,
+    // 120 in use 100 s ago, 130 idle since 700 s, 140 newest; a detached
+    // `setsid sleep` (60) and an orphan (399).
+    let mut procs = backend_with(&[900, 800, 700, 600, 100]);
+    procs.push(p(60, 20, 60, 950, "sleep 1000"));
+    procs.push(p(400, ME, 399, 90, "node leaf.js"));
+    let uses = [
+        (100, seen(800, None)),
+        (110, seen(990, Some(10))),
+        (120, seen(990, Some(100))),
+        (130, seen(700, None)),
+        (140, idle()),
+    ];
+    let config = Config {
+        max_procs: 1,
+        dedupe: defaults(),
+        ..config()
+    };
+    let plan = plan_with(procs, &config, &[], &uses);
+    let g = UnitId::Group;
+    let got: Vec<_> = plan.terminate.iter().map(|d| (d.unit, d.reason)).collect();
+    assert_eq!(
+        got,
+        [
+            (g(399), Reason::Orphan),
+            (g(100), Reason::Duplicate),
+            (g(130), Reason::Duplicate),
+            (g(60), Reason::Cap),
+            (g(120), Reason::Cap),
+            (g(110), Reason::Cap),
+            (g(140), Reason::Cap),
+            (UnitId::Subtree(20), Reason::Cap),
+        ]
+    );
+    assert!(plan.uses_activity);
+}
+
+#[test]
+fn under_the_cap_the_least_recently_used_goes_first() {
+    // Two instances in use beyond the newest; one over the cap: the one used longer
+    // ago goes, although it is the younger.
+    let uses = [
+        (100, seen(990, Some(20))),
+        (110, seen(990, Some(300))),
+        (120, idle()),
+    ];
+    let config = Config {
+        max_procs: 1 + 1 + 6,
+        ..config()
+    };
+    let plan = plan_with(backend_with(&[900, 800, 100]), &config, &[], &uses);
+    assert_eq!(chosen(&plan), [(UnitId::Group(110), Reason::Cap, None)]);
+}
+
+#[test]
+fn memory_cap_takes_the_least_recently_used_instance_not_the_largest() {
+    let mut procs = backend_with(&[900, 800, 100]);
+    procs[3].rss = 300 << 20; // 100's leaf: large, but in use
+    let uses = [
+        (100, seen(990, Some(5))),
+        (110, seen(990, Some(400))),
+        (120, idle()),
+    ];
+    let config = Config {
+        max_memory: 300 << 20,
+        ..config()
+    };
+    let plan = plan_with(procs, &config, &[], &uses);
+    assert_eq!(
+        chosen(&plan),
+        [
+            (UnitId::Group(110), Reason::Memory, None),
+            (UnitId::Group(100), Reason::Memory, None)
+        ]
+    );
+}
+
+#[test]
+fn watched_are_the_instances_of_keys_with_surplus() {
+    let mut procs = backend_with(&[400, 300]);
+    procs.extend(server(200, 20, 300, "@x/b"));
+    let mut orphan = server(300, ME, 100, "@x/a");
+    orphan.truncate(1);
+    procs.extend(orphan);
+    let snap = snapshot(procs);
+    let config = config();
+    let units = units(&snap, Some(MAIN), &config.dedupe);
+    let busy = HashSet::new();
+    let mut got = watched(&units, &config, &busy);
+    got.sort();
+    assert_eq!(got, [UnitId::Group(100), UnitId::Group(110)]);
+    let mut all = all_instances(&units, &busy);
+    all.sort();
+    assert_eq!(
+        all,
+        [UnitId::Group(100), UnitId::Group(110), UnitId::Group(200)]
+    );
+    let off = Config {
+        dedupe_idle: Duration::ZERO,
+        ..config
+    };
+    assert_eq!(watched(&units, &off, &busy), []);
 }

@@ -403,7 +403,7 @@ impl Scanner {
 
 /// `n` in decimal: the pid part of a path, without the formatting machinery, which
 /// costs more than the rest of the path's handling together.
-fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
     let start = out.len();
     loop {
         out.push(b'0' + (n % 10) as u8);
@@ -418,7 +418,11 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
 /// Read a whole procfs file, `path` relative to `dir` (or absolute), into `buf` (grown
 /// when too small); returns the length. procfs hands over the whole file on the first
 /// read when the buffer is large enough, so a short read is the end of it.
-fn read_at(dir: BorrowedFd, path: &std::ffi::CStr, buf: &mut Vec<u8>) -> Result<usize, Errno> {
+pub(crate) fn read_at(
+    dir: BorrowedFd,
+    path: &std::ffi::CStr,
+    buf: &mut Vec<u8>,
+) -> Result<usize, Errno> {
     let fd = openat(dir, path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
     let mut file = File::from(fd);
     let mut len = 0;

@@ -6,6 +6,7 @@
 use crate::values;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,9 +28,10 @@ pub struct Config {
     pub max_memory: u64,
     /// Launcher patterns whose instances are deduped; empty = dedupe off.
     pub dedupe: Vec<String>,
+    /// The newest instances of each key kept whatever their input (1: the spare).
     pub dedupe_keep: usize,
-    pub dedupe_settle: Duration,
-    /// An instance that read input within this long is in use.
+    /// An older instance is ended only once it has had no input for this long;
+    /// zero: input is not looked at, only the newest `dedupe_keep` are kept.
     pub dedupe_idle: Duration,
     pub orphans: Orphans,
     pub kill_grace: Duration,
@@ -41,6 +43,10 @@ pub struct Config {
     pub dry_run: bool,
     /// None: `/run/mcpinit.json`, falling back to `/tmp/mcpinit.json`.
     pub state_file: Option<PathBuf>,
+    /// Where to serve `/metrics` and `/healthz`; None (the default): nowhere.
+    pub metrics: Option<SocketAddr>,
+    /// Retired settings that were set: one warning each once logging is up.
+    pub retired: Vec<String>,
 }
 
 impl Default for Config {
@@ -58,7 +64,6 @@ impl Default for Config {
             max_memory: 0,
             dedupe: DEFAULT_DEDUPE.iter().map(|s| s.to_string()).collect(),
             dedupe_keep: 1,
-            dedupe_settle: Duration::from_secs(30),
             dedupe_idle: Duration::from_secs(600),
             orphans: Orphans::Term,
             kill_grace: Duration::from_secs(5),
@@ -67,6 +72,8 @@ impl Default for Config {
             scan_interval: Duration::from_secs(1),
             dry_run: false,
             state_file: None,
+            metrics: None,
+            retired: Vec::new(),
         }
     }
 }
@@ -300,11 +307,9 @@ pub static SETTINGS: &[Setting] = &[
         |c| DedupeList(&c.dedupe).to_string(),
         "comma-separated launcher patterns whose instances are deduped"),
     Setting::count("MCPINIT_DEDUPE_KEEP", "--dedupe-keep", |c| &mut c.dedupe_keep, 1,
-        "instances kept per identical command line"),
-    Setting::duration("MCPINIT_DEDUPE_SETTLE", "--dedupe-settle", |c| &mut c.dedupe_settle,
-        "an older duplicate is culled only once the newest has lived this long"),
+        "newest instances kept per command line, whatever their input"),
     Setting::duration("MCPINIT_DEDUPE_IDLE", "--dedupe-idle", |c| &mut c.dedupe_idle,
-        "an instance that read input within this long is in use"),
+        "an older instance is ended once it had no input this long; 0 = ignore input"),
     Setting::text("MCPINIT_ORPHANS", "--orphans", "term|keep",
         |c, v| set(&mut c.orphans, choose(Orphans::NAMES, v), "'term' or 'keep'"),
         |c| c.orphans.to_string(),
@@ -334,7 +339,18 @@ pub static SETTINGS: &[Setting] = &[
         "log stream; stderr keeps the child's stdout clean (MCP stdio servers)"),
     Setting::new("MCPINIT_STATE_FILE", "--state-file", Kind::Path(|c| &mut c.state_file),
         "where the live state for status and health is kept"),
+    Setting::text("MCPINIT_METRICS", "--metrics", "ADDR:PORT|off", read_metrics,
+        |c| c.metrics.map_or("off".into(), |a| a.to_string()),
+        "serve Prometheus text at /metrics (and /healthz) there"),
 ];
+
+fn read_metrics(c: &mut Config, value: &str) -> Result<(), &'static str> {
+    c.metrics = match value.trim() {
+        "off" => None,
+        v => Some(crate::metrics::parse_address(v).ok_or(crate::metrics::ADDRESS_HELP)?),
+    };
+    Ok(())
+}
 
 fn read_dedupe(c: &mut Config, value: &str) -> Result<(), &'static str> {
     if value.trim().eq_ignore_ascii_case("off") {
@@ -391,6 +407,31 @@ Durations: 250ms, 5s, 2m, 1h, or a number of seconds. Sizes: 100k, 512m, 4g.
 
 Exit status: the child's; 128+N if it died of signal N; 127 command not
 found; 126 not executable; 2 bad usage or configuration.";
+
+/// A setting that no longer exists: accepted with any value, ignored, and said so at
+/// start, so that an upgrade never stops a container over it.
+pub struct Retired {
+    pub var: &'static str,
+    pub option: &'static str,
+    pub why: &'static str,
+}
+
+pub static RETIRED: &[Retired] = &[Retired {
+    var: "MCPINIT_DEDUPE_SETTLE",
+    option: "--dedupe-settle",
+    why: "an older instance is now ended only once it has had no input for \
+          MCPINIT_DEDUPE_IDLE, and the newest is always kept",
+}];
+
+impl Retired {
+    /// The warning for this setting set to `value`.
+    pub fn warning(&self, value: &str) -> String {
+        format!(
+            "{} / {} ('{value}') is retired and ignored: {}",
+            self.var, self.option, self.why
+        )
+    }
+}
 
 /// `--help`: the fixed text around one entry per setting, built from `SETTINGS`.
 pub fn usage() -> String {
@@ -454,6 +495,8 @@ mod tests {
             ("MCPINIT_LOG_FORMAT", "json"),
             ("MCPINIT_LOG_TARGET", "stderr"),
             ("MCPINIT_STATE_FILE", "/x/s.json"),
+            ("MCPINIT_METRICS", "127.0.0.1:9464"),
+            ("MCPINIT_METRICS", "[::]:9464"),
         ] {
             let s = SETTINGS.iter().find(|s| s.var == var).unwrap();
             s.apply(&mut c, text.as_ref()).unwrap();

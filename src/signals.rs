@@ -1,13 +1,15 @@
 //! Signal mask and dispositions: blocked first thing in mcpinit, restored in the child.
-//! Signals are taken synchronously with `sigtimedwait`, so there are no handlers at all.
+//! Signals are taken synchronously from a `signalfd` the event loop polls beside its
+//! sockets (catatonit's shape), so there are no handlers at all.
 //! Also their names, as `-p` reads them and logs show them.
 
 use nix::errno::Errno;
 use nix::sys::signal::{
     sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
 };
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::mem::MaybeUninit;
-use std::time::Duration;
+use std::os::fd::{AsFd, BorrowedFd};
 
 /// What mcpinit inherited, so the child can get exactly that back. SIGPIPE is kept too:
 /// std's `Command` resets it to the default in the child before our pre-exec hook runs,
@@ -22,7 +24,7 @@ pub struct Inherited {
     chld: libc::sigaction,
 }
 
-/// The set mcpinit waits on.
+/// The set mcpinit waits on (every signal), blocked by `block_all`.
 pub struct Waited(SigSet);
 
 /// Block every signal and ignore SIGTTIN/SIGTTOU: once the child owns the terminal,
@@ -100,23 +102,36 @@ pub struct Received {
     pub sender: libc::pid_t,
 }
 
+/// The blocked signals as a file descriptor: readable while one is pending.
+/// Non-blocking and close-on-exec, so the child inherits neither it nor a changed mask.
+pub struct Signals(SignalFd);
+
 impl Waited {
-    /// Wait at most `timeout` for one of the blocked signals: the loop's only wait.
-    /// libc, not nix: nix has sigwait but no sigtimedwait, and no sender pid.
-    pub fn wait(&self, timeout: Duration) -> Option<Received> {
-        let ts = libc::timespec {
-            tv_sec: timeout.as_secs().min(i32::MAX as u64) as _,
-            tv_nsec: timeout.subsec_nanos() as _,
-        };
-        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
-        // SAFETY: the set is initialised; info is written by the kernel on success.
-        let signal = unsafe { libc::sigtimedwait(self.0.as_ref(), info.as_mut_ptr(), &ts) };
-        if signal <= 0 {
-            return None; // EAGAIN (timeout) or EINTR
-        }
-        // SAFETY: sigtimedwait succeeded, so info is filled in.
-        let sender = unsafe { info.assume_init().si_pid() };
-        Some(Received { signal, sender })
+    /// The descriptor the loop polls. Reading it takes the signal from the pending set
+    /// (as `sigtimedwait` would); the mask is untouched.
+    pub fn open(&self) -> std::io::Result<Signals> {
+        SignalFd::with_flags(&self.0, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map(Signals)
+            .map_err(std::io::Error::from)
+    }
+}
+
+impl Signals {
+    /// The next pending signal, if any; never blocks.
+    pub fn take(&self) -> Option<Received> {
+        // Err (EINTR cannot happen with every signal blocked) reads as "none pending":
+        // the fd stays readable, so the next poll returns at once and we try again.
+        let info = self.0.read_signal().ok().flatten()?;
+        Some(Received {
+            signal: info.ssi_signo as i32,
+            sender: info.ssi_pid as libc::pid_t,
+        })
+    }
+}
+
+impl AsFd for Signals {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }
 

@@ -62,7 +62,7 @@ fn log_count(run: &Run, needle: &str) -> usize {
 
 #[test]
 fn four_duplicates_are_culled_to_the_newest_with_their_whole_tree() {
-    let run = start(&["--dedupe-settle", "1s"], "--spawn a:4 --gap-ms 300", &[]);
+    let run = start(&["--dedupe-idle", "1s"], "--spawn a:4 --gap-ms 300", &[]);
     assert!(
         run.wait_for_log("\"seq\":3", LONG),
         "backend never spawned 4 instances"
@@ -90,7 +90,7 @@ fn four_duplicates_are_culled_to_the_newest_with_their_whole_tree() {
 #[test]
 fn keep_two_keeps_the_two_newest() {
     let run = start(
-        &["--dedupe-settle", "1s"],
+        &["--dedupe-idle", "1s"],
         "--spawn a:4 --gap-ms 300",
         &[("MCPINIT_DEDUPE_KEEP", "2")],
     );
@@ -102,22 +102,24 @@ fn keep_two_keeps_the_two_newest() {
 }
 
 #[test]
-fn nothing_is_culled_before_the_newest_instance_settles() {
-    let run = start(&["--dedupe-settle", "4s"], "--spawn a:3 --gap-ms 200", &[]);
+fn nothing_is_culled_before_it_has_been_idle_for_the_idle_time() {
+    let run = start(&["--dedupe-idle", "8s"], "--spawn a:3 --gap-ms 200", &[]);
     assert!(run.wait_for_log("\"seq\":2", LONG));
+    // All three up (their titles set), and seen idle for a while, but not for 8 s.
+    assert!(settle_until(&run, 3, SERVER_A), "{}", run.stdout());
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(count(&run, SERVER_A), 3, "culled before the settle time");
-    assert!(!run.stdout().contains("terminating"));
+    assert_eq!(count(&run, SERVER_A), 3, "culled before the idle time");
+    assert!(!run.stdout().contains("terminating"), "{}", run.stdout());
     assert!(
         settle_until(&run, 1, SERVER_A),
-        "never culled after the settle time"
+        "never culled after the idle time"
     );
 }
 
 #[test]
 fn other_servers_and_the_main_child_are_untouched() {
     let run = start(
-        &["--dedupe-settle", "1s"],
+        &["--dedupe-idle", "1s"],
         "--spawn a:2 --spawn b:1 --gap-ms 200",
         &[],
     );
@@ -132,7 +134,7 @@ fn other_servers_and_the_main_child_are_untouched() {
 #[test]
 fn dedupe_off_leaves_duplicates_alone() {
     let run = start(
-        &["--dedupe-settle", "0"],
+        &["--dedupe-idle", "0"],
         "--spawn a:3 --gap-ms 100",
         &[("MCPINIT_DEDUPE", "off")],
     );
@@ -197,7 +199,7 @@ fn the_cap_brings_sixty_processes_under_twenty() {
 #[test]
 fn sigterm_ignoring_units_are_killed_after_the_grace() {
     let run = start(
-        &["--dedupe-settle", "500ms", "--kill-grace", "1s"],
+        &["--dedupe-idle", "500ms", "--kill-grace", "1s"],
         "--spawn a:2 --gap-ms 300 --leaf-ignore-term",
         &[],
     );
@@ -252,7 +254,7 @@ fn a_fork_storm_stays_bounded_and_mcpinit_still_answers_sigterm() {
 #[test]
 fn dry_run_logs_and_kills_nothing() {
     let run = start(
-        &["--dedupe-settle", "500ms", "--dry-run"],
+        &["--dedupe-idle", "500ms", "--dry-run"],
         "--spawn a:3 --gap-ms 200",
         &[],
     );
@@ -312,7 +314,7 @@ fn real_npx_servers_are_deduped() {
     }
     // Each instance a session of its own with stdin held open, as MetaMCP starts them.
     let script = "for i in 1 2 3; do sleep 1000 | setsid npx -y @modelcontextprotocol/server-everything & sleep 2; done; wait";
-    let run = Run::start(&["--dedupe-settle", "2s", "--", "sh", "-c", script], &[]);
+    let run = Run::start(&["--dedupe-idle", "2s", "--", "sh", "-c", script], &[]);
     let top = "npm exec @modelcontextprotocol/server-everything";
     assert!(
         run.wait_for_log("terminating duplicate unit", Duration::from_secs(60)),
@@ -413,4 +415,86 @@ fn an_exec_sessions_orphan_is_terminated_but_not_the_session() {
             "setsid={setsid}: the orphan is still alive"
         );
     }
+}
+
+/// The namespace pid of instance `seq`, from the backend's own lines.
+fn instance(run: &Run, seq: usize) -> Option<i32> {
+    let needle = format!("\"seq\":{seq}}}");
+    let line = run
+        .stdout()
+        .lines()
+        .find(|l| l.ends_with(&needle))?
+        .to_string();
+    line.split("\"pid\":")
+        .nth(1)?
+        .split(',')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The state file's process rows of the unit led by `pgid`.
+fn unit_rows(run: &Run, pgid: i32) -> Vec<String> {
+    let state = std::fs::read_to_string(run.dir().join("state.json")).unwrap_or_default();
+    state
+        .split("},{")
+        .filter(|row| row.contains(&format!("\"unit\":\"pgid:{pgid}\"")))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn an_instance_receiving_input_is_kept_while_an_idle_duplicate_is_ended() {
+    // Three instances of one server: the oldest in use (its leaf reads all the time),
+    // the middle one idle, the newest idle too (MetaMCP's spare). Only the middle one
+    // may go, and it must.
+    let run = start(
+        &["--dedupe-idle", "5s"],
+        "--spawn a:3 --gap-ms 300 --busy 0",
+        &[],
+    );
+    assert!(run.wait_for_log("\"seq\":2", LONG), "{}", run.stdout());
+    let (busy, idle, newest) = (
+        instance(&run, 0).unwrap(),
+        instance(&run, 1).unwrap(),
+        instance(&run, 2).unwrap(),
+    );
+    let ended = format!("terminating duplicate unit {idle} (keeping newer {newest})");
+    assert!(run.wait_for_log(&ended, LONG), "{}", run.stdout());
+    assert!(settle_until(&run, 2, SERVER_A), "{}", run.stdout());
+    // Well past the idle time again: the instance in use and the newest stay.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(log_count(&run, "terminating"), 1, "{}", run.stdout());
+    assert_eq!(count(&run, SERVER_A), 2);
+    assert_eq!(count(&run, LEAF_A), 2);
+    let busy_rows = unit_rows(&run, busy);
+    assert!(!busy_rows.is_empty(), "no rows for {busy}");
+    assert!(
+        busy_rows.iter().all(|r| r.contains("\"input_seen\":true")),
+        "the instance in use shows its input: {busy_rows:?}"
+    );
+    let newest_rows = unit_rows(&run, newest);
+    assert!(
+        newest_rows
+            .iter()
+            .all(|r| r.contains("\"input_seen\":false")),
+        "the newest never had input: {newest_rows:?}"
+    );
+    assert_eq!(count(&run, "backend.js"), 1, "the main child must stay");
+}
+
+#[test]
+fn the_newest_instance_is_kept_however_long_it_idles() {
+    let run = start(&["--dedupe-idle", "1s"], "--spawn a:2 --gap-ms 300", &[]);
+    assert!(run.wait_for_log("\"seq\":1", LONG));
+    let (oldest, newest) = (instance(&run, 0).unwrap(), instance(&run, 1).unwrap());
+    assert!(
+        run.wait_for_log(&format!("terminating duplicate unit {oldest}"), LONG),
+        "{}",
+        run.stdout()
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(log_count(&run, "terminating"), 1, "{}", run.stdout());
+    assert_eq!(count(&run, SERVER_A), 1);
+    assert!(!unit_rows(&run, newest).is_empty(), "the newest is gone");
 }

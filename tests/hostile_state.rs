@@ -183,7 +183,7 @@ fn a_state_file_over_the_cap_is_refused_unread() {
 /// rows, all with the same pid and a parent that is not listed: each row is a root, and
 /// finding that out was a scan of every row per row before the fix.
 fn document(pid: i32, updated: u64, scan_interval_ms: u64, rows: usize) -> String {
-    let row = r#"{"pid":7,"ppid":8,"pgid":7,"state":"S","age_ms":1,"rss":1,"cmdline":"x","role":"other","unit":"pgid:7","unit_top":7,"key":null,"duplicate":false,"terminating":false}"#;
+    let row = r#"{"pid":7,"ppid":8,"pgid":7,"state":"S","age_ms":1,"rss":1,"cmdline":"x","role":"other","unit":"pgid:7","unit_top":7,"key":null,"idle_ms":null,"input_seen":false,"duplicate":false,"terminating":false}"#;
     let mut processes = String::with_capacity(rows * (row.len() + 1));
     for i in 0..rows {
         if i > 0 {
@@ -193,7 +193,7 @@ fn document(pid: i32, updated: u64, scan_interval_ms: u64, rows: usize) -> Strin
     }
     format!(
         r#"{{"pid":{pid},"version":"0.1.0","started_unix_ms":1,"updated_unix_ms":{updated},"snapshot_unix_ms":null,"main_pid":7,
-"settings":{{"max_procs":0,"max_memory":0,"dedupe":"off","dedupe_keep":1,"dedupe_settle_ms":30000,
+"settings":{{"max_procs":0,"max_memory":0,"dedupe":"off","dedupe_keep":1,"dedupe_idle_ms":600000,
 "orphans":"term","kill_grace_ms":5000,"stop_grace_ms":8000,"scan_interval_ms":{scan_interval_ms},"dry_run":false}},
 "cgroup":{{"pids_max":null,"memory_max":null}},"counters":{{"zombies_reaped":0,"signals_forwarded":0,
 "terminated":{{"duplicate":0,"orphan":0,"cap":0,"memory":0}},"escalations":0,"peak_procs":1,"peak_rss":0}},

@@ -68,7 +68,7 @@ fn every_json_line_parses_at_every_level() {
     // cap the main child alone exceeds (error); then a stop (signal, drain, shutdown).
     let backend = fixture("metamcp/backend.js");
     let args = [
-        "--dedupe-settle",
+        "--dedupe-idle",
         "500ms",
         "--kill-grace",
         "500ms",
@@ -117,7 +117,7 @@ fn every_json_line_parses_at_every_level() {
     assert_eq!(num_of(start[0], "max_procs"), 128);
     assert_eq!(str_of(start[0], "dedupe"), "npm exec,npx,uvx");
     assert_eq!(num_of(start[0], "eof_grace_ms"), 3_000);
-    assert_eq!(num_of(start[0], "dedupe_idle_ms"), 600_000);
+    assert_eq!(num_of(start[0], "dedupe_idle_ms"), 500);
     assert_eq!(str_of(start[0], "orphans"), "term");
 
     let terminate = event(&lines, "terminate");

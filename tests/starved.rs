@@ -9,6 +9,23 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(40);
 
+/// `mcpinit health` inside the run's namespaces, as `docker exec` runs it.
+fn health_inside(run: &Run, state: &std::path::Path) -> std::process::Output {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "KILL", "30", "nsenter", "-t"])
+        .arg(run.init_pid().to_string())
+        .args(["-p", "-m"]);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        cmd.args(["-U", "--preserve-credentials"]);
+    }
+    cmd.arg(mcpinit())
+        .args(["health", "--state-file"])
+        .arg(state)
+        .output()
+        .expect("nsenter must be installed")
+}
+
 fn prlimit_nofile(pid: i32, limit: &str) {
     let ok = Command::new("prlimit")
         .arg(format!("--pid={pid}"))
@@ -38,8 +55,14 @@ fn out_of_file_descriptors_a_scan_says_so_and_decides_nothing() {
     );
     assert!(run.wait_for_log("started child", LONG));
     let init = run.init_pid();
-    // Its open descriptors are 0-3 and perhaps a few more: none can be opened now.
-    prlimit_nofile(init, "3:1024");
+    // The limit at its lowest free descriptor number: a new descriptor would take that
+    // number, so none can be opened now, except by giving one up.
+    let open: Vec<u32> = std::fs::read_dir(format!("/proc/{init}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let limit = (0..).find(|n| !open.contains(n)).unwrap();
+    prlimit_nofile(init, &format!("{limit}:1024"));
     assert!(
         run.wait_for_log("cannot see every process", LONG),
         "no scan_blind line: {}",
@@ -51,9 +74,22 @@ fn out_of_file_descriptors_a_scan_says_so_and_decides_nothing() {
         .find(|l| l.contains("cannot see every process"))
         .map(str::to_string)
         .unwrap_or_default();
-    assert!(line.contains("open files limit 3"), "{line}");
+    assert!(
+        line.contains(&format!("open files limit {limit}")),
+        "{line}"
+    );
     assert!(line.contains("EMFILE"), "{line}");
-    std::thread::sleep(Duration::from_secs(3));
+    // The state file still gets written (a descriptor is kept in reserve for it), so
+    // health says what is wrong instead of "healthy: 0 live".
+    let state = run.dir().join("state.json");
+    let verdict = wait_until(LONG, || {
+        let out = health_inside(&run, &state);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (!out.status.success() && text.contains("cannot see every process")).then_some(text)
+    });
+    assert!(verdict.is_some(), "health never said the scans are blind");
+    std::thread::sleep(Duration::from_secs(2));
     assert!(
         !run.stdout().contains("terminating cap unit"),
         "decided on a blind snapshot: {}",

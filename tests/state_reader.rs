@@ -3,7 +3,7 @@
 //! a small multiple of the file's size. The case count and input sizes are fixed, so
 //! the run's time is bounded (a few seconds); PROPTEST_CASES raises it for a longer hunt.
 
-use mcpinit::statefile::{Cgroup, Counters, Document, Role, Row, Settings, State};
+use mcpinit::statefile::{Blindness, Cgroup, Counters, Document, Role, Row, Settings, State};
 use mcpinit::status;
 use proptest::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -110,13 +110,15 @@ fn any_row() -> impl Strategy<Value = Row<'static>> {
             proptest::option::of(any_text()),
             any::<bool>(),
             any::<bool>(),
+            any::<Option<u64>>(),
+            any::<bool>(),
         ),
     )
         .prop_map(
             |(
                 (pid, ppid, pgid, state, age_ms, rss),
                 (cmdline, role, unit, unit_top),
-                (key, duplicate, terminating),
+                (key, duplicate, terminating, idle_ms, input_seen),
             )| Row {
                 pid,
                 ppid,
@@ -129,6 +131,8 @@ fn any_row() -> impl Strategy<Value = Row<'static>> {
                 unit: unit.into(),
                 unit_top,
                 key: key.map(Into::into),
+                idle_ms,
+                input_seen,
                 duplicate,
                 terminating,
             },
@@ -175,7 +179,7 @@ fn any_state() -> impl Strategy<Value = State> {
                     max_memory: s[1],
                     dedupe: text.clone(),
                     dedupe_keep: s[2],
-                    dedupe_settle_ms: s[3],
+                    dedupe_idle_ms: s[3],
                     orphans: text,
                     kill_grace_ms: s[4],
                     stop_grace_ms: s[5],
@@ -199,9 +203,18 @@ fn any_state() -> impl Strategy<Value = State> {
                 },
                 live: s[7],
                 rss: c[8],
+                blind: (c[0] % 3 == 0).then(|| Blindness {
+                    errno: errno_name(c[1]),
+                    unread: c[2],
+                }),
                 processes,
             },
         )
+}
+
+/// An errno name as the writer puts it, or junk.
+fn errno_name(n: u64) -> String {
+    ["EMFILE", "ENFILE", "ENOMEM", "", "\u{1b}[2J"][(n % 5) as usize].to_string()
 }
 
 /// One edit of a document's text: cut it short, drop a range, or put bytes in.
@@ -315,6 +328,8 @@ fn a_large_document_costs_a_small_multiple_of_its_size() {
         unit: "pgid:7".into(),
         unit_top: 7,
         key: Some("npm exec @modelcontextprotocol/server-everything".into()),
+        idle_ms: Some(1),
+        input_seen: true,
         duplicate: false,
         terminating: false,
     };
@@ -349,7 +364,7 @@ fn small() -> State {
             max_memory: 0,
             dedupe: "off".into(),
             dedupe_keep: 1,
-            dedupe_settle_ms: 1,
+            dedupe_idle_ms: 1,
             orphans: "term".into(),
             kill_grace_ms: 1,
             stop_grace_ms: 1,
@@ -360,6 +375,7 @@ fn small() -> State {
         counters: Counters::default(),
         live: 1,
         rss: 0,
+        blind: None,
         processes: Vec::new(),
     }
 }

@@ -83,7 +83,7 @@ fn with_role<'a>(state: &'a Value, role: &str) -> Vec<&'a Value> {
 #[test]
 fn status_json_lists_roles_and_counters_after_a_dedupe() {
     let run = start(
-        &["--dedupe-settle", "1s", "--orphans", "keep"],
+        &["--dedupe-idle", "1s", "--orphans", "keep"],
         "--spawn a:4 --orphan b:1 --gap-ms 300",
     );
     // Settled: the three older instances culled, one server unit left.
@@ -125,14 +125,14 @@ fn status_json_lists_roles_and_counters_after_a_dedupe() {
         0,
         "orphans: keep"
     );
-    assert_eq!(number(&state, "settings.dedupe_settle_ms"), 1000);
+    assert_eq!(number(&state, "settings.dedupe_idle_ms"), 1000);
     assert_eq!(text(&state, "settings.orphans"), "keep");
 }
 
 #[test]
 fn human_status_renders_units_as_trees_with_marks() {
     let run = start(
-        &["--dry-run", "--dedupe-settle", "1s"],
+        &["--dry-run", "--dedupe-idle", "1s"],
         "--spawn a:2 --gap-ms 200",
     );
     let file = state_file(&run);
@@ -149,7 +149,7 @@ fn human_status_renders_units_as_trees_with_marks() {
         "health     ok",
         "live       7 processes (max 128,",
         "DRY RUN: nothing is terminated",
-        "settings   dedupe npm exec,npx,uvx keep 1 settle 1s, orphans term, kill grace 5s",
+        "settings   dedupe npm exec,npx,uvx keep 1 idle 1s, orphans term, kill grace 5s",
         "counters   terminated 0 (duplicate 0,",
         "units      servers 2 (1 keys, 1 duplicates), orphans 0, other 0",
         "    PID   PPID   PGID S      AGE      RSS  COMMAND",
@@ -231,7 +231,7 @@ fn here(args: &[&str]) -> (i32, String, String) {
 fn document(pid: i32) -> String {
     format!(
         r#"{{"pid":{pid},"version":"0.1.0","started_unix_ms":1,"updated_unix_ms":2,"snapshot_unix_ms":2,"main_pid":7,
-"settings":{{"max_procs":128,"max_memory":0,"dedupe":"npm exec,npx,uvx","dedupe_keep":1,"dedupe_settle_ms":30000,
+"settings":{{"max_procs":128,"max_memory":0,"dedupe":"npm exec,npx,uvx","dedupe_keep":1,"dedupe_idle_ms":600000,
 "orphans":"term","kill_grace_ms":5000,"stop_grace_ms":8000,"scan_interval_ms":1000,"dry_run":false}},
 "cgroup":{{"pids_max":null,"memory_max":null}},"counters":{{"zombies_reaped":0,"signals_forwarded":0,
 "terminated":{{"duplicate":0,"orphan":0,"cap":0,"memory":0}},"escalations":0,"peak_procs":1,"peak_rss":0}},

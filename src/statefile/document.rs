@@ -24,7 +24,41 @@ pub struct Document<P> {
     pub counters: Counters,
     pub live: u64,
     pub rss: u64,
+    /// Set while scans cannot see every process (file descriptors or memory ran out):
+    /// `live` is then not to be trusted, and health fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blind: Option<Blindness>,
     pub processes: P,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blindness {
+    /// `EMFILE`, `ENFILE` or `ENOMEM`.
+    pub errno: String,
+    /// Processes whose stat could not be read (0: /proc itself could not be listed).
+    pub unread: u64,
+}
+
+impl<P> Document<P> {
+    /// The same document with another process list: `health` judges the rest alone, so
+    /// the metrics endpoint's /healthz needs no rows to give its verdict.
+    pub fn with_processes<Q>(self, processes: Q) -> Document<Q> {
+        Document {
+            pid: self.pid,
+            version: self.version,
+            started_unix_ms: self.started_unix_ms,
+            updated_unix_ms: self.updated_unix_ms,
+            snapshot_unix_ms: self.snapshot_unix_ms,
+            main_pid: self.main_pid,
+            settings: self.settings,
+            cgroup: self.cgroup,
+            counters: self.counters,
+            live: self.live,
+            rss: self.rss,
+            blind: self.blind,
+            processes,
+        }
+    }
 }
 
 /// The document as `status` and `health` read it.
@@ -37,7 +71,7 @@ pub struct Settings {
     /// The launcher patterns joined by `,`, or `off`.
     pub dedupe: String,
     pub dedupe_keep: u64,
-    pub dedupe_settle_ms: u64,
+    pub dedupe_idle_ms: u64,
     /// `term` or `keep`.
     pub orphans: String,
     pub kill_grace_ms: u64,
@@ -140,6 +174,11 @@ pub struct Row<'a> {
     /// The pid naming the unit.
     pub unit_top: i32,
     pub key: Option<Cow<'a, str>>,
+    /// How long the unit has had no input at the snapshot; None when its input is not
+    /// watched (only keyed server units are).
+    pub idle_ms: Option<u64>,
+    /// Input was seen since mcpinit began watching the unit.
+    pub input_seen: bool,
     pub duplicate: bool,
     pub terminating: bool,
 }

@@ -29,7 +29,19 @@ fn with_view_busy<T>(
 ) -> T {
     let counters = Counters::default();
     let busy = terminating.keys().copied().collect();
-    let plan = crate::policy::decide(units, config, snapshot.now_ms, &busy);
+    // Every server watched since the start of the clock and never read from: idle.
+    let activity: crate::policy::Activity = units
+        .iter()
+        .filter(|u| u.key.is_some())
+        .map(|u| {
+            let idle = crate::activity::Use {
+                last_input_ms: None,
+                watched_since_ms: 0,
+            };
+            (u.id, idle)
+        })
+        .collect();
+    let plan = crate::policy::decide(units, &activity, config, snapshot.now_ms, &busy);
     f(&View {
         config,
         pid: ME,
@@ -40,6 +52,8 @@ fn with_view_busy<T>(
         units,
         duplicates: &plan.duplicates,
         terminating,
+        activity: &activity,
+        blind: None,
         counters: &counters,
     })
 }

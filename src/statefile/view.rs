@@ -2,11 +2,11 @@
 //! snapshot, one at a time, so a write allocates the same few bytes at 10 processes or
 //! 10,000 (issue 12.10).
 
-use super::document::{Cgroup, Counters, Document, Role, Row, Settings};
+use super::document::{Blindness, Cgroup, Counters, Document, Role, Row, Settings};
 use crate::cgroup::Limits;
 use crate::config::{Config, Orphans};
-use crate::policy::Reason;
-use crate::proctree::Snapshot;
+use crate::policy::{Activity, Reason};
+use crate::proctree::{Blind, Snapshot};
 use crate::units::{Unit, UnitId};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
@@ -34,6 +34,10 @@ pub struct View<'a> {
     /// Units whose termination is under way (in a dry run: would be), and why.
     pub terminating: &'a HashMap<UnitId, Reason>,
     pub counters: &'a Counters,
+    /// What is known of the instances' input (only watched units are in it).
+    pub activity: &'a Activity,
+    /// Why the last scan could not see every process, while it could not.
+    pub blind: Option<Blind>,
 }
 
 impl<'a> View<'a> {
@@ -54,6 +58,10 @@ impl<'a> View<'a> {
             counters: self.counters.clone(),
             live: self.units.iter().map(|u| u.pids.len() as u64).sum(),
             rss: self.units.iter().map(|u| u.rss).sum(),
+            blind: self.blind.map(|b| Blindness {
+                errno: format!("{:?}", b.errno),
+                unread: b.unread as u64,
+            }),
             processes: Rows { view: self },
         }
     }
@@ -78,7 +86,7 @@ fn settings(c: &Config) -> Settings {
             c.dedupe.join(",")
         },
         dedupe_keep: c.dedupe_keep as u64,
-        dedupe_settle_ms: c.dedupe_settle.as_millis() as u64,
+        dedupe_idle_ms: c.dedupe_idle.as_millis() as u64,
         orphans: match c.orphans {
             Orphans::Term => "term",
             Orphans::Keep => "keep",
@@ -97,7 +105,7 @@ pub struct Rows<'a> {
 }
 
 impl View<'_> {
-    /// DUPLICATE: what the policy counts as surplus, and what it is terminating (or, in a
+    /// DUPLICATE: what the policy's dedupe ends, and what it is terminating (or, in a
     /// dry run, would terminate) as a duplicate: busy units are no instances to it.
     fn duplicate(&self, id: UnitId) -> bool {
         self.duplicates.binary_search(&id).is_ok()
@@ -116,6 +124,9 @@ impl Serialize for Rows<'_> {
                 UnitId::Group(pgid) => (role(unit), Cow::Owned(format!("pgid:{pgid}"))),
                 UnitId::Subtree(root) => (role(unit), Cow::Owned(format!("subtree:{root}"))),
             };
+            let seen = view.activity.get(&unit.id);
+            let idle_ms = seen.map(|u| view.snapshot.now_ms.saturating_sub(u.idle_since_ms()));
+            let input_seen = seen.is_some_and(|u| u.last_input_ms.is_some());
             for p in unit.pids.iter().filter_map(|&pid| view.snapshot.get(pid)) {
                 seq.serialize_element(&Row {
                     pid: p.pid,
@@ -129,6 +140,8 @@ impl Serialize for Rows<'_> {
                     unit: Cow::Borrowed(&name),
                     unit_top: unit.top,
                     key: unit.key.as_deref().map(|k| Cow::Borrowed(cut(k, KEY_MAX))),
+                    idle_ms,
+                    input_seen,
                     duplicate: view.duplicate(unit.id),
                     terminating: view.terminating.contains_key(&unit.id),
                 })?;
@@ -138,7 +151,7 @@ impl Serialize for Rows<'_> {
     }
 }
 
-fn role(unit: &Unit) -> Role {
+pub fn role(unit: &Unit) -> Role {
     if unit.orphaned {
         Role::Orphan
     } else if unit.key.is_some() {

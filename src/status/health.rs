@@ -24,6 +24,7 @@ pub enum Unhealthy {
     ShuttingDown,
     OverCap { live: u64, max: u64, dry_run: bool },
     OverMemory { rss: u64, max: u64, dry_run: bool },
+    Blind { errno: String, unread: u64 },
 }
 
 impl fmt::Display for Unhealthy {
@@ -45,6 +46,11 @@ impl fmt::Display for Unhealthy {
             Unhealthy::BadScanInterval { ms } => write!(
                 f,
                 "scan_interval_ms {ms} is outside what mcpinit accepts (10ms to 10 years)"
+            ),
+            Unhealthy::Blind { ref errno, unread } => write!(
+                f,
+                "scans cannot see every process ({errno}, {unread} unread): the counts are \
+                 not to be trusted and nothing is enforced"
             ),
             Unhealthy::ShuttingDown => {
                 f.write_str("the main child has exited; mcpinit is shutting down")
@@ -84,6 +90,12 @@ pub fn verdict(state: &State, now_ms: u64) -> Result<String, Unhealthy> {
     }
     if state.main_pid.is_none() {
         return Err(Unhealthy::ShuttingDown);
+    }
+    if let Some(blind) = &state.blind {
+        return Err(Unhealthy::Blind {
+            errno: blind.errno.clone(),
+            unread: blind.unread,
+        });
     }
     if s.max_procs > 0 && state.live > s.max_procs {
         return Err(Unhealthy::OverCap {

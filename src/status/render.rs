@@ -54,7 +54,7 @@ pub fn render(state: &State, path: &Path, now_ms: u64) -> String {
     let since = now_ms.saturating_sub(seen_ms);
     let _ = writeln!(out, "\n    PID   PPID   PGID S      AGE      RSS  COMMAND");
     for unit in &units {
-        unit_heading(&mut out, unit, state.settings.dry_run);
+        unit_heading(&mut out, unit, state.settings.dry_run, since);
         unit_tree(&mut out, &unit.rows, since);
     }
     out
@@ -93,10 +93,10 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
     );
     let _ = writeln!(
         out,
-        "settings   dedupe {} keep {} settle {}, orphans {}, kill grace {}, stop grace {}, scan {}",
+        "settings   dedupe {} keep {} idle {}, orphans {}, kill grace {}, stop grace {}, scan {}",
         crate::output::printable(&s.dedupe),
         s.dedupe_keep,
-        setting(s.dedupe_settle_ms),
+        setting(s.dedupe_idle_ms),
         crate::output::printable(&s.orphans),
         setting(s.kill_grace_ms),
         setting(s.stop_grace_ms),
@@ -152,7 +152,7 @@ fn summary(out: &mut String, units: &[UnitRows]) {
     );
 }
 
-fn unit_heading(out: &mut String, unit: &UnitRows, dry_run: bool) {
+fn unit_heading(out: &mut String, unit: &UnitRows, dry_run: bool, since: u64) {
     let top = unit.top();
     let rss = unit
         .rows
@@ -169,6 +169,14 @@ fn unit_heading(out: &mut String, unit: &UnitRows, dry_run: bool) {
     let n = unit.rows.len();
     let plural = if n == 1 { "" } else { "es" };
     let _ = write!(out, ": {n} process{plural}, {}", size(rss));
+    if let Some(idle) = top.idle_ms {
+        let idle = duration(idle.saturating_add(since));
+        let _ = if top.input_seen {
+            write!(out, ", last input {idle} ago")
+        } else {
+            write!(out, ", no input in {idle}")
+        };
+    }
     if top.duplicate {
         out.push_str("  DUPLICATE");
     }

@@ -8,12 +8,33 @@ use std::collections::HashSet;
 /// What `statefile::write` writes for: main, two instances of one server (the older a
 /// duplicate) and an orphan, decoded back.
 fn sample(config: &Config, counters: &Counters) -> State {
-    let mut procs = server(20, MAIN, 300, "@x/a");
+    let mut procs = server(20, MAIN, 900, "@x/a");
     procs.extend(server(30, MAIN, 100, "@x/a"));
     procs.push(p(40, ME, 40, 50, "node /srv/leaf.js"));
     let snap = snapshot(procs);
     let units = crate::units::units(&snap, Some(MAIN), &defaults());
-    let plan = crate::policy::decide(&units, config, snap.now_ms, &HashSet::new());
+    // The older instance: idle (input 700 s before the snapshot, over the 10 min
+    // MCPINIT_DEDUPE_IDLE), so the policy ends it; the newer: none in 90 s.
+    let now = snap.now_ms;
+    let activity: crate::policy::Activity = [
+        (
+            crate::units::UnitId::Group(20),
+            crate::activity::Use {
+                last_input_ms: Some(now - 700_000),
+                watched_since_ms: now - 880_000,
+            },
+        ),
+        (
+            crate::units::UnitId::Group(30),
+            crate::activity::Use {
+                last_input_ms: None,
+                watched_since_ms: now - 90_000,
+            },
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let plan = crate::policy::decide(&units, &activity, config, snap.now_ms, &HashSet::new());
     let view = crate::statefile::View {
         config,
         pid: ME,
@@ -25,6 +46,8 @@ fn sample(config: &Config, counters: &Counters) -> State {
         duplicates: &plan.duplicates,
         terminating: &Default::default(),
         counters,
+        activity: &activity,
+        blind: None,
     };
     let text = serde_json::to_string(&view.document(crate::statefile::unix_ms())).unwrap();
     let mut state = decode(&text).unwrap();
@@ -52,6 +75,13 @@ fn decodes_what_state_renders() {
     assert_eq!(role(20), (Role::Server, true));
     assert_eq!(role(32), (Role::Server, false));
     assert_eq!(role(40), (Role::Orphan, false));
+    let idle = |pid: i32| {
+        let row = state.processes.iter().find(|r| r.pid == pid).unwrap();
+        (row.idle_ms, row.input_seen)
+    };
+    assert_eq!(idle(22), (Some(700_000), true), "every row of the unit");
+    assert_eq!(idle(30), (Some(90_000), false));
+    assert_eq!(idle(40), (None, false), "not watched");
 }
 
 #[test]
@@ -75,9 +105,20 @@ fn human_view_groups_units_as_trees() {
         text.contains("   └─ node /root/.npm/_npx/x/node_modules/.bin/srv"),
         "{text}"
     );
-    assert!(text.contains("orphan  pgid 40: 1 process, 1.0M"), "{text}");
+    assert!(
+        text.contains("orphan  pgid 40: 1 process, 1.0M\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(", last input 11m40s ago  DUPLICATE"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pgid 30: 3 processes, 3.0M, no input in 1m30s"),
+        "{text}"
+    );
     // Ages are aged by the time since the snapshot.
-    assert!(text.contains("  5m00s "), "{text}");
+    assert!(text.contains("  15m00s "), "{text}");
 }
 
 #[test]
@@ -114,14 +155,15 @@ fn decode_errors_name_the_field() {
     let state = sample(&Config::default(), &Counters::default());
     let text = serde_json::to_string(&state).unwrap();
     assert_eq!(decode(&text).unwrap(), state, "round trip");
+    // Server 20 is now the oldest unit, listed first.
     let err = decode(&text.replacen("\"pid\":20,", "\"pid\":\"x\",", 1)).unwrap_err();
     match &err {
-        DecodeError::Schema { field, .. } => assert_eq!(field, "processes[1].pid"),
+        DecodeError::Schema { field, .. } => assert_eq!(field, "processes[0].pid"),
         other => panic!("{other:?}"),
     }
     assert!(
         err.to_string()
-            .starts_with("field 'processes[1].pid': invalid type: string"),
+            .starts_with("field 'processes[0].pid': invalid type: string"),
         "{err}"
     );
     let err = decode("[1]").unwrap_err();
@@ -149,6 +191,8 @@ fn parent_cycles_print_every_row_once() {
         unit: "pgid:5".into(),
         unit_top: 5,
         key: None,
+        idle_ms: None,
+        input_seen: false,
         duplicate: false,
         terminating: false,
     };

@@ -1,19 +1,26 @@
 //! The event loop, the only place that waits. Its parts each own their state and name
 //! their next deadline: the phase, the scan schedule, the fork-burst probe, the
-//! terminations in flight and the state publisher. One wait bounded by the earliest of
-//! those deadlines, then one `match` on the phase.
+//! terminations in flight, the state publisher and, when asked for, the metrics
+//! endpoint. One `ppoll` (the signalfd, and the endpoint's sockets) bounded by the
+//! earliest of those deadlines, then one `match` on the phase.
 
 use crate::cgroup::{Cgroup, Limits};
 use crate::config::{Config, Orphans};
+use crate::metrics::Server;
 use crate::policy::{self, Reason};
 use crate::proctree::{Blind, Scanner, Snapshot};
 use crate::reap::{self, Reaped};
-use crate::signals::{Received, Waited};
+use crate::signals::{Received, Signals};
 use crate::statefile::{self, Counters};
 use crate::terminate::{Event, Terminations};
 use crate::units::{self, Unit, UnitId};
-use std::time::Instant;
+use crate::watch::Watcher;
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
+mod exposition;
 mod phase;
 mod probe;
 mod publisher;
@@ -21,6 +28,7 @@ mod report;
 mod schedule;
 mod shutdown;
 
+use exposition::Tally;
 use phase::Phase;
 use probe::{Probe, Reading};
 use publisher::Publisher;
@@ -32,7 +40,11 @@ pub struct Supervisor {
     me: i32,
     main: i32,
     phase: Phase,
-    waited: Waited,
+    signals: Signals,
+    /// The metrics endpoint, when one was asked for.
+    endpoint: Option<Server>,
+    /// What only the metrics show: how terminations ended, how long scans took.
+    tally: Tally,
     scanner: Scanner,
     schedule: Schedule,
     probe: Probe,
@@ -46,7 +58,13 @@ pub struct Supervisor {
     last: (Snapshot, Vec<Unit>, Vec<UnitId>),
     /// Why scans cannot see every process, while they cannot.
     blind: Option<Blind>,
+    /// The instances' input, and the policy on it.
+    watcher: Watcher,
 }
+
+/// Signals taken per wake-up at most (31 standard ones can be pending, real-time ones
+/// queue): the rest wait for the next turn, which comes at once.
+const SIGNALS_PER_TURN: usize = 64;
 
 /// Whether the loop goes on.
 #[derive(PartialEq, Eq)]
@@ -56,7 +74,14 @@ enum Flow {
 }
 
 impl Supervisor {
-    pub fn new(config: Config, me: i32, main: i32, waited: Waited, cgroup: Cgroup) -> Supervisor {
+    pub fn new(
+        config: Config,
+        me: i32,
+        main: i32,
+        signals: Signals,
+        endpoint: Option<Server>,
+        cgroup: Cgroup,
+    ) -> Supervisor {
         let now = Instant::now();
         let pids_current = cgroup
             .pids_current
@@ -65,7 +90,9 @@ impl Supervisor {
             me,
             main,
             phase: Phase::Running,
-            waited,
+            signals,
+            endpoint,
+            tally: Tally::default(),
             scanner: Scanner::new(me),
             schedule: Schedule::new(now, config.scan_interval),
             probe: Probe::new(config.max_procs, pids_current, now),
@@ -77,20 +104,27 @@ impl Supervisor {
             started_unix_ms: statefile::unix_ms(),
             last: (Snapshot::default(), Vec::new(), Vec::new()),
             blind: None,
+            watcher: Watcher::new(&config),
             config,
         }
     }
 
     /// Run until the main child and everything else is gone; returns the exit status.
     pub fn run(mut self) -> i32 {
-        loop {
+        'turns: loop {
             let now = Instant::now();
             let timeout = self.next_deadline(now).saturating_duration_since(now);
-            if let Some(received) = self.waited.wait(timeout) {
-                if self.on_signal(received, Instant::now()) == Flow::Done {
+            let (signalled, sockets) = self.wait(timeout);
+            // Signals first: a busy endpoint never delays a reap or a forward.
+            for _ in 0..if signalled { SIGNALS_PER_TURN } else { 0 } {
+                let Some(received) = self.signals.take() else {
                     break;
+                };
+                if self.on_signal(received, Instant::now()) == Flow::Done {
+                    break 'turns;
                 }
             }
+            self.serve(&sockets, Instant::now());
             let now = Instant::now();
             let flow = match self.phase {
                 Phase::Running => self.govern(now),
@@ -104,8 +138,27 @@ impl Supervisor {
         self.finish()
     }
 
+    /// Wait at most `timeout` for a signal or, with metrics on, a socket: (a signal is
+    /// pending, which of the endpoint's fds are ready, in `Server::interest` order).
+    fn wait(&self, timeout: Duration) -> (bool, Vec<bool>) {
+        let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        if let Some(endpoint) = &self.endpoint {
+            let interest = endpoint.interest().into_iter();
+            fds.extend(interest.map(|(fd, events)| PollFd::new(fd, events)));
+        }
+        // ppoll, not poll: the deadlines are finer than a millisecond. Every signal is
+        // blocked, so nothing interrupts it; on any failure the turn runs as a timeout.
+        let _ = ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None);
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        (ready[0], ready[1..].to_vec())
+    }
+
     /// The earliest deadline of the parts that count in this phase.
     fn next_deadline(&self, now: Instant) -> Instant {
+        let endpoint = self.endpoint.as_ref().and_then(Server::next_deadline);
         match self.phase {
             Phase::Running => schedule::earliest(
                 now,
@@ -114,11 +167,15 @@ impl Supervisor {
                     self.probe.next_deadline(),
                     self.terminations.next_deadline(),
                     self.publisher.next_deadline(),
+                    endpoint,
                 ],
             ),
             // Stopping or draining: no scans, probes or state writes any more, so only
-            // the phase's own grace and polls can be due.
-            phase => schedule::earliest(now, [phase.next_deadline(now, self.config.stop_grace)]),
+            // the phase's own grace and polls (and the endpoint's clients) can be due.
+            phase => schedule::earliest(
+                now,
+                [phase.next_deadline(now, self.config.stop_grace), endpoint],
+            ),
         }
     }
 
@@ -209,7 +266,9 @@ impl Supervisor {
 
     /// Scan, decide and act, with `baseline` the probe's count taken just before.
     fn scan(&mut self, now: Instant, baseline: u64) {
+        let started = Instant::now();
         let snapshot = self.scanner.scan();
+        self.tally.scanned(started.elapsed());
         let blind = self.scanner.blind();
         report::sight(self.blind, blind);
         self.blind = blind;
@@ -234,14 +293,13 @@ impl Supervisor {
             if let Event::Killed { .. } = event {
                 self.counters.escalations += 1;
             }
+            self.tally.event(&event);
             report::escalation(&event);
         }
-        let plan = policy::decide(
-            &units,
-            &self.config,
-            snapshot.now_ms,
-            &self.terminations.busy(),
-        );
+        let busy = self.terminations.busy();
+        let plan = self
+            .watcher
+            .decide(&snapshot, &units, &self.config, &busy, now);
         self.counters.peak_procs = self.counters.peak_procs.max(plan.live);
         self.counters.peak_rss = self.counters.peak_rss.max(plan.rss);
         self.thresholds
@@ -257,7 +315,10 @@ impl Supervisor {
             Found {
                 over_cap: cap > 0 && plan.live > cap,
                 following: self.terminations.in_flight(),
-                settling: plan.waiting,
+                // A decision falls due by input before a skipped scan could see it.
+                settling: self.watcher.due().is_some_and(|at| {
+                    at <= now + self.config.scan_interval * (1 + schedule::MAX_QUIET_SCANS)
+                }),
             },
         );
         self.probe.rebase(now, baseline, plan.projected);
@@ -310,6 +371,8 @@ impl Supervisor {
             duplicates: &self.last.2,
             terminating: &terminating,
             counters: &self.counters,
+            activity: self.watcher.uses(),
+            blind: self.blind,
         };
         self.publisher.write(now, &view);
     }

@@ -343,7 +343,7 @@ status_shows_tree() {
 metamcp_as_user_1001() {
     local c t0 state uid units newest duplicates ms code ok=0
     t0=$(now_ms)
-    c=$(start metamcp --user 1001 -e MCPINIT_DEDUPE_SETTLE=1s -e MCPINIT_KILL_GRACE=1s "$IMAGE" \
+    c=$(start metamcp --user 1001 -e MCPINIT_DEDUPE_IDLE=1s -e MCPINIT_KILL_GRACE=1s "$IMAGE" \
         node /app/backend.js --spawn a:3 --spawn b:1 --orphan c:1 --gap-ms 200)
     if wait_for 15 is_healthy "$c"; then
         note "HEALTHCHECK /mcpinit health (every 1 s): healthy $(($(now_ms) - t0)) ms after docker run"

@@ -1,0 +1,172 @@
+use super::*;
+
+fn io(rchar: u64, syscr: u64) -> Io {
+    Io { rchar, syscr }
+}
+
+#[test]
+fn parse_proc_io() {
+    let text = b"rchar: 249866\nwchar: 12\nsyscr: 85\nsyscw: 3\nread_bytes: 0\n\
+                 write_bytes: 0\ncancelled_write_bytes: 0\n";
+    assert_eq!(parse_io(text), Some(io(249866, 85)));
+    assert_eq!(parse_io(b"rchar: 1\n"), None, "syscr missing");
+    assert_eq!(parse_io(b"rchar: x\nsyscr: 1\n"), None);
+    assert_eq!(parse_io(b""), None);
+}
+
+/// Growth between two looks after start-up: (bytes, read calls) -> input?
+#[test]
+fn what_growth_is_input() {
+    let table: &[(u64, u64, bool, &str)] = &[
+        (0, 0, false, "flat: idle"),
+        (8, 1, false, "one eventfd read"),
+        (8 * 40, 40, false, "a burst of eventfd reads"),
+        (0, 3, false, "failed reads (EAGAIN): calls, no bytes"),
+        (16, 4, false, "eventfd reads and failed ones"),
+        (40, 1, true, "the shortest JSON-RPC request"),
+        (40, 2, true, "a request and the EAGAIN after it"),
+        (312, 2, true, "a tools/call of a few hundred bytes"),
+        (48, 2, true, "a request and one eventfd read"),
+        (9, 1, true, "just over one eventfd read per call"),
+    ];
+    for &(bytes, calls, want, what) in table {
+        let before = io(1000, 50);
+        let after = io(1000 + bytes, 50 + calls);
+        assert_eq!(is_input(before, after), want, "{what}");
+    }
+}
+
+/// One leaf started at 0 ms, looked at at the given times with the given counters:
+/// what is its last input and idle-since after each look?
+#[test]
+fn a_leaf_over_its_life() {
+    /// (now_ms, rchar, syscr, last_input_ms, idle_since_ms, what)
+    type Look = (u64, u64, u64, Option<u64>, u64, &'static str);
+    let table: &[Look] = &[
+        (500, 8_196, 13, None, 500, "first look: a baseline"),
+        (1_500, 249_866, 85, None, 500, "module loading"),
+        (6_000, 250_300, 88, None, 500, "the launcher's handshake"),
+        (13_000, 250_500, 113, None, 500, "the eventfd burst"),
+        (21_000, 250_500, 113, None, 500, "flat"),
+        (25_000, 250_800, 115, Some(25_000), 25_000, "a request"),
+        (40_000, 250_800, 115, Some(25_000), 25_000, "idle"),
+        (
+            45_000,
+            250_808,
+            116,
+            Some(25_000),
+            25_000,
+            "a late eventfd read",
+        ),
+        (
+            50_000,
+            251_100,
+            118,
+            Some(50_000),
+            50_000,
+            "another request",
+        ),
+    ];
+    let mut tracker = Tracker::default();
+    for &(now, rchar, syscr, last, idle, what) in table {
+        tracker.begin(now);
+        let seen = tracker.observe(7, 99, 0, Some(io(rchar, syscr)), now);
+        tracker.finish();
+        assert_eq!(seen.last_input_ms, last, "{what}");
+        assert_eq!(seen.idle_since_ms(), idle, "{what}");
+        assert_eq!(tracker.get(7, 99), Some(seen));
+    }
+}
+
+#[test]
+fn growth_since_a_look_during_start_up_is_a_baseline() {
+    // Looked at once at 15 s, then at 45 s: the burst could be in between, so the
+    // growth is not input, but the leaf is idle only since its first look.
+    let mut tracker = Tracker::default();
+    tracker.begin(15_000);
+    tracker.observe(7, 99, 0, Some(io(1000, 10)), 15_000);
+    tracker.begin(45_000);
+    let seen = tracker.observe(7, 99, 0, Some(io(5000, 20)), 45_000);
+    assert_eq!((seen.last_input_ms, seen.idle_since_ms()), (None, 15_000));
+    tracker.begin(75_000);
+    let seen = tracker.observe(7, 99, 0, Some(io(5400, 22)), 75_000);
+    assert_eq!(seen.last_input_ms, Some(75_000));
+}
+
+#[test]
+fn a_leaf_first_seen_late_is_idle_only_from_then() {
+    // Started long ago, never looked at: whatever it did before is unknown.
+    let mut tracker = Tracker::default();
+    tracker.begin(600_000);
+    let seen = tracker.observe(7, 99, 0, Some(io(9_999_999, 5000)), 600_000);
+    assert_eq!((seen.last_input_ms, seen.idle_since_ms()), (None, 600_000));
+}
+
+#[test]
+fn a_reused_pid_starts_over() {
+    let mut tracker = Tracker::default();
+    tracker.begin(30_000);
+    tracker.observe(7, 99, 0, Some(io(1000, 10)), 30_000);
+    // Same pid, another start time: another process.
+    tracker.begin(40_000);
+    let seen = tracker.observe(7, 120, 0, Some(io(9000, 90)), 40_000);
+    assert_eq!((seen.last_input_ms, seen.watched_since_ms), (None, 40_000));
+    assert_eq!(tracker.get(7, 99), None);
+    // Counters that went down: not the process we knew either.
+    tracker.begin(50_000);
+    let seen = tracker.observe(7, 120, 0, Some(io(10, 1)), 50_000);
+    assert_eq!((seen.last_input_ms, seen.watched_since_ms), (None, 50_000));
+}
+
+#[test]
+fn unreadable_counters_count_as_just_used() {
+    let mut tracker = Tracker::default();
+    tracker.begin(30_000);
+    tracker.observe(7, 99, 0, Some(io(1000, 10)), 30_000);
+    tracker.begin(40_000);
+    let seen = tracker.observe(7, 99, 0, None, 40_000);
+    assert_eq!(seen.idle_since_ms(), 40_000);
+    assert_eq!(tracker.get(7, 99), None, "starts over once readable");
+}
+
+#[test]
+fn processes_not_looked_at_are_forgotten() {
+    let mut tracker = Tracker::default();
+    tracker.begin(30_000);
+    tracker.observe(7, 99, 0, Some(io(1000, 10)), 30_000);
+    tracker.observe(8, 99, 0, Some(io(1000, 10)), 30_000);
+    tracker.finish();
+    assert_eq!(tracker.len(), 2);
+    tracker.begin(40_000);
+    tracker.observe(8, 99, 0, Some(io(1000, 10)), 40_000);
+    tracker.finish();
+    assert_eq!((tracker.get(7, 99), tracker.len()), (None, 1));
+}
+
+#[test]
+fn a_unit_is_as_recent_as_its_latest_leaf() {
+    let a = Use {
+        last_input_ms: Some(5_000),
+        watched_since_ms: 1_000,
+    };
+    let b = Use {
+        last_input_ms: None,
+        watched_since_ms: 8_000,
+    };
+    let unit = unit_use([a, b]).unwrap();
+    assert_eq!(unit.idle_since_ms(), 8_000);
+    assert_eq!(unit_use([]), None);
+}
+
+#[test]
+fn the_start_up_window_is_at_most_a_quarter_of_the_idle_time() {
+    assert_eq!(startup_ms(600_000), STARTUP_MS);
+    assert_eq!(startup_ms(40_000), 10_000);
+    assert_eq!(startup_ms(4_000), 1_000);
+    let mut tracker = Tracker::new(startup_ms(4_000));
+    tracker.begin(1_200);
+    tracker.observe(7, 99, 0, Some(io(1000, 10)), 1_200);
+    tracker.begin(2_200);
+    let seen = tracker.observe(7, 99, 0, Some(io(2000, 12)), 2_200);
+    assert_eq!(seen.last_input_ms, Some(2_200));
+}
