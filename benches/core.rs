@@ -6,72 +6,24 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mcpinit::config::Config;
 use mcpinit::policy::decide;
-use mcpinit::proctree::{parse_stat, Proc, Snapshot};
+use mcpinit::proctree::{parse_stat, Snapshot};
+use mcpinit::testkit::{p, server, snapshot, MAIN, NOW_MS};
 use mcpinit::units::units;
 use std::collections::HashSet;
 use std::hint::black_box;
 
-const ME: i32 = 1;
-const MAIN: i32 = 10;
 const BACKEND: i32 = 20;
-const NOW_MS: u64 = 10_000_000;
-
-fn process(pid: i32, ppid: i32, pgid: i32, age_ms: u64, cmdline: &str) -> Proc {
-    Proc {
-        pid,
-        ppid,
-        pgid,
-        sid: pgid,
-        start: (NOW_MS - age_ms) / 10,
-        started_ms: NOW_MS - age_ms,
-        state: b'S',
-        rss: 40 << 20,
-        cmdline: cmdline.into(),
-    }
-}
 
 /// The entrypoint shell, the backend, then servers of 3 processes until `n` in all.
 fn incident(n: usize) -> Snapshot {
-    let mut procs = vec![
-        process(MAIN, ME, MAIN, 9_000_000, "/bin/sh ./docker-entrypoint.sh"),
-        process(BACKEND, MAIN, MAIN, 9_000_000, "node dist/index.js"),
-    ];
+    let mut procs = vec![p(BACKEND, MAIN, MAIN, 9_000, "node dist/index.js")];
     let servers = (n.saturating_sub(2) / 3) as i32;
     for i in 0..servers {
-        let top = 100 + 3 * i;
-        let age = 60_000 + 7_919 * (servers - i) as u64; // older first
+        let age = 60 + 8 * (servers - i) as u64; // older first
         let package = format!("@modelcontextprotocol/server-{}", i % 20);
-        procs.push(process(
-            top,
-            BACKEND,
-            top,
-            age,
-            &format!("npm exec {package}"),
-        ));
-        procs.push(process(
-            top + 1,
-            top,
-            top,
-            age,
-            &format!("sh -c mcp-server-{}", i % 20),
-        ));
-        procs.push(process(
-            top + 2,
-            top + 1,
-            top,
-            age,
-            &format!(
-                "node /root/.npm/_npx/{i:x}/node_modules/.bin/mcp-server-{}",
-                i % 20
-            ),
-        ));
+        procs.extend(server(100 + 3 * i, BACKEND, age, &package));
     }
-    Snapshot {
-        me: ME,
-        now_ms: NOW_MS,
-        procs,
-        shared_groups: Vec::new(),
-    }
+    snapshot(procs)
 }
 
 fn stat_parsing(c: &mut Criterion) {

@@ -345,6 +345,20 @@ fn tini_verbosity_is_0_to_3_and_help_takes_no_value() {
 }
 
 #[test]
+fn the_eof_grace_is_a_duration_and_zero_turns_the_step_off() {
+    let c = run(&["--eof-grace", "0", "cmd"], &[]).unwrap();
+    assert_eq!(c.eof_grace, Duration::ZERO);
+    let c = run(&["cmd"], &[("MCPINIT_EOF_GRACE", "250ms")]).unwrap();
+    assert_eq!(c.eof_grace, Duration::from_millis(250));
+    let e = run(&["cmd"], &[("MCPINIT_EOF_GRACE", "soon")]).unwrap_err();
+    assert!(
+        e.message.contains("MCPINIT_EOF_GRACE 'soon'"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
 fn metrics_are_off_unless_an_address_is_given() {
     assert_eq!(run(&["cmd"], &[]).unwrap().metrics, None);
     let c = run(&["cmd"], &[("MCPINIT_METRICS", "0.0.0.0:9464")]).unwrap();

@@ -93,10 +93,7 @@ fn drop_launcher_flags<'a>(rest: &[&'a str]) -> Vec<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn defaults() -> Vec<String> {
-        ["npm exec", "npx", "uvx"].map(String::from).to_vec()
-    }
+    use crate::testkit::defaults;
 
     #[test]
     fn npm_title_and_raw_npx_share_a_key() {

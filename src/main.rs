@@ -7,7 +7,7 @@
 
 use log::info;
 use mcpinit::config::{self, Config, Invocation};
-use mcpinit::{cgroup, logging, metrics, output, signals, spawn, status, supervisor};
+use mcpinit::{cgroup, closeinput, logging, metrics, output, signals, spawn, status, supervisor};
 use std::ffi::{CStr, OsString};
 use std::os::unix::ffi::OsStringExt;
 
@@ -144,6 +144,13 @@ fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {
         scan_interval_ms = c.scan_interval.as_millis() as u64, dry_run = c.dry_run,
         cgroup_pids_max = pids_max.as_str(), cgroup_memory_max = memory_max.as_str();
         "mcpinit {} as pid {me}{}", env!("CARGO_PKG_VERSION"), if me == 1 { "" } else { " (subreaper)" });
+    if !c.eof_grace.is_zero() && !c.dry_run {
+        if let Err(why) = closeinput::available() {
+            log::warn!(event = "eof_unavailable", cause = why.cause();
+                "server inputs cannot be closed here ({}): terminations begin with SIGTERM, which MetaMCP counts as a crash",
+                why.describe());
+        }
+    }
     for line in &c.retired {
         log::warn!(event = "retired_setting"; "{line}");
     }

@@ -18,7 +18,6 @@ pub struct Proc {
     pub pid: i32,
     pub ppid: i32,
     pub pgid: i32,
-    pub sid: i32,
     /// Start time in clock ticks since boot: with the pid, the process's identity.
     pub start: u64,
     /// Start time in milliseconds since boot, for ages.
@@ -345,7 +344,6 @@ impl Scanner {
                 pid,
                 ppid: stat.ppid,
                 pgid: stat.pgid,
-                sid: stat.sid,
                 start: stat.start,
                 started_ms: stat.start * 1000 / self.ticks_per_sec,
                 state: stat.state,

@@ -66,6 +66,16 @@ impl std::fmt::Display for WriteError {
     }
 }
 
+impl WriteError {
+    /// The errno of a failed system call, if that is what it was.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            WriteError::Io(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
 impl From<std::io::Error> for WriteError {
     fn from(e: std::io::Error) -> WriteError {
         WriteError::Io(e)

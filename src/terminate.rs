@@ -1,9 +1,11 @@
-//! Terminations in flight: SIGTERM to a whole unit, SIGKILL to what is left after the
-//! grace. Every signal goes to a process proven to be the one seen in /proc (pidfd
-//! opened, then its start time checked), so a reused pid is never hit. The table is
-//! refreshed after every scan: members forked meanwhile are signalled too, and a unit
-//! leaves the table only when nothing of it is alive.
+//! Terminations in flight, in the MCP specification's stdio order: close the unit's
+//! input (closeinput.rs), SIGTERM to the whole unit after the EOF grace, SIGKILL to what
+//! is left after the kill grace. Every signal goes to a process proven to be the one
+//! seen in /proc (pidfd opened, then its start time checked), so a reused pid is never
+//! hit. The table is refreshed after every scan: members forked meanwhile are signalled
+//! too, and a unit leaves the table only when nothing of it is alive.
 
+use crate::closeinput::{self, Fallback};
 use crate::policy::Reason;
 use crate::proctree::{self, Snapshot};
 use crate::units::{Unit, UnitId};
@@ -16,21 +18,91 @@ use std::time::{Duration, Instant};
 /// A unit that survives SIGKILL this long is stuck in the kernel (D state); stop trying.
 const GIVE_UP_AFTER_KILL: Duration = Duration::from_secs(30);
 
+/// How a termination ended: the last step taken before the unit was gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Its input was closed and it exited within the EOF grace, no signal sent.
+    Eof,
+    Term,
+    Kill,
+}
+
+impl Ended {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ended::Eof => "eof",
+            Ended::Term => "term",
+            Ended::Kill => "kill",
+        }
+    }
+}
+
+/// The two graces of a termination. `eof` zero: the input is not closed.
+#[derive(Debug, Clone, Copy)]
+pub struct Graces {
+    pub eof: Duration,
+    pub kill: Duration,
+}
+
+/// Where a termination stands.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    /// Input closed; SIGTERM falls due at `term_at`.
+    Eof {
+        term_at: Instant,
+    },
+    /// SIGTERM sent; SIGKILL falls due at `kill_at`.
+    Term {
+        kill_at: Instant,
+    },
+    Killed {
+        at: Instant,
+    },
+}
+
 pub struct Escalation {
     pub id: UnitId,
     pub reason: Reason,
     /// (pid, start) of every member seen so far.
     members: Vec<(i32, u64)>,
-    kill_at: Instant,
-    killed_at: Option<Instant>,
+    stage: Stage,
+    kill_grace: Duration,
+    started: Instant,
     dry_run: bool,
+}
+
+/// How a termination began, for the log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Begun {
+    /// The input of this pid was shut down.
+    InputClosed(i32),
+    /// The input could not be closed: SIGTERM at once.
+    Fallback(Fallback),
+    /// The EOF step is off (`MCPINIT_EOF_GRACE=0`) or this is a dry run.
+    Signalled,
 }
 
 /// What a refresh did, for the log.
 pub enum Event {
-    Killed { id: UnitId, pids: Vec<i32> },
-    Gone { id: UnitId, reason: Reason },
-    Stuck { id: UnitId, pids: Vec<i32> },
+    /// The EOF grace ran out: SIGTERM sent.
+    Termed {
+        id: UnitId,
+        pids: Vec<i32>,
+    },
+    Killed {
+        id: UnitId,
+        pids: Vec<i32>,
+    },
+    Gone {
+        id: UnitId,
+        reason: Reason,
+        ended: Ended,
+        after: Duration,
+    },
+    Stuck {
+        id: UnitId,
+        pids: Vec<i32>,
+    },
 }
 
 #[derive(Default)]
@@ -55,40 +127,62 @@ impl Terminations {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.list
             .iter()
-            .filter(|e| e.killed_at.is_none() && !e.dry_run)
-            .map(|e| e.kill_at)
+            .filter(|e| !e.dry_run)
+            .filter_map(|e| match e.stage {
+                Stage::Eof { term_at } => Some(term_at),
+                Stage::Term { kill_at } => Some(kill_at),
+                Stage::Killed { .. } => None,
+            })
             .min()
     }
 
-    /// Begin terminating `unit`: SIGTERM (and SIGCONT, so a stopped member acts on it).
-    #[allow(clippy::too_many_arguments)]
+    /// Begin terminating `unit`: close its input, or, when that is off or cannot be
+    /// done, SIGTERM (and SIGCONT, so a stopped member acts on it).
     pub fn start(
         &mut self,
         unit: &Unit,
         snapshot: &Snapshot,
         reason: Reason,
-        grace: Duration,
+        graces: Graces,
         dry_run: bool,
         now: Instant,
-    ) {
-        let members = unit
+    ) -> Begun {
+        // unit.pids is top first: the order in which fd 0 is searched for the socket.
+        let members: Vec<(i32, u64)> = unit
             .pids
             .iter()
             .filter_map(|&pid| snapshot.get(pid).map(|p| (pid, p.start)))
             .collect();
+        let begun = if dry_run || graces.eof.is_zero() {
+            Begun::Signalled
+        } else {
+            match closeinput::close_input(&members) {
+                Ok(pid) => Begun::InputClosed(pid),
+                Err(why) => Begun::Fallback(why),
+            }
+        };
+        let stage = match begun {
+            Begun::InputClosed(_) => Stage::Eof {
+                term_at: now + graces.eof,
+            },
+            _ => Stage::Term {
+                kill_at: now + graces.kill,
+            },
+        };
         let escalation = Escalation {
             id: unit.id,
             reason,
             members,
-            kill_at: now + grace,
-            killed_at: None,
+            stage,
+            kill_grace: graces.kill,
+            started: now,
             dry_run,
         };
-        if !dry_run {
-            escalation.signal(snapshot, &escalation.members, libc::SIGTERM);
-            escalation.signal(snapshot, &escalation.members, libc::SIGCONT);
+        if !dry_run && matches!(stage, Stage::Term { .. }) {
+            escalation.term(snapshot, &escalation.members);
         }
         self.list.push(escalation);
+        begun
     }
 
     /// After a scan: follow each unit's membership, escalate at its deadline, drop
@@ -102,6 +196,8 @@ impl Terminations {
                     events.push(Event::Gone {
                         id: e.id,
                         reason: e.reason,
+                        ended: e.ended(),
+                        after: now.saturating_duration_since(e.started),
                     });
                 }
                 return false;
@@ -116,27 +212,37 @@ impl Terminations {
                 .copied()
                 .collect();
             e.members = current;
-            match e.killed_at {
-                None if now >= e.kill_at => {
+            match e.stage {
+                // Members forked after the input was closed share it (or were started
+                // by something that is about to read EOF): nothing to do until the grace ends.
+                Stage::Eof { term_at } if now >= term_at => {
+                    e.term(snapshot, &e.members);
+                    e.stage = Stage::Term {
+                        kill_at: now + e.kill_grace,
+                    };
+                    events.push(Event::Termed {
+                        id: e.id,
+                        pids: e.pids(),
+                    });
+                }
+                Stage::Eof { .. } => {}
+                Stage::Term { kill_at } if now >= kill_at => {
                     e.signal(snapshot, &e.members, libc::SIGKILL);
-                    e.killed_at = Some(now);
+                    e.stage = Stage::Killed { at: now };
                     events.push(Event::Killed {
                         id: e.id,
                         pids: e.pids(),
                     });
                 }
-                None => {
-                    e.signal(snapshot, &fresh, libc::SIGTERM);
-                    e.signal(snapshot, &fresh, libc::SIGCONT);
-                }
-                Some(at) if now.duration_since(at) > GIVE_UP_AFTER_KILL => {
+                Stage::Term { .. } => e.term(snapshot, &fresh),
+                Stage::Killed { at } if now.duration_since(at) > GIVE_UP_AFTER_KILL => {
                     events.push(Event::Stuck {
                         id: e.id,
                         pids: e.pids(),
                     });
                     return false;
                 }
-                Some(_) => e.signal(snapshot, &e.members, libc::SIGKILL),
+                Stage::Killed { .. } => e.signal(snapshot, &e.members, libc::SIGKILL),
             }
             true
         });
@@ -145,6 +251,20 @@ impl Terminations {
 }
 
 impl Escalation {
+    fn ended(&self) -> Ended {
+        match self.stage {
+            Stage::Eof { .. } => Ended::Eof,
+            Stage::Term { .. } => Ended::Term,
+            Stage::Killed { .. } => Ended::Kill,
+        }
+    }
+
+    /// SIGTERM, then SIGCONT so that a stopped member acts on it.
+    fn term(&self, snapshot: &Snapshot, members: &[(i32, u64)]) {
+        self.signal(snapshot, members, libc::SIGTERM);
+        self.signal(snapshot, members, libc::SIGCONT);
+    }
+
     fn pids(&self) -> Vec<i32> {
         self.members.iter().map(|&(pid, _)| pid).collect()
     }
@@ -250,3 +370,7 @@ fn verified(pid: i32, start: u64, pgid: Option<i32>) -> bool {
     proctree::stat_of(pid)
         .is_some_and(|s| s.start == start && pgid.is_none_or(|g| s.pgid == g) && !s.is_zombie())
 }
+
+#[cfg(test)]
+#[path = "terminate_tests.rs"]
+mod tests;

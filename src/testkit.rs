@@ -11,7 +11,6 @@ pub fn p(pid: i32, ppid: i32, pgid: i32, age_s: u64, cmdline: &str) -> Proc {
         pid,
         ppid,
         pgid,
-        sid: pgid,
         start: NOW_MS / 10 - age_s * 100,
         started_ms: NOW_MS - age_s * 1000,
         state: b'S',
@@ -20,7 +19,8 @@ pub fn p(pid: i32, ppid: i32, pgid: i32, age_s: u64, cmdline: &str) -> Proc {
     }
 }
 
-pub const NOW_MS: u64 = 1_000_000;
+/// About 28 hours of uptime: room for the benches' oldest servers.
+pub const NOW_MS: u64 = 100_000_000;
 
 /// mcpinit (pid 1) with main child 10 (a shell, its own group) plus `procs`.
 pub fn snapshot(procs: Vec<Proc>) -> Snapshot {
@@ -62,6 +62,10 @@ pub fn server(leader: i32, parent: i32, age_s: u64, package: &str) -> Vec<Proc> 
     ]
 }
 
+/// The default launcher patterns, as the config has them.
 pub fn defaults() -> Vec<String> {
-    ["npm exec", "npx", "uvx"].map(String::from).to_vec()
+    crate::settings::DEFAULT_DEDUPE
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }

@@ -24,7 +24,6 @@ fn start(settings: &[&str], args: &str, env: &[(&str, &str)]) -> Run {
     Run::start(&argv, env)
 }
 
-const SERVER_A: &str = "npm exec @modelcontextprotocol/server-a";
 /// Leaves are `node …/leaf.js server-X`; their `sh -c node …/leaf.js …` parent also
 /// names the file, so a leaf is recognised by the command line's start.
 const LEAF_A: &str = "node-leaf:a";
@@ -387,7 +386,7 @@ fn an_exec_sessions_orphan_is_terminated_but_not_the_session() {
         let init = run.init_pid();
         let target = init.to_string();
         let mut argv = vec!["-t", target.as_str(), "-p", "-m"];
-        if unsafe { libc::geteuid() } != 0 {
+        if !is_root() {
             argv.extend(["-U", "--preserve-credentials"]);
         }
         argv.push("--");

@@ -14,11 +14,6 @@ use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(40);
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

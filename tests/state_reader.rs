@@ -200,6 +200,10 @@ fn any_state() -> impl Strategy<Value = State> {
                     escalations: c[6],
                     peak_procs: c[7] as usize,
                     peak_rss: c[8],
+                    ended_eof: c[3],
+                    ended_kill: c[4],
+                    // Counters added later take their defaults.
+                    ..Counters::default()
                 },
                 live: s[7],
                 rss: c[8],

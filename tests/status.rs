@@ -15,7 +15,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(40);
-const SERVER_A: &str = "npm exec @modelcontextprotocol/server-a --port 0";
+/// The key of server A as the status backend starts it.
+fn key_a() -> String {
+    format!("{SERVER_A} --port 0")
+}
 
 /// mcpinit with `settings`, running the fixture backend with `backend_args`.
 fn start(settings: &[&str], backend_args: &str) -> Run {
@@ -30,7 +33,7 @@ fn state_file(run: &Run) -> PathBuf {
     run.dir().join("state.json")
 }
 
-/// `mcpinit ARGS` inside the run's PID and mount namespaces, with no MCPINIT_* from us.
+/// `mcpinit ARGS` inside the run's PID and mount namespaces, with none of our settings.
 fn inside(run: &Run, args: &[&str]) -> Output {
     inside_command(run, args)
         .output()
@@ -105,7 +108,7 @@ fn status_json_lists_roles_and_counters_after_a_dedupe() {
     assert!(text(main[0], "cmdline").contains("backend.js"));
     assert_eq!(number(main[0], "pid"), number(&state, "main_pid"));
     for server in with_role(&state, "server") {
-        assert_eq!(text(server, "key"), SERVER_A);
+        assert_eq!(text(server, "key"), key_a());
         assert_eq!(field(server, "duplicate").as_bool(), Some(false));
     }
     let orphan = with_role(&state, "orphan")[0];
@@ -154,7 +157,7 @@ fn human_status_renders_units_as_trees_with_marks() {
         "units      servers 2 (1 keys, 1 duplicates), orphans 0, other 0",
         "    PID   PPID   PGID S      AGE      RSS  COMMAND",
         "main: 1 process,",
-        &format!("server  {SERVER_A}  pgid "),
+        &format!("server  {}  pgid ", key_a()),
         "  DUPLICATE  WOULD TERMINATE",
         "  └─ sh -c node ",
         "     └─ node ",
@@ -162,7 +165,7 @@ fn human_status_renders_units_as_trees_with_marks() {
         assert!(view.contains(needle), "missing {needle:?} in:\n{view}");
     }
     // The duplicate is the older instance, listed first of its key.
-    let first = view.find(&format!("server  {SERVER_A}")).unwrap();
+    let first = view.find(&format!("server  {}", key_a())).unwrap();
     assert!(
         view[first..].lines().next().unwrap().contains("DUPLICATE"),
         "{view}"

@@ -99,6 +99,13 @@ pub struct Counters {
     pub terminated_cap: u64,
     pub terminated_memory: u64,
     pub escalations: u64,
+    /// How terminations ended: the unit gone within the EOF grace, after SIGTERM, after
+    /// SIGKILL.
+    pub ended_eof: u64,
+    pub ended_term: u64,
+    pub ended_kill: u64,
+    /// Terminations whose input could not be closed (the `eof_fallback` line).
+    pub eof_fallbacks: u64,
     pub peak_procs: usize,
     pub peak_rss: u64,
 }
@@ -109,8 +116,20 @@ struct CountersDoc {
     signals_forwarded: u64,
     terminated: Terminated,
     escalations: u64,
+    /// Added with the EOF step: a document from before it reads as none ended that way.
+    #[serde(default)]
+    ended: Ended,
+    #[serde(default)]
+    eof_fallbacks: u64,
     peak_procs: usize,
     peak_rss: u64,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Ended {
+    eof: u64,
+    term: u64,
+    kill: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -131,6 +150,10 @@ impl From<CountersDoc> for Counters {
             terminated_cap: d.terminated.cap,
             terminated_memory: d.terminated.memory,
             escalations: d.escalations,
+            ended_eof: d.ended.eof,
+            ended_term: d.ended.term,
+            ended_kill: d.ended.kill,
+            eof_fallbacks: d.eof_fallbacks,
             peak_procs: d.peak_procs,
             peak_rss: d.peak_rss,
         }
@@ -149,6 +172,12 @@ impl From<Counters> for CountersDoc {
                 memory: c.terminated_memory,
             },
             escalations: c.escalations,
+            ended: Ended {
+                eof: c.ended_eof,
+                term: c.ended_term,
+                kill: c.ended_kill,
+            },
+            eof_fallbacks: c.eof_fallbacks,
             peak_procs: c.peak_procs,
             peak_rss: c.peak_rss,
         }

@@ -60,6 +60,9 @@ fn sample(config: &Config, counters: &Counters) -> State {
 fn decodes_what_state_renders() {
     let counters = Counters {
         terminated_duplicate: 3,
+        ended_eof: 2,
+        ended_term: 1,
+        eof_fallbacks: 1,
         peak_procs: 17,
         ..Counters::default()
     };

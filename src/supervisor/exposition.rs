@@ -5,9 +5,9 @@
 use super::Supervisor;
 use crate::metrics::{self, Ended, EndedCounts, Figures, Histogram, Reply, Roles, Route, REASONS};
 use crate::statefile::{self, Role};
-use crate::terminate::Event;
+use crate::terminate::{self, Event};
 use crate::units::UnitId;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How terminations ended and how long scans took: counted whether or not metrics
@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub(super) struct Tally {
     ended: EndedCounts,
-    /// Units being terminated that got SIGKILL.
-    killed: HashSet<UnitId>,
     scans: Histogram,
 }
 
@@ -26,24 +24,14 @@ impl Tally {
     }
 
     pub(super) fn event(&mut self, event: &Event) {
-        match event {
-            Event::Killed { id, .. } => {
-                self.killed.insert(*id);
-            }
-            Event::Gone { id, reason } => {
-                // There is no EOF stage yet (closing a server's input first), so a unit
-                // that is gone ended on SIGTERM or on SIGKILL.
-                let how = if self.killed.remove(id) {
-                    Ended::Kill
-                } else {
-                    Ended::Term
-                };
-                if let Some(i) = REASONS.iter().position(|&r| r == reason.as_str()) {
-                    self.ended.add(i, how);
-                }
-            }
-            Event::Stuck { id, .. } => {
-                self.killed.remove(id);
+        if let Event::Gone { reason, ended, .. } = event {
+            let how = match ended {
+                terminate::Ended::Eof => Ended::Eof,
+                terminate::Ended::Term => Ended::Term,
+                terminate::Ended::Kill => Ended::Kill,
+            };
+            if let Some(i) = REASONS.iter().position(|&r| r == reason.as_str()) {
+                self.ended.add(i, how);
             }
         }
     }

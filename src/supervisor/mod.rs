@@ -12,7 +12,7 @@ use crate::proctree::{Blind, Scanner, Snapshot};
 use crate::reap::{self, Reaped};
 use crate::signals::{Received, Signals};
 use crate::statefile::{self, Counters};
-use crate::terminate::{Event, Terminations};
+use crate::terminate::{Begun, Ended, Event, Graces, Terminations};
 use crate::units::{self, Unit, UnitId};
 use crate::watch::Watcher;
 use nix::poll::{ppoll, PollFd, PollFlags};
@@ -290,9 +290,7 @@ impl Supervisor {
         }
         let units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
         for event in self.terminations.refresh(&snapshot, now) {
-            if let Event::Killed { .. } = event {
-                self.counters.escalations += 1;
-            }
+            count_event(&mut self.counters, &event);
             self.tally.event(&event);
             report::escalation(&event);
         }
@@ -341,14 +339,17 @@ impl Supervisor {
         if !dry {
             count_termination(&mut self.counters, decision.reason);
         }
-        self.terminations.start(
-            unit,
-            snapshot,
-            decision.reason,
-            self.config.kill_grace,
-            dry,
-            now,
-        );
+        let graces = Graces {
+            eof: self.config.eof_grace,
+            kill: self.config.kill_grace,
+        };
+        let begun = self
+            .terminations
+            .start(unit, snapshot, decision.reason, graces, dry, now);
+        if let Begun::Fallback(_) = begun {
+            self.counters.eof_fallbacks += 1;
+        }
+        report::begun(unit.top, &begun);
     }
 
     fn publish_if_due(&mut self, now: Instant) {
@@ -375,6 +376,19 @@ impl Supervisor {
             blind: self.blind,
         };
         self.publisher.write(now, &view);
+    }
+}
+
+/// What a step of a termination adds to the counters: SIGKILLs, and how each ended.
+fn count_event(counters: &mut Counters, event: &Event) {
+    match event {
+        Event::Killed { .. } => counters.escalations += 1,
+        Event::Gone { ended, .. } => match ended {
+            Ended::Eof => counters.ended_eof += 1,
+            Ended::Term => counters.ended_term += 1,
+            Ended::Kill => counters.ended_kill += 1,
+        },
+        Event::Termed { .. } | Event::Stuck { .. } => {}
     }
 }
 

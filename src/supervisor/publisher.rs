@@ -20,6 +20,14 @@ pub(super) struct Publisher {
     /// What the state file last showed, minus RSS and ages (those ride the heartbeat).
     fingerprint: u64,
     warned: bool,
+    /// A descriptor held in reserve (/dev/null, opened at start) and given up for a
+    /// write that found none left: when mcpinit is out of descriptors, the state file
+    /// is what tells the operator, through `health`, that its scans are blind.
+    reserve: Option<std::fs::File>,
+}
+
+fn reserve() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
 }
 
 impl Publisher {
@@ -30,6 +38,7 @@ impl Publisher {
             dirty: true,
             fingerprint: 0,
             warned: false,
+            reserve: reserve(),
         }
     }
 
@@ -67,7 +76,15 @@ impl Publisher {
     /// Write `view` now. A failure is told once: the heartbeat would repeat it every
     /// few seconds, and `status` says the file is missing or stale anyway.
     pub(super) fn write(&mut self, now: Instant, view: &statefile::View) {
-        if let Err(e) = statefile::write(&self.path, view) {
+        let mut written = statefile::write(&self.path, view);
+        let starved = |e: &statefile::WriteError| {
+            matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+        };
+        if written.as_ref().is_err_and(starved) && self.reserve.take().is_some() {
+            written = statefile::write(&self.path, view);
+            self.reserve = reserve();
+        }
+        if let Err(e) = written {
             if !self.warned {
                 self.warned = true;
                 warn!(event = "state_error", path = self.path.display().to_string().as_str(); "cannot write the state file {}: {e}", self.path.display());

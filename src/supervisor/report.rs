@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::policy;
 use crate::proctree::Blind;
 use crate::reap::Exit;
-use crate::terminate::Event;
+use crate::terminate::{Begun, Ended, Event};
 use crate::units::{Unit, UnitId};
 use crate::values::signal_name;
 use log::{debug, error, info, warn};
@@ -89,8 +89,32 @@ pub(super) fn terminating(unit: &Unit, decision: &policy::Decision, dry: bool) {
     }
 }
 
+/// How a termination began: the input closed (debug), or the one line saying why it
+/// could not be, the unit getting SIGTERM at once.
+pub(super) fn begun(top: i32, begun: &Begun) {
+    match begun {
+        Begun::InputClosed(pid) => {
+            debug!(event = "input_closed", top = top, pid = pid; "closed the input of unit {top} (fd 0 of {pid})")
+        }
+        Begun::Fallback(why) => {
+            info!(event = "eof_fallback", top = top, cause = why.cause();
+                "cannot close the input of unit {top}, sending SIGTERM: {}", why.describe())
+        }
+        Begun::Signalled => {}
+    }
+}
+
 pub(super) fn escalation(event: &Event) {
     match event {
+        Event::Termed { id, pids } => {
+            let pgid = match id {
+                UnitId::Group(pgid) => *pgid,
+                _ => 0,
+            };
+            let pids = join(pids);
+            info!(event = "eof_timeout", unit = unit_name(*id).as_str(), pgid = pgid, pids = pids.as_str();
+                "{} still alive after the EOF grace, sending SIGTERM", unit_name(*id));
+        }
         Event::Killed { id, pids } => {
             let pgid = match id {
                 UnitId::Group(pgid) => *pgid,
@@ -100,8 +124,20 @@ pub(super) fn escalation(event: &Event) {
             warn!(event = "escalate", unit = unit_name(*id).as_str(), pgid = pgid, pids = pids.as_str();
                 "{} still alive after the kill grace, sending SIGKILL", unit_name(*id));
         }
-        Event::Gone { id, reason } => {
-            debug!(event = "unit_gone", unit = unit_name(*id).as_str(), reason = reason.as_str(); "{} is gone", unit_name(*id));
+        Event::Gone {
+            id,
+            reason,
+            ended,
+            after,
+        } => {
+            let how = match ended {
+                Ended::Eof => "at EOF",
+                Ended::Term => "after SIGTERM",
+                Ended::Kill => "after SIGKILL",
+            };
+            info!(event = "unit_gone", unit = unit_name(*id).as_str(), reason = reason.as_str(),
+                ended = ended.as_str(), after_ms = after.as_millis() as u64;
+                "{} is gone, ended {how}", unit_name(*id));
         }
         Event::Stuck { id, pids } => {
             let pids = join(pids);

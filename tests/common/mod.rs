@@ -4,6 +4,7 @@
 //! dies with the namespace, even if the test itself fails or hangs.
 #![allow(dead_code)]
 
+use mcpinit::proctree;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -21,7 +22,7 @@ pub fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -36,14 +37,21 @@ pub fn in_namespace(program: &str, args: &[&str]) -> Command {
     }
     cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", program]);
     cmd.args(args);
-    // Tests pick their settings explicitly; the runner's environment must not leak in.
+    without_our_env(&mut cmd);
+    cmd
+}
+
+/// Tests pick their settings explicitly; the runner's environment must not leak in.
+pub fn without_our_env(cmd: &mut Command) {
     for (key, _) in std::env::vars() {
         if key.starts_with("MCPINIT_") || key.starts_with("TINI_") {
             cmd.env_remove(key);
         }
     }
-    cmd
 }
+
+/// The first fixture server's launcher command line, as MetaMCP's npm sets it.
+pub const SERVER_A: &str = "npm exec @modelcontextprotocol/server-a";
 
 /// A running mcpinit in its namespace, with its stdout and stderr going to files.
 pub struct Run {
@@ -211,12 +219,7 @@ pub fn children(pid: i32) -> Vec<i32> {
         else {
             continue;
         };
-        let stat = fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(pid) {
+        if proctree::stat_of(child).is_some_and(|s| s.ppid == pid) {
             found.push(child);
         }
     }
@@ -234,19 +237,17 @@ pub fn cmdline(pid: i32) -> String {
     parts.join(" ")
 }
 
+/// Exited, or gone altogether.
 pub fn is_zombie(pid: i32) -> bool {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    match stat.rfind(')') {
-        Some(i) => stat[i + 1..].trim_start().starts_with(['Z', 'X']),
-        None => true, // gone
-    }
+    proctree::stat_of(pid).is_none_or(|s| s.is_zombie())
 }
 
 pub fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
 }
 
-/// CPU time `pid` has used so far (utime + stime), in clock ticks.
+/// CPU time `pid` has used so far (utime + stime), in clock ticks. Read here, not with
+/// `proctree::parse_stat`: mcpinit itself never needs these two fields.
 pub fn cpu_ticks(pid: i32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<u64> = stat
@@ -275,10 +276,6 @@ pub fn inside_program(run: &Run, program: &str, args: &[&str]) -> Command {
         cmd.args(["-U", "--preserve-credentials"]);
     }
     cmd.arg(program).args(args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("MCPINIT_") || key.starts_with("TINI_") {
-            cmd.env_remove(key);
-        }
-    }
+    without_our_env(&mut cmd);
     cmd
 }

@@ -108,6 +108,7 @@ gather_context() {
     cp /bin/busybox "$ctx/busybox"
     cp tests/docker/leak.sh "$ctx/"
     cp tests/fixtures/metamcp/*.js "$ctx/metamcp/"
+    cp tests/fixtures/eof/parent.js tests/fixtures/eof/server.js "$ctx/metamcp/"
     # node with exactly the shared libraries it loads, at the paths it loads them from
     node=$(readlink -f "$(command -v node)")
     cp "$node" "$ctx/node/usr/bin/node"
@@ -198,6 +199,49 @@ watch_pids() {
         sleep 0.05
     done
     echo "$peak $refused"
+}
+
+# Closing a server's input (pidfd_getfd + shutdown) under Docker's seccomp profile.
+# /app/parent.js starts a stdio server with a socketpair stdin, as MetaMCP does, and says
+# how it ended; the server grows past MCPINIT_MAX_PROCS=4 once ready, so mcpinit ends it.
+# eof_run [docker run options]: the run's output.
+eof_run() {
+    run_fg "$@" -e MCPINIT_MAX_PROCS=4 -e MCPINIT_KILL_GRACE=1s "$IMAGE" node /app/parent.js 3 2>&1
+}
+
+# The default profile refuses pidfd_getfd without CAP_SYS_PTRACE: mcpinit warns at start,
+# one line per termination says so, and the server gets SIGTERM at once (which MetaMCP
+# would count as a crash).
+eof_default_seccomp() {
+    local out
+    out=$(eof_run) || true
+    note "$(grep -m1 'cannot be closed here' <<<"$out")"
+    note "$(grep -m1 'cannot close the input' <<<"$out")"
+    note "$(grep -m1 '"event":"exit"' <<<"$out")"
+    grep -q 'server inputs cannot be closed here .*cause=seccomp' <<<"$out" \
+        && grep -q 'cannot close the input .*cause=seccomp' <<<"$out" \
+        && grep -q 'ended=term' <<<"$out" && return 0
+    note "expected the start-time eof_unavailable warning and an eof_fallback line, both"
+    note "cause=seccomp, then SIGTERM (ended=term):"
+    note "$out"
+    return 1
+}
+
+# With CAP_SYS_PTRACE (cap_add: [SYS_PTRACE]), as root and as user 1001: the server reads
+# EOF and exits 0, no signal sent.
+eof_with_sys_ptrace() {
+    local out user ok=0
+    for user in 0 1001; do
+        out=$(eof_run --cap-add SYS_PTRACE --user "$user") || true
+        note "--user $user: $(grep -m1 '"event":"exit"' <<<"$out"); $(grep -m1 -o 'ended=[a-z]* after_ms=[0-9]*' <<<"$out")"
+        if ! grep -q '"event":"exit".*"code":0' <<<"$out" || ! grep -q 'ended=eof' <<<"$out" \
+            || grep -q 'cannot close the input\|cannot be closed here\|sending SIG' <<<"$out"; then
+            note "expected exit code 0 and ended=eof with no signal; got:"
+            note "$out"
+            ok=1
+        fi
+    done
+    return $ok
 }
 
 # ---------------------------------------------------------------- scenarios
@@ -407,6 +451,8 @@ scenario "docker exec … /mcpinit status shows the tree" status_shows_tree
 dk rm -f "mcpinit-test-$$-leak-mcpinit" >/dev/null # done with it: stop the leak
 scenario "--pids-limit 64 with --init (tini): the leak hits the kernel's limit" pids_limit_tini
 scenario "MetaMCP-shaped, --user 1001: dedupe, orphan, /tmp state file, HEALTHCHECK, stop" metamcp_as_user_1001
+scenario "closing input: Docker's default seccomp refuses pidfd_getfd, one line says so, then SIGTERM" eof_default_seccomp
+scenario "closing input with --cap-add SYS_PTRACE (root, 1001): the server exits 0 at EOF, no signal" eof_with_sys_ptrace
 
 say "took $((SECONDS - started_at)) s"
 echo "$passed passed, $failed failed"
