@@ -46,15 +46,32 @@ fn grouping_and_policy(c: &mut Criterion) {
     let config = Config::default();
     let busy = HashSet::new();
     let activity = mcpinit::policy::Activity::new();
-    for name in ["units", "decide"] {
+    for name in ["units", "decide", "decide_with_input"] {
         let mut group = c.benchmark_group(name);
         for n in [10, 100, 1_000, 10_000] {
             let snapshot = incident(n);
             let grouped = units(&snapshot, Some(MAIN), &config.dedupe);
+            // Every instance watched, half of them with input a minute ago, half idle
+            // for an hour: dedupe has to rank them all.
+            let watched: mcpinit::policy::Activity = grouped
+                .iter()
+                .filter(|u| u.key.is_some())
+                .enumerate()
+                .map(|(i, u)| {
+                    let input = (i % 2 == 0).then_some(NOW_MS - 60_000);
+                    let seen = mcpinit::activity::Use {
+                        last_input_ms: input,
+                        watched_since_ms: NOW_MS - 3_600_000,
+                    };
+                    (u.id, seen)
+                })
+                .collect();
             group.throughput(Throughput::Elements(snapshot.procs.len() as u64));
             group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
                 if name == "units" {
                     b.iter(|| units(black_box(&snapshot), Some(MAIN), &config.dedupe))
+                } else if name == "decide_with_input" {
+                    b.iter(|| decide(black_box(&grouped), &watched, &config, NOW_MS, &busy))
                 } else {
                     b.iter(|| decide(black_box(&grouped), &activity, &config, NOW_MS, &busy))
                 }

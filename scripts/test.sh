@@ -8,5 +8,8 @@ scripts/build-static.sh
 cargo test --locked -- --test-threads=2
 # tini's own inner suite against mcpinit, in its own PID namespace (tests/tini/run.sh)
 tests/tini/run.sh
-# mcpinit in a real Docker container (starts a dockerd if none runs; fails in CI without one)
+# mcpinit in a real Docker container (starts a dockerd if none runs; fails in CI without one).
+# Both engine tests hold /tmp/engine.lock while they run.
 tests/docker/run.sh
+# mcpinit in a real podman container, rootful (tests/podman/run.sh; fails in CI without one)
+tests/podman/run.sh

@@ -24,9 +24,11 @@ use std::collections::HashMap;
 
 /// The bytes of one eventfd read: growth at or below this per read call is not input.
 pub const EVENTFD_READ: u64 = 8;
-/// Growth while the leaf is younger than this is start-up, not input: module loading,
-/// the handshake, and the eventfd burst at 10–15 s, with margin.
-pub const STARTUP_MS: u64 = 20_000;
+/// Growth while the leaf is younger than this is start-up, not input: module loading
+/// and the launcher's handshake, done in the first second or two. (The eventfd burst at
+/// 10–15 s is 8 bytes per read, which `EVENTFD_READ` discounts at any age.) Short, since
+/// a session's first requests to an instance made for it fall in this window too.
+pub const STARTUP_MS: u64 = 5_000;
 
 /// The read counters of one process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

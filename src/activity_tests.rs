@@ -80,17 +80,17 @@ fn a_leaf_over_its_life() {
 
 #[test]
 fn growth_since_a_look_during_start_up_is_a_baseline() {
-    // Looked at once at 15 s, then at 45 s: the burst could be in between, so the
-    // growth is not input, but the leaf is idle only since its first look.
+    // Looked at once at 3 s, then at 33 s: the rest of start-up could be in between,
+    // so the growth is not input, but the leaf is idle only since its first look.
     let mut tracker = Tracker::default();
-    tracker.begin(15_000);
-    tracker.observe(7, 99, 0, Some(io(1000, 10)), 15_000);
-    tracker.begin(45_000);
-    let seen = tracker.observe(7, 99, 0, Some(io(5000, 20)), 45_000);
-    assert_eq!((seen.last_input_ms, seen.idle_since_ms()), (None, 15_000));
-    tracker.begin(75_000);
-    let seen = tracker.observe(7, 99, 0, Some(io(5400, 22)), 75_000);
-    assert_eq!(seen.last_input_ms, Some(75_000));
+    tracker.begin(3_000);
+    tracker.observe(7, 99, 0, Some(io(1000, 10)), 3_000);
+    tracker.begin(33_000);
+    let seen = tracker.observe(7, 99, 0, Some(io(5000, 20)), 33_000);
+    assert_eq!((seen.last_input_ms, seen.idle_since_ms()), (None, 3_000));
+    tracker.begin(63_000);
+    let seen = tracker.observe(7, 99, 0, Some(io(5400, 22)), 63_000);
+    assert_eq!(seen.last_input_ms, Some(63_000));
 }
 
 #[test]
@@ -161,7 +161,8 @@ fn a_unit_is_as_recent_as_its_latest_leaf() {
 #[test]
 fn the_start_up_window_is_at_most_a_quarter_of_the_idle_time() {
     assert_eq!(startup_ms(600_000), STARTUP_MS);
-    assert_eq!(startup_ms(40_000), 10_000);
+    assert_eq!(startup_ms(40_000), STARTUP_MS);
+    assert_eq!(startup_ms(12_000), 3_000);
     assert_eq!(startup_ms(4_000), 1_000);
     let mut tracker = Tracker::new(startup_ms(4_000));
     tracker.begin(1_200);

@@ -1,7 +1,8 @@
 //! Command line and environment -> one typed `Config`, validated before anything runs.
 //! Every refusal is one line naming the variable or option, the value, and what is accepted.
 
-pub use crate::settings::{usage, Config, DedupeList, LogTarget, Orphans, SYNOPSIS};
+pub use crate::help::{usage, SYNOPSIS};
+pub use crate::settings::{Config, DedupeList, LogTarget, Orphans};
 use crate::settings::{Kind, RETIRED, SETTINGS};
 use crate::signals;
 use std::ffi::{OsStr, OsString};
@@ -44,10 +45,7 @@ fn usage_error(message: String) -> UsageError {
 }
 
 fn unknown(what: &str, arg: &[u8]) -> UsageError {
-    usage_error(format!(
-        "unknown {what} '{}'",
-        shown(OsStr::from_bytes(arg))
-    ))
+    usage_error(format!("unknown {what} {}", shown(OsStr::from_bytes(arg))))
 }
 
 /// Characters of a value shown in a refusal; the rest is summarised by its length.

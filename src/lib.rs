@@ -7,6 +7,7 @@ pub mod activity;
 pub mod cgroup;
 pub mod closeinput;
 pub mod config;
+pub mod help;
 pub(crate) mod launcher;
 pub mod logging;
 pub mod metrics;

@@ -34,6 +34,8 @@ pub struct Decision {
     pub reason: Reason,
     /// For duplicates: the top pid of the newest instance of its key, which is kept.
     pub kept: Option<i32>,
+    /// How long the unit had had no input, when its input was looked at.
+    pub idle_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -92,25 +94,27 @@ pub fn decide(
             picker.pick(unit, Reason::Orphan, None);
         }
     }
-    // Dedupe: every instance but the newest and those in use, idle longest first.
-    let mut idle: Vec<&Unit> = candidates
+    // Each candidate's rank and recency, once: the sorts below compare them often.
+    let ranked: Vec<(&Unit, Rank, u64)> = candidates
         .iter()
-        .copied()
-        .filter(|u| look.rank(u) == Rank::Idle)
+        .map(|&u| (u, look.rank(u), look.recency(u)))
         .collect();
-    idle.sort_by_key(|u| (look.idle_since(u), u.started_ms, u.top));
-    let mut duplicates: Vec<UnitId> = idle.iter().map(|u| u.id).collect();
+    // Dedupe: every instance but the newest and those in use, idle longest first.
+    let mut idle: Vec<&(&Unit, Rank, u64)> =
+        ranked.iter().filter(|(_, r, _)| *r == Rank::Idle).collect();
+    idle.sort_unstable_by_key(|&&(u, _, since)| (since, u.started_ms, u.top));
+    let mut duplicates: Vec<UnitId> = idle.iter().map(|(u, _, _)| u.id).collect();
     duplicates.sort_unstable();
-    for unit in idle {
+    for &&(unit, _, _) in &idle {
         let kept = unit.key.as_deref().and_then(|k| look.newest.get(k));
         picker.pick(unit, Reason::Duplicate, kept.copied());
     }
 
-    if config.max_procs > 0 {
+    if config.max_procs > 0 && picker.live - picker.gone > config.max_procs {
         // Cheapest losses first (see `Rank`), least recently used first within a rank.
-        let mut order = candidates.clone();
-        order.sort_by_key(|u| (look.rank(u), look.recency(u), u.started_ms, u.top));
-        for unit in order {
+        let mut order: Vec<_> = ranked.iter().collect();
+        order.sort_unstable_by_key(|&&(u, rank, since)| (rank, since, u.started_ms, u.top));
+        for &&(unit, _, _) in &order {
             if picker.live - picker.gone <= config.max_procs {
                 break;
             }
@@ -128,20 +132,25 @@ pub fn decide(
         // The same ranks as for the cap; within a rank the least recently used server
         // first, and among equals the largest: losing MetaMCP's backend is worse than
         // any of the servers it leaked.
-        let mut by_rss = candidates.clone();
-        by_rss.sort_by_key(|u| (look.rank(u), look.recency(u), std::cmp::Reverse(u.rss)));
-        for unit in by_rss {
+        let mut by_rss: Vec<_> = ranked.iter().collect();
+        by_rss.sort_by_key(|&&(u, rank, since)| (rank, since, std::cmp::Reverse(u.rss)));
+        for &&(unit, _, _) in &by_rss {
             if main_over_memory || picker.rss - picker.gone_rss <= config.max_memory {
                 break;
             }
             picker.pick(unit, Reason::Memory, None);
         }
     }
-    let due_ms = candidates
+    let due_ms = ranked
         .iter()
-        .filter(|u| look.rank(u) == Rank::InUse && activity.contains_key(&u.id))
-        .map(|u| look.idle_since(u).saturating_add(look.idle_ms))
+        .filter(|(u, rank, _)| *rank == Rank::InUse && activity.contains_key(&u.id))
+        .map(|(u, _, _)| look.idle_since(u).saturating_add(look.idle_ms))
         .min();
+    for decision in &mut picker.terminate {
+        decision.idle_ms = activity
+            .get(&decision.unit)
+            .map(|u| now_ms.saturating_sub(u.idle_since_ms()));
+    }
     let uses_activity = picker
         .terminate
         .iter()
@@ -160,7 +169,7 @@ pub fn decide(
 
 /// What each unit stands to lose, cheapest first: the order in which the caps take
 /// them. `Idle` and `InUse` are older instances of a key; `Newest` the `dedupe_keep`
-/// newest of each (the spare MetaMCP hands to its next session).
+/// newest of each and its spare (the idle instance MetaMCP hands to its next session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Rank {
     /// Reparented to mcpinit: nothing tracks it.
@@ -171,7 +180,8 @@ pub enum Rank {
     Detached,
     /// An older instance with recent input: some session uses it.
     InUse,
-    /// The newest instance(s) of a key.
+    /// The newest instance(s) of a key, and its spare: the newest never seen
+    /// reading input.
     Newest,
     /// Subtrees of the main child's own group, such as MetaMCP's backend.
     Application,
@@ -218,6 +228,20 @@ impl<'a> Look<'a> {
             look.newest.insert(key, list[0].top);
             look.kept
                 .extend(list.iter().take(config.dedupe_keep.max(1)).map(|u| u.id));
+            // The spare: MetaMCP keeps one idle instance per server for its next
+            // session, and it is not always the newest (a session that comes while the
+            // next spare is starting gets a new instance of its own, younger than that
+            // spare, whose first requests may fall in its start-up window and so look
+            // like none). So the newest instance never seen reading input besides the
+            // newest kept ones is kept too: ending the spare would leave the next
+            // session a dead one, while keeping one idle instance too many costs memory.
+            let keep = config.dedupe_keep.max(1);
+            let spare = list.iter().skip(keep).find(|u| {
+                activity
+                    .get(&u.id)
+                    .is_some_and(|seen| seen.last_input_ms.is_none())
+            });
+            look.kept.extend(spare.map(|u| u.id));
             look.instances.extend(list.iter().map(|u| u.id));
         }
         look
@@ -323,6 +347,7 @@ impl Picker {
                 unit: unit.id,
                 reason,
                 kept,
+                idle_ms: None,
             });
         }
     }

@@ -21,9 +21,14 @@ fn seen(watched_s: u64, input_s: Option<u64>) -> Use {
     }
 }
 
-/// Watched long ago, no input since: idle for good.
+/// Watched long ago, no input seen at all: idle for good, and never used.
 fn idle() -> Use {
     seen(990, None)
+}
+
+/// Used once, long ago: a leak.
+fn stale() -> Use {
+    seen(990, Some(700))
 }
 
 fn plan(procs: Vec<crate::proctree::Proc>, config: &Config) -> Plan {
@@ -76,17 +81,19 @@ fn backend_with(ages: &[u64]) -> Vec<crate::proctree::Proc> {
 
 #[test]
 fn idle_duplicates_are_culled_to_the_newest_idle_longest_first() {
-    // Instances 400, 300, 200, 100 s old; 120 idle since 900 s, 110 since 990 s,
-    // 100 since 950 s: culled 110, 100, 120.
+    // Instances 400, 300, 200, 100 s old; 120 last used 900 s ago, 110 990 s ago,
+    // 100 950 s ago: culled 110, 100, 120.
     let uses = [
-        (100, seen(950, None)),
-        (110, seen(990, None)),
-        (120, seen(900, None)),
+        (100, seen(995, Some(950))),
+        (110, seen(995, Some(990))),
+        (120, seen(995, Some(900))),
         (130, idle()),
     ];
     let plan = plan_with(backend_with(&[400, 300, 200, 100]), &config(), &[], &uses);
     let dup = |pgid| (UnitId::Group(pgid), Reason::Duplicate, Some(130));
     assert_eq!(chosen(&plan), [dup(110), dup(100), dup(120)]);
+    let idle: Vec<_> = plan.terminate.iter().map(|d| d.idle_ms).collect();
+    assert_eq!(idle, [Some(990_000), Some(950_000), Some(900_000)]);
     assert_eq!((plan.live, plan.projected), (1 + 1 + 12, 1 + 1 + 3));
     assert!(plan.uses_activity);
 }
@@ -100,9 +107,14 @@ fn dedupe_keeps_the_newest_and_every_instance_in_use() {
     type Row = (Vec<Option<Use>>, &'static [bool], &'static str);
     let table: Vec<Row> = vec![
         (
-            vec![Some(idle()), Some(idle())],
+            vec![Some(stale()), Some(idle())],
             &[true, false],
-            "an idle duplicate",
+            "a duplicate used long ago",
+        ),
+        (
+            vec![Some(idle()), Some(idle())],
+            &[false, false],
+            "never used besides the newest: the spare",
         ),
         (
             vec![Some(seen(990, Some(30))), Some(idle())],
@@ -131,11 +143,25 @@ fn dedupe_keeps_the_newest_and_every_instance_in_use() {
         ),
         (
             vec![Some(idle()), Some(seen(990, Some(1)))],
-            &[true, false],
-            "the newest in use changes nothing for the idle one",
+            &[false, false],
+            "the newest in use: the older one never used is MetaMCP's spare",
         ),
         (
-            vec![Some(seen(990, Some(5))), Some(idle()), Some(idle())],
+            vec![
+                Some(seen(990, Some(900))),
+                Some(idle()),
+                Some(seen(990, Some(1))),
+            ],
+            &[true, false, false],
+            "used long ago goes; the spare (never used) and the newest stay",
+        ),
+        (
+            vec![Some(idle()), Some(idle()), Some(seen(990, Some(1)))],
+            &[true, false, false],
+            "two never used: only the newer of them is the spare",
+        ),
+        (
+            vec![Some(seen(990, Some(5))), Some(stale()), Some(idle())],
             &[false, true, false],
             "an older one in use, a younger idle one: the idle one goes",
         ),
@@ -164,13 +190,15 @@ fn dedupe_keeps_the_newest_and_every_instance_in_use() {
 }
 
 #[test]
-fn the_newest_is_kept_even_when_idle_and_never_used() {
+fn the_newest_and_the_spare_are_kept_when_never_used() {
     let plan = plan_with(backend_with(&[400]), &config(), &[], &all_idle(1));
     assert_eq!(chosen(&plan), []);
     let plan = plan_with(backend_with(&[400, 5]), &config(), &[], &all_idle(2));
+    assert_eq!(chosen(&plan), [], "the older one may be the spare");
+    let plan = plan_with(backend_with(&[400, 300, 5]), &config(), &[], &all_idle(3));
     assert_eq!(
         chosen(&plan),
-        [(UnitId::Group(100), Reason::Duplicate, Some(110))]
+        [(UnitId::Group(100), Reason::Duplicate, Some(120))]
     );
 }
 
@@ -184,7 +212,7 @@ fn keep_two_keeps_the_two_newest_whatever_their_input() {
         backend_with(&[400, 300, 200, 100]),
         &config,
         &[],
-        &all_idle(4),
+        &(0..4).map(|i| (100 + 10 * i, stale())).collect::<Vec<_>>(),
     );
     let dup = |pgid| (UnitId::Group(pgid), Reason::Duplicate, Some(130));
     assert_eq!(chosen(&plan), [dup(100), dup(110)]);
@@ -440,8 +468,9 @@ fn memory_cap_spares_the_application_while_a_server_can_go() {
 
 #[test]
 fn cap_ranks_orphans_idle_detached_in_use_newest_then_the_application() {
-    // main, backend (20, app), a: 100 idle since 800 s, 110 in use 10 s ago,
-    // 120 in use 100 s ago, 130 idle since 700 s, 140 newest; a detached
+    // main, backend (20, app), a: 100 never used, watched since 800 s, 110 in use
+    // 10 s ago, 120 in use 100 s ago, 130 never used, watched since 700 s (the spare:
+    // the newest never used besides the newest), 140 newest; a detached
     // `setsid sleep` (60) and an orphan (399).
     let mut procs = backend_with(&[900, 800, 700, 600, 100]);
     procs.push(p(60, 20, 60, 950, "sleep 1000"));
@@ -466,11 +495,11 @@ fn cap_ranks_orphans_idle_detached_in_use_newest_then_the_application() {
         [
             (g(399), Reason::Orphan),
             (g(100), Reason::Duplicate),
-            (g(130), Reason::Duplicate),
             (g(60), Reason::Cap),
             (g(120), Reason::Cap),
             (g(110), Reason::Cap),
             (g(140), Reason::Cap),
+            (g(130), Reason::Cap),
             (UnitId::Subtree(20), Reason::Cap),
         ]
     );

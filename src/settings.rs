@@ -1,7 +1,7 @@
 //! What mcpinit can be told: the typed `Config`, and the table of its settings, each
 //! with its variable, its long option, its value syntax and its help line. The parser
-//! (config.rs), `--help` and the docs test all read this one table, so a setting added
-//! here is parsed, documented and shown with its default at once.
+//! (config.rs), `--help` (help.rs) and the docs test all read this one table, so a
+//! setting added here is parsed, documented and shown with its default at once.
 
 use crate::values;
 use std::ffi::{OsStr, OsString};
@@ -381,33 +381,6 @@ pub fn log_filter(value: &str) -> Option<String> {
     valid.then(|| value.trim().to_string())
 }
 
-pub const SYNOPSIS: &str = "\
-Usage: mcpinit [OPTIONS] [--] COMMAND [ARGS...]
-       mcpinit status [--json] [--state-file PATH]
-       mcpinit health [--state-file PATH]";
-
-const ABOUT: &str = "\
-A PID 1 for containers: runs COMMAND, forwards signals, reaps zombies, and
-governs the process tree (dedupes npm exec/npx/uvx servers, reclaims orphans,
-caps the number and memory of descendants).
-
-tini-compatible options:
-  -s            register as child subreaper (always on when not PID 1)
-  -g            forward signals to the child's process group
-  -e CODE       report child exit code CODE as 0 (repeatable)
-  -p SIGNAL     signal to receive when mcpinit's parent dies
-  -v            more verbose (repeatable: -vv)
-  -w            log each reaped zombie at warning level
-  -h, --help    this help;  -V, --version  the version
-  variables: TINI_SUBREAPER (accepted), TINI_KILL_PROCESS_GROUP (as -g),
-  TINI_VERBOSITY (0 to 3)";
-
-const EPILOGUE: &str = "\
-Durations: 250ms, 5s, 2m, 1h, or a number of seconds. Sizes: 100k, 512m, 4g.
-
-Exit status: the child's; 128+N if it died of signal N; 127 command not
-found; 126 not executable; 2 bad usage or configuration.";
-
 /// A setting that no longer exists: accepted with any value, ignored, and said so at
 /// start, so that an upgrade never stops a container over it.
 pub struct Retired {
@@ -431,27 +404,6 @@ impl Retired {
             self.var, self.option, self.why
         )
     }
-}
-
-/// `--help`: the fixed text around one entry per setting, built from `SETTINGS`.
-pub fn usage() -> String {
-    let defaults = Config::default();
-    let mut out = format!("{SYNOPSIS}\n\n{ABOUT}\n\nGovernance (each option overrides its variable; default in brackets):\n");
-    for s in SETTINGS {
-        let option = match s.metavar() {
-            "" => s.option.to_string(),
-            metavar => format!("{} {metavar}", s.option),
-        };
-        out.push_str(&format!(
-            "  {option:<26} {} [{}]\n      {}\n",
-            s.var,
-            s.show(&defaults),
-            s.help
-        ));
-    }
-    out.push('\n');
-    out.push_str(EPILOGUE);
-    out
 }
 
 #[cfg(test)]
@@ -506,7 +458,7 @@ mod tests {
 
     #[test]
     fn help_and_docs_name_every_setting() {
-        let help = usage();
+        let help = crate::help::usage();
         let docs = include_str!("../docs/configuration.md");
         let readme = include_str!("../README.md");
         for s in SETTINGS {

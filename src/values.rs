@@ -1,28 +1,52 @@
-//! The value syntaxes the brief promises, durations and sizes: parsers, and formatters
-//! beside them, round-trip tested. Each parser returns a short description of what it accepts on failure, so the caller can
-//! name the variable or option and the value in one line.
+//! The value syntaxes the brief promises, durations and sizes: their parsers, and beside
+//! them the formatters that write them (exactly, for settings; shortened, for columns),
+//! round-trip tested. `DURATION_HELP` and `SIZE_HELP` say what the parsers accept, so a
+//! refusal can name the variable or option, the value and the syntax in one line.
 
 use std::time::Duration;
 
 pub const DURATION_HELP: &str = "a duration such as 250ms, 5s, 2m, or a number of seconds";
 pub const SIZE_HELP: &str = "a size such as 512m, 4g, 100k, or a number of bytes (0 = no cap)";
 
-/// `250ms`, `5s`, `2m`, `1h`, or a bare (possibly fractional) number of seconds.
+/// `250ms`, `5s`, `2m`, `1h`, `1d`, a bare (possibly fractional) number of seconds, or
+/// units combined largest first, as `status` shows ages: `2m05s`, `3h02m`, `4d07h`.
 pub fn duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale_ms = match unit.trim() {
-        "ms" => 1.0,
-        "" | "s" => 1_000.0,
-        "m" => 60_000.0,
-        "h" => 3_600_000.0,
-        _ => return None,
+    let is_number = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let ms = if text.is_empty() {
+        return None;
+    } else if is_number(text) {
+        text.parse::<f64>().ok()? * 1_000.0
+    } else {
+        let (mut rest, mut ms, mut previous) = (text, 0.0, f64::INFINITY);
+        while !rest.is_empty() {
+            let split = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
+            let (number, tail) = rest.split_at(split);
+            let tail = tail.trim_start();
+            let split = tail
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(tail.len());
+            let (unit, tail) = tail.split_at(split);
+            let scale = match unit {
+                "ms" => 1.0,
+                "s" => 1_000.0,
+                "m" => 60_000.0,
+                "h" => 3_600_000.0,
+                "d" => 86_400_000.0,
+                _ => return None,
+            };
+            // Each unit once, largest first: `1s2m` is more likely a typo than a sum.
+            if !is_number(number) || scale >= previous {
+                return None;
+            }
+            ms += number.parse::<f64>().ok()? * scale;
+            previous = scale;
+            rest = tail.trim_start();
+        }
+        ms
     };
-    let value: f64 = number.parse().ok()?;
-    let ms = value * scale_ms;
     // Ten years is far beyond any sensible grace; it also keeps Instant arithmetic safe.
     (0.0..=315_360_000_000.0)
         .contains(&ms)
@@ -51,6 +75,29 @@ pub fn size_text(bytes: u64) -> String {
     {
         Some((shift, unit)) => format!("{}{unit}", bytes >> shift),
         None => bytes.to_string(),
+    }
+}
+
+/// `0.3s`, `42s`, `2m05s`, `3h02m`, `4d07h`: an age short enough for a column, to a
+/// tenth of a second under 10 s, then to the second, minute, hour. `duration` reads it.
+pub fn duration_short(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..10 => format!("{}.{}s", s, ms % 1000 / 100),
+        10..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// Bytes as `812K`, `48.1M`, `2.35G` (powers of 1024, as ps and top do). `size` reads it.
+pub fn size_short(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    match bytes {
+        0..MIB => format!("{}K", bytes / 1024),
+        MIB..0x4000_0000 => format!("{:.1}M", bytes as f64 / MIB as f64),
+        _ => format!("{:.2}G", bytes as f64 / (1u64 << 30) as f64),
     }
 }
 
@@ -95,6 +142,12 @@ mod tests {
             ("0.5", 500),
             ("1.5s", 1_500),
             (" 3s ", 3_000),
+            ("1d", 86_400_000),
+            ("2m05s", 125_000),
+            ("1m 30s", 90_000),
+            ("3h02m", 10_920_000),
+            ("4d07h", 370_800_000),
+            ("1s500ms", 1_500),
         ];
         for (text, ms) in ok {
             assert_eq!(duration(text), Some(Duration::from_millis(ms)), "{text}");
@@ -110,6 +163,12 @@ mod tests {
             "abc",
             "1..2s",
             "99999999999h",
+            "1s2m",
+            "1m1m",
+            "5s3",
+            "m5s",
+            "1m-5s",
+            "1mx",
         ] {
             assert_eq!(duration(bad), None, "{bad:?}");
         }
@@ -160,5 +219,56 @@ mod tests {
             assert_eq!(size(&size_text(bytes)), Some(bytes), "{bytes}");
         }
         assert_eq!(size_text(512 << 20), "512m");
+    }
+
+    #[test]
+    fn column_texts_read_back_to_their_precision() {
+        for ms in [
+            0, 99, 300, 9_999, 10_000, 42_400, 125_000, 3_599_999, 10_920_000,
+        ]
+        .into_iter()
+        .chain([370_800_000, 86_400_000 * 400, u64::MAX / 1_000_000])
+        {
+            let text = duration_short(ms);
+            let precision = match ms / 1000 {
+                0..10 => 100,
+                10..60 => 1_000,
+                60..3600 => 1_000,
+                3600..86_400 => 60_000,
+                _ => 3_600_000,
+            };
+            let Some(back) = duration(&text) else {
+                assert!(ms > 315_360_000_000, "{text} unread");
+                continue;
+            };
+            let back = back.as_millis() as u64;
+            assert!(
+                back <= ms && ms - back < precision,
+                "{ms} -> {text} -> {back}"
+            );
+        }
+        assert_eq!(duration_short(125_000), "2m05s");
+        for bytes in [
+            0,
+            1023,
+            1024,
+            812 << 10,
+            (48 << 20) + (1 << 17),
+            1 << 30,
+            5 << 40,
+        ] {
+            let text = size_short(bytes);
+            let back = size(&text).unwrap_or_else(|| panic!("{text} unread"));
+            let precision = match bytes {
+                0..0x10_0000 => 1024,
+                0x10_0000..0x4000_0000 => 1 << 20 >> 4, // one decimal of a MiB, rounded
+                _ => 1 << 30 >> 6,                      // two decimals of a GiB, rounded
+            };
+            assert!(
+                back.abs_diff(bytes) < precision,
+                "{bytes} -> {text} -> {back}"
+            );
+        }
+        assert_eq!(size_short((48 << 20) + (1 << 17)), "48.1M");
     }
 }

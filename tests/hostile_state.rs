@@ -189,7 +189,7 @@ fn document(pid: i32, updated: u64, scan_interval_ms: u64, rows: usize) -> Strin
     format!(
         r#"{{"pid":{pid},"version":"0.1.0","started_unix_ms":1,"updated_unix_ms":{updated},"snapshot_unix_ms":null,"main_pid":7,
 "settings":{{"max_procs":0,"max_memory":0,"dedupe":"off","dedupe_keep":1,"dedupe_idle_ms":600000,
-"orphans":"term","kill_grace_ms":5000,"stop_grace_ms":8000,"scan_interval_ms":{scan_interval_ms},"dry_run":false}},
+"orphans":"term","kill_grace_ms":5000,"eof_grace_ms":3000,"stop_grace_ms":8000,"scan_interval_ms":{scan_interval_ms},"dry_run":false}},
 "cgroup":{{"pids_max":null,"memory_max":null}},"counters":{{"zombies_reaped":0,"signals_forwarded":0,
 "terminated":{{"duplicate":0,"orphan":0,"cap":0,"memory":0}},"escalations":0,"peak_procs":1,"peak_rss":0}},
 "live":1,"rss":0,"processes":[{processes}]}}"#

@@ -84,6 +84,8 @@ fn every_json_line_parses_at_every_level() {
         "--gap-ms",
         "200",
         "--leaf-ignore-term",
+        "--leaf-read-once",
+        "4000",
     ];
     let mut run = Run::start(
         &args,

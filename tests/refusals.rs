@@ -92,6 +92,10 @@ fn refusals_escape_and_shorten_the_value() {
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
     assert!(err.contains("\\u{1b}[2Jkill"), "{err}");
     let err = assert_refused(&["--bogus\u{1b}]0;x".into()], &[], "--bogus");
+    assert!(
+        err.starts_with("mcpinit: unknown option '--bogus\\u{1b}]0;x'\n"),
+        "{err}"
+    );
     assert!(!err.contains('\u{1b}'), "{err:?}");
 
     let huge = "9".repeat(130_000) + "x"; // under the kernel's 128 KiB per string

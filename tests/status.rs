@@ -87,7 +87,7 @@ fn with_role<'a>(state: &'a Value, role: &str) -> Vec<&'a Value> {
 fn status_json_lists_roles_and_counters_after_a_dedupe() {
     let run = start(
         &["--dedupe-idle", "1s", "--orphans", "keep"],
-        "--spawn a:4 --orphan b:1 --gap-ms 300",
+        "--spawn a:4 --orphan b:1 --leaf-read-once 4000 --gap-ms 300",
     );
     // Settled: the three older instances culled, one server unit left.
     let state = wait_until(LONG, || {
@@ -135,8 +135,8 @@ fn status_json_lists_roles_and_counters_after_a_dedupe() {
 #[test]
 fn human_status_renders_units_as_trees_with_marks() {
     let run = start(
-        &["--dry-run", "--dedupe-idle", "1s"],
-        "--spawn a:2 --gap-ms 200",
+        &["--dry-run", "--dedupe-idle", "1s", "--eof-grace", "1500ms"],
+        "--spawn a:2 --leaf-read-once 4000 --gap-ms 200",
     );
     let file = state_file(&run);
     let args = ["status", "--state-file", file.to_str().unwrap()];
@@ -153,6 +153,7 @@ fn human_status_renders_units_as_trees_with_marks() {
         "live       7 processes (max 128,",
         "DRY RUN: nothing is terminated",
         "settings   dedupe npm exec,npx,uvx keep 1 idle 1s, orphans term, kill grace 5s",
+        ", scan 1s, eof grace 1500ms\n",
         "counters   terminated 0 (duplicate 0,",
         "units      servers 2 (1 keys, 1 duplicates), orphans 0, other 0",
         "    PID   PPID   PGID S      AGE      RSS  COMMAND",

@@ -2,8 +2,9 @@
 //! `interest` names and calls `service` when one is ready or `next_deadline` passed.
 //! Nothing here blocks or waits: every socket is non-blocking, a request is read into a
 //! small capped buffer, each connection has a fixed deadline from its accept (not
-//! extended by activity, so trickling bytes buys nothing), and connections beyond a
-//! few are accepted and closed at once. Only `GET /metrics` and `GET /healthz` are
+//! extended by activity, so trickling bytes buys nothing), and a new connection whose
+//! request is already there is served on the spot, while one that must wait gets one
+//! of a few slots or, with none free, is closed. Only `GET /metrics` and `GET /healthz` are
 //! answered; anything else gets a short 4xx and is closed.
 
 use super::Format;
@@ -190,7 +191,7 @@ impl Server {
         }
         self.conns = kept;
         if is_ready(0) {
-            self.accept(now);
+            self.accept(now, &mut respond);
         }
     }
 
@@ -200,7 +201,11 @@ impl Server {
         }
     }
 
-    fn accept(&mut self, now: Instant) {
+    /// Take new connections, and serve each at once if its request is already there
+    /// (a scraper sends it with the handshake): slow clients holding every slot then
+    /// cost an honest one nothing. One that must wait gets a slot, or, with none free,
+    /// is closed.
+    fn accept(&mut self, now: Instant, respond: &mut impl FnMut(Route) -> Reply) {
         for _ in 0..ACCEPTS_PER_CALL {
             let stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
@@ -208,16 +213,35 @@ impl Server {
                 // is left for the next readiness: never an error of the loop's.
                 Err(_) => return,
             };
-            if self.conns.len() >= MAX_CONNECTIONS || stream.set_nonblocking(true).is_err() {
+            if stream.set_nonblocking(true).is_err() {
                 self.count(Outcome::Busy);
                 continue; // dropped: closed
             }
-            self.conns.push(Conn {
+            let mut conn = Conn {
                 stream,
                 request: Vec::with_capacity(512),
                 phase: Phase::Reading,
                 deadline: now + READ_DEADLINE,
-            });
+            };
+            let room = self.conns.len() < MAX_CONNECTIONS;
+            match conn.step(now, respond) {
+                Step::Keep if room => self.conns.push(conn),
+                Step::Keep => self.count(Outcome::Busy),
+                Step::Replied(outcome) => {
+                    self.count(outcome);
+                    if conn.is_written() || !room {
+                        conn.finish();
+                    } else {
+                        self.conns.push(conn);
+                    }
+                }
+                Step::Done(outcome) => {
+                    if let Some(outcome) = outcome {
+                        self.count(outcome);
+                    }
+                    conn.finish();
+                }
+            }
         }
     }
 }

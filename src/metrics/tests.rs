@@ -341,14 +341,25 @@ impl Pump {
                 .collect()
         };
         let before = Instant::now();
-        let body = self.body.clone();
-        self.server.service(&ready, Instant::now(), |route| Reply {
-            status: 200,
-            content_type: "text/plain",
-            body: format!("{route:?} {body}"),
+        // Making the reply is the loop's work, not the endpoint's: it is left out of
+        // the measure (a 16 MiB one takes a while in a debug build).
+        let mut replying = Duration::ZERO;
+        let body = &self.body;
+        self.server.service(&ready, Instant::now(), |route| {
+            let started = Instant::now();
+            let reply = Reply {
+                status: 200,
+                content_type: "text/plain",
+                body: format!("{route:?} {body}"),
+            };
+            replying += started.elapsed();
+            reply
         });
-        self.longest_service = self.longest_service.max(before.elapsed());
-        self.longest_turn = self.longest_turn.max(started.elapsed());
+        let serving = before.elapsed().saturating_sub(replying);
+        self.longest_service = self.longest_service.max(serving);
+        self.longest_turn = self
+            .longest_turn
+            .max(started.elapsed().saturating_sub(replying));
     }
 
     /// Turn until `done` or `limit`.
@@ -446,6 +457,13 @@ fn slowloris_clients_are_bounded_and_dropped_at_the_deadline_without_stalling_th
         pump.run_until(Duration::from_secs(5), |s| s.open_connections()
             == MAX_CONNECTIONS)
     );
+    // With every slot held, a client whose request is there at the accept is served
+    // at once (its bytes may trail the handshake, hence a few tries).
+    let honest = (0..5).any(|_| {
+        serve_one(&mut pump, b"GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200")
+    });
+    assert!(honest, "no scrape got through while the slots were held");
+    assert_eq!(pump.server.open_connections(), MAX_CONNECTIONS);
     assert!(pump.run_until(Duration::from_secs(10), |_| trickle
         .iter()
         .all(|t| t.is_finished())));
@@ -457,7 +475,7 @@ fn slowloris_clients_are_bounded_and_dropped_at_the_deadline_without_stalling_th
         MAX_CONNECTIONS as u64,
         "{sent:?}"
     );
-    assert_eq!(pump.count(Outcome::Busy), MAX_CONNECTIONS as u64);
+    assert!(pump.count(Outcome::Busy) >= MAX_CONNECTIONS as u64);
     // No trickler got its 60 bytes through: each was cut off by ~2 s.
     assert!(sent.iter().all(|&n| n < 60), "{sent:?}");
     // The loop never waited on them: generous bounds, the point is "not seconds".

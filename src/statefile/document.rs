@@ -78,6 +78,10 @@ pub struct Settings {
     pub stop_grace_ms: u64,
     pub scan_interval_ms: u64,
     pub dry_run: bool,
+    /// Close input, wait this long, then SIGTERM; 0 = no close-input step. Absent from
+    /// files of earlier versions.
+    #[serde(default)]
+    pub eof_grace_ms: u64,
 }
 
 /// The container's own limits as read at start; None = no limit.

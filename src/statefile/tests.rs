@@ -29,13 +29,14 @@ fn with_view_busy<T>(
 ) -> T {
     let counters = Counters::default();
     let busy = terminating.keys().copied().collect();
-    // Every server watched since the start of the clock and never read from: idle.
+    // Every server last read input at the start of the clock, 1,000 s ago: idle, and
+    // none is the spare (which is never seen reading).
     let activity: crate::policy::Activity = units
         .iter()
         .filter(|u| u.key.is_some())
         .map(|u| {
             let idle = crate::activity::Use {
-                last_input_ms: None,
+                last_input_ms: Some(0),
                 watched_since_ms: 0,
             };
             (u.id, idle)

@@ -4,7 +4,7 @@
 
 use super::document::{Blindness, Cgroup, Counters, Document, Role, Row, Settings};
 use crate::cgroup::Limits;
-use crate::config::{Config, Orphans};
+use crate::config::{Config, DedupeList};
 use crate::policy::{Activity, Reason};
 use crate::proctree::{Blind, Snapshot};
 use crate::units::{Unit, UnitId};
@@ -80,22 +80,15 @@ fn settings(c: &Config) -> Settings {
     Settings {
         max_procs: c.max_procs as u64,
         max_memory: c.max_memory,
-        dedupe: if c.dedupe.is_empty() {
-            "off".to_string()
-        } else {
-            c.dedupe.join(",")
-        },
+        dedupe: DedupeList(&c.dedupe).to_string(),
         dedupe_keep: c.dedupe_keep as u64,
         dedupe_idle_ms: c.dedupe_idle.as_millis() as u64,
-        orphans: match c.orphans {
-            Orphans::Term => "term",
-            Orphans::Keep => "keep",
-        }
-        .to_string(),
+        orphans: c.orphans.to_string(),
         kill_grace_ms: c.kill_grace.as_millis() as u64,
         stop_grace_ms: c.stop_grace.as_millis() as u64,
         scan_interval_ms: c.scan_interval.as_millis() as u64,
         dry_run: c.dry_run,
+        eof_grace_ms: c.eof_grace.as_millis() as u64,
     }
 }
 

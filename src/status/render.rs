@@ -1,7 +1,10 @@
 //! The human view: a header with thresholds and counters, then a pstree per unit.
+//! Durations and sizes are written by `values`, beside their parsers.
 
 use super::{verdict, State};
 use crate::statefile::{Role, Row};
+use crate::values;
+pub use crate::values::{duration_short as duration, size_short as size};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -93,14 +96,16 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
     );
     let _ = writeln!(
         out,
-        "settings   dedupe {} keep {} idle {}, orphans {}, kill grace {}, stop grace {}, scan {}",
+        "settings   dedupe {} keep {} idle {}, orphans {}, kill grace {}, stop grace {}, scan {}, \
+         eof grace {}",
         crate::output::printable(&s.dedupe),
         s.dedupe_keep,
         setting(s.dedupe_idle_ms),
         crate::output::printable(&s.orphans),
         setting(s.kill_grace_ms),
         setting(s.stop_grace_ms),
-        setting(s.scan_interval_ms)
+        setting(s.scan_interval_ms),
+        setting(s.eof_grace_ms)
     );
     let _ = writeln!(
         out,
@@ -286,32 +291,5 @@ pub(super) fn cut(text: &str, width: usize) -> String {
 
 /// A setting in the syntax it is configured with: `250ms`, `5s`, `2m`.
 pub(super) fn setting(ms: u64) -> String {
-    match ms {
-        0 => "0".into(),
-        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
-        _ => format!("{ms}ms"),
-    }
-}
-
-/// `0.3s`, `42s`, `2m05s`, `3h02m`, `4d07h`: short enough for a column.
-pub fn duration(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..10 => format!("{}.{}s", s, ms % 1000 / 100),
-        10..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..86_400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
-    }
-}
-
-/// Bytes as `812K`, `48.1M`, `2.35G` (powers of 1024, as ps and top do).
-pub fn size(bytes: u64) -> String {
-    const MIB: u64 = 1 << 20;
-    match bytes {
-        0..MIB => format!("{}K", bytes / 1024),
-        MIB..0x4000_0000 => format!("{:.1}M", bytes as f64 / MIB as f64),
-        _ => format!("{:.2}G", bytes as f64 / (1u64 << 30) as f64),
-    }
+    values::duration_text(std::time::Duration::from_millis(ms))
 }

@@ -77,15 +77,24 @@ pub(super) fn terminating(unit: &Unit, decision: &policy::Decision, dry: bool) {
         "terminating"
     };
     let top = unit.top;
+    // An instance ended by its input says how long it was idle (`idle_ms`, -1: not
+    // looked at), so an operator can tell a leak from a pause too long for the idle time.
+    let idle_ms = decision
+        .idle_ms
+        .map_or(-1, |ms| ms.min(i64::MAX as u64) as i64);
+    let idle = decision
+        .idle_ms
+        .map(|ms| format!(", idle {}", crate::status::duration(ms)))
+        .unwrap_or_default();
     match decision.kept {
         Some(kept) => {
             info!(event = "terminate", reason = reason, key = key, pids = pids.as_str(),
-            pgid = pgid, top = top, kept = kept, dry_run = dry;
-            "{verb} {reason} unit {top} (keeping newer {kept})")
+            pgid = pgid, top = top, kept = kept, idle_ms = idle_ms, dry_run = dry;
+            "{verb} {reason} unit {top} (keeping newer {kept}{idle})")
         }
         None => info!(event = "terminate", reason = reason, key = key, pids = pids.as_str(),
-            pgid = pgid, top = top, dry_run = dry;
-            "{verb} {reason} unit {top}"),
+            pgid = pgid, top = top, idle_ms = idle_ms, dry_run = dry;
+            "{verb} {reason} unit {top}{}", if idle.is_empty() { String::new() } else { format!(" ({})", &idle[2..]) }),
     }
 }
 

@@ -7,6 +7,8 @@
 # root) and starts dockerd in the background, and stops it again at the end. When no
 # engine can be had, it says so and fails in CI (CI=true) or skips locally.
 # Every container it starts is removed at the end, every step has a timeout.
+# Holds /tmp/engine.lock for its whole run, so it never fights podman (or another
+# helper's dockerd) over cgroups and iptables.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -26,7 +28,8 @@ pass() { echo "pass: $*"; passed=$((passed + 1)); }
 fail() { echo "fail: $*"; failed=$((failed + 1)); }
 
 # Every docker call is bounded: a hung engine must not hang the suite.
-dk() { timeout 60 docker "$@"; }
+# Never hands the engine lock (fd 9) to what it starts.
+dk() { timeout 60 docker "$@" 9>&-; }
 
 cleanup() {
     local ids
@@ -84,7 +87,7 @@ ensure_engine() {
     fi
     [ "$(id -u)" = 0 ] || no_engine "dockerd is not running, and starting it needs root"
     say "starting dockerd in the background"
-    dockerd >"$work/dockerd.log" 2>&1 &
+    dockerd >"$work/dockerd.log" 2>&1 9>&- &
     dockerd_pid=$!
     for _ in $(seq 1 60); do
         engine_up && return 0
@@ -433,7 +436,48 @@ metamcp_as_user_1001() {
     return $ok
 }
 
+# MCPINIT_METRICS in a container, as user 1001 under Docker's default seccomp profile:
+# the signalfd loop and the endpoint work there, a scrape (busybox wget, from inside:
+# the test containers have no network) shows the duplicate culled, /healthz agrees with
+# `mcpinit health`.
+metrics_in_a_container() {
+    local c text health ok=0
+    c=$(start metrics --user 1001 -e MCPINIT_METRICS=127.0.0.1:9464 -e MCPINIT_DEDUPE_IDLE=1s \
+        -e MCPINIT_KILL_GRACE=1s "$IMAGE" node /app/backend.js --spawn a:2 --gap-ms 200)
+    if ! wait_for 15 logs_have "$c" "serving metrics on http://127.0.0.1:9464/metrics"; then
+        note "expected 'serving metrics on http://127.0.0.1:9464/metrics' in docker logs"
+        dk rm -f "$c" >/dev/null
+        return 1
+    fi
+    wait_for 15 duplicates_culled "$c" 1 || { note "expected a duplicate culled"; ok=1; }
+    sleep 1.5 # the culled instance gone, the next scan in
+    if text=$(dk exec "$c" wget -qO- http://127.0.0.1:9464/metrics); then
+        note "scrape: $(grep -c '^mcpinit_' <<<"$text") samples;" \
+            "$(grep -E '^mcpinit_(processes|terminations_total\{reason="duplicate"\}) ' <<<"$text" | tr '\n' ' ')"
+        grep -q '^mcpinit_terminations_total{reason="duplicate"} 1$' <<<"$text" \
+            || { note "expected mcpinit_terminations_total{reason=\"duplicate\"} 1"; ok=1; }
+        grep -q '^mcpinit_units{role="server"} 1$' <<<"$text" \
+            || { note "expected one server unit left"; ok=1; }
+    else
+        note "docker exec … wget /metrics failed"
+        ok=1
+    fi
+    if health=$(dk exec "$c" wget -qO- http://127.0.0.1:9464/healthz) && [ "${health%%:*}" = healthy ] \
+        && [ "$(dk exec "$c" /mcpinit health | cut -d: -f1)" = healthy ]; then
+        note "/healthz: $health"
+    else
+        note "expected /healthz and mcpinit health both healthy, got: ${health:-nothing}"
+        ok=1
+    fi
+    dk rm -f "$c" >/dev/null
+    return $ok
+}
+
 # ---------------------------------------------------------------- main
+
+# One engine user at a time: dockerd and podman fight over iptables and cgroups.
+exec 9>/tmp/engine.lock
+flock -w 1200 9 || { say "FAIL: /tmp/engine.lock still held after 20 min"; exit 1; }
 
 ensure_engine
 say "engine: $(dk version --format 'server {{.Server.Version}}, client {{.Client.Version}}')," \
@@ -453,6 +497,7 @@ scenario "--pids-limit 64 with --init (tini): the leak hits the kernel's limit" 
 scenario "MetaMCP-shaped, --user 1001: dedupe, orphan, /tmp state file, HEALTHCHECK, stop" metamcp_as_user_1001
 scenario "closing input: Docker's default seccomp refuses pidfd_getfd, one line says so, then SIGTERM" eof_default_seccomp
 scenario "closing input with --cap-add SYS_PTRACE (root, 1001): the server exits 0 at EOF, no signal" eof_with_sys_ptrace
+scenario "MCPINIT_METRICS as user 1001: /metrics and /healthz from inside the container" metrics_in_a_container
 
 say "took $((SECONDS - started_at)) s"
 echo "$passed passed, $failed failed"

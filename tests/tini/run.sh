@@ -139,19 +139,34 @@ if [ -n "$(ns 20 "$BIN" -- true 2>/dev/null)" ]; then
     patch -s -p1 -d "$work" <tests/tini/stdout-logs.patch || die "stdout-logs.patch does not apply"
 fi
 
+# run_suite LOG: the suite once, in its own PID namespace, under a time limit.
+run_suite() {
+    local status=0
+    PATH=$venv/bin:$PATH SOURCE_DIR=$work BUILD_DIR=$work/build FORCE_SUBREAPER=1 \
+        ns 600 python "$work/test/run_inner_tests.py" >"$1" 2>&1 || status=$?
+    [ "$status" -eq 137 ] && echo "(killed at the 600 s limit)" >>"$1"
+    [ "$status" -eq 0 ] && grep -q 'All done, tests as expected' "$1"
+}
+
 started=$SECONDS
-status=0
-PATH=$venv/bin:$PATH SOURCE_DIR=$work BUILD_DIR=$work/build FORCE_SUBREAPER=1 \
-    ns 600 python "$work/test/run_inner_tests.py" >"$work/suite.log" 2>&1 || status=$?
-sections=$(grep -c '^Running\|^running' "$work/suite.log" || true)
-if [ "$status" -eq 0 ] && grep -q 'All done, tests as expected' "$work/suite.log"; then
-    grep -E '^(Running|running|Sig(Blk|Ign|Cgt):)' "$work/suite.log" | sed 's/^/    /'
-    say "tini $TINI_VERSION inner suite passed against mcpinit: $sections sections in $((SECONDS - started)) s"
-    echo "tini-suite: 1 passed, 0 failed"
-    exit 0
+retried=""
+# tini's process group tests race with themselves: they send SIGUSR1 as soon as the
+# grandchild exists, and a grandchild forked but not yet past its preexec_fn still
+# ignores SIGUSR1 (inherited), so nothing ends and the 10 s wait fails; seen with
+# tini-static as with mcpinit under load. One rerun tells that from a real failure,
+# and the first failure is shown either way.
+if ! run_suite "$work/suite.log"; then
+    say "first run failed; its last lines:"
+    tail -n 8 "$work/suite.log" | sed 's/^/    /'
+    retried=" (on a second run; the first failed, above)"
+    if ! run_suite "$work/suite.log"; then
+        sed 's/^/    /' "$work/suite.log"
+        say "tini $TINI_VERSION inner suite FAILED against mcpinit, twice"
+        echo "tini-suite: 0 passed, 1 failed"
+        exit 1
+    fi
 fi
-sed 's/^/    /' "$work/suite.log"
-[ "$status" -eq 137 ] && say "the suite was killed at its 600 s limit"
-say "tini $TINI_VERSION inner suite FAILED against mcpinit (exit $status)"
-echo "tini-suite: 0 passed, 1 failed"
-exit 1
+sections=$(grep -c '^Running\|^running' "$work/suite.log" || true)
+grep -E '^(Running|running|Sig(Blk|Ign|Cgt):)' "$work/suite.log" | sed 's/^/    /'
+say "tini $TINI_VERSION inner suite passed against mcpinit$retried: $sections sections in $((SECONDS - started)) s"
+echo "tini-suite: 1 passed, 0 failed"
