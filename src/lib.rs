@@ -15,6 +15,7 @@ pub mod output;
 pub mod policy;
 pub mod proctree;
 pub(crate) mod reap;
+pub mod reserve;
 pub mod settings;
 pub mod signals;
 pub mod spawn;

@@ -11,6 +11,10 @@ use mcpinit::{cgroup, closeinput, logging, metrics, output, signals, spawn, stat
 use std::ffi::{CStr, OsString};
 use std::os::unix::ffi::OsStringExt;
 
+/// A failed allocation must not abort PID 1: see src/reserve.rs.
+#[global_allocator]
+static ALLOCATOR: mcpinit::reserve::Allocator = mcpinit::reserve::Allocator;
+
 #[no_mangle]
 extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     // Before anything else, so that no signal can be lost or kill us early.
@@ -25,7 +29,10 @@ extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
     };
     let args = arguments(argc, argv);
     match config::parse(&args, |name| std::env::var_os(name)) {
-        Ok(Invocation::Run(config)) => run(*config, inherited, waited),
+        Ok(Invocation::Run(config)) => {
+            mcpinit::reserve::arm();
+            run(*config, inherited, waited)
+        }
         Ok(Invocation::Status { json, state_file }) => status::status(json, state_file),
         Ok(Invocation::Health { state_file }) => status::health(state_file),
         Ok(Invocation::Help) => {

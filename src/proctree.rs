@@ -251,6 +251,19 @@ impl Scanner {
         let now_ms = boottime_ms();
         self.looks += 1;
         self.blind = None;
+        if !crate::reserve::ready() {
+            // The allocator spent its reserve and cannot take it back: memory is
+            // short, and a scan is the step that grows with the population.
+            self.blind = Some(Blind {
+                errno: Errno::ENOMEM,
+                unread: 0,
+            });
+            return Snapshot {
+                me: self.me,
+                now_ms,
+                ..Snapshot::default()
+            };
+        }
         if self.proc_dir.is_none() {
             match open_proc() {
                 Ok(dir) => self.proc_dir = Some(dir),

@@ -102,3 +102,51 @@ fn out_of_file_descriptors_a_scan_says_so_and_decides_nothing() {
         "the cap was not enforced once sight came back"
     );
 }
+
+/// VmSize of `pid` in kB.
+fn vm_size_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmSize in /proc/PID/status")
+}
+
+#[test]
+fn out_of_memory_a_scan_is_skipped_and_pid_1_lives_on() {
+    // The child waits for a go, then forks 3,000 sleepers: a scan of them needs a few
+    // hundred kB more than mcpinit has once its address space is capped just above
+    // what it uses now. Before, the failed allocation aborted PID 1.
+    let dir = temp_dir("oom");
+    let go = dir.join("go");
+    let script = format!(
+        "while [ ! -e {go} ]; do sleep 0.1; done; \
+         for i in $(seq 3000); do sleep 600 & p=\"$p $!\"; done; sleep 3; kill $p; wait; exit 7",
+        go = go.display()
+    );
+    let mut run = Run::start(&["--max-procs", "8000", "--", "sh", "-c", &script], &[]);
+    assert!(run.wait_for_log("started child", LONG));
+    let init = run.init_pid();
+    std::thread::sleep(Duration::from_millis(500));
+    let cap_kb = vm_size_kb(init) + 256;
+    let ok = Command::new("prlimit")
+        .arg(format!("--pid={init}"))
+        .arg(format!("--as={}:unlimited", cap_kb * 1024))
+        .status()
+        .expect("prlimit (util-linux) must be installed")
+        .success();
+    assert!(ok, "prlimit --as failed");
+    std::fs::write(&go, b"").unwrap();
+    let status = run.wait(Duration::from_secs(90));
+    let out = run.stdout() + &run.stderr();
+    assert!(
+        !out.contains("memory allocation of"),
+        "PID 1 aborted: {out}"
+    );
+    assert_eq!(
+        status,
+        Some(7),
+        "mcpinit did not outlive the pressure: {out}"
+    );
+}

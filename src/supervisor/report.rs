@@ -177,7 +177,7 @@ pub(super) fn sight(before: Option<Blind>, now: Option<Blind>) {
         (None, Some(blind)) => {
             let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
                 .map_or(0, |(soft, _)| soft);
-            error!(event = "scan_blind", errno = blind.errno.desc(), unread = blind.unread, open_files_limit = nofile; "cannot see every process ({}: {}, {} unread; open files limit {nofile}): deciding nothing until this passes", blind.errno, blind.errno.desc(), blind.unread);
+            error!(event = "scan_blind", errno = blind.errno.desc(), unread = blind.unread, open_files_limit = nofile; "cannot see every process ({:?}: {}, {} unread; open files limit {nofile}): deciding nothing until this passes", blind.errno, blind.errno.desc(), blind.unread);
         }
         (Some(_), None) => {
             info!(event = "scan_sight"; "scans see every process again");
