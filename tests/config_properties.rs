@@ -245,7 +245,11 @@ impl Case {
         let state = b"--state-file";
         for arg in &mut args {
             let bytes = arg.as_bytes();
-            if let Some(v) = bytes.strip_prefix(&b"--state-file="[..]) {
+            // An empty value stays empty: it is refused, and must stay so.
+            if let Some(v) = bytes
+                .strip_prefix(&b"--state-file="[..])
+                .filter(|v| !v.is_empty())
+            {
                 let path = confined(dir, v);
                 *arg = os(&[&state[..], b"=", &path].concat());
             }

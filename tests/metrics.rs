@@ -142,11 +142,11 @@ fn start(settings: &[&str], backend_args: &str) -> Run {
 #[test]
 fn a_scrape_parsed_by_prometheus_client_agrees_with_status_json() {
     let python = python();
-    // Every leaf ignores SIGTERM and reads input once (a used, then abandoned instance,
-    // never a spare): the culled duplicates and the orphan need SIGKILL.
+    // Every leaf ignores SIGTERM: the culled duplicates and the orphan need SIGKILL.
+    // Every leaf reads once, 4 s in: used, then left (a never-used one would be the spare).
     let run = start(
         &["--dedupe-idle", "500ms", "--kill-grace", "1s"],
-        "--spawn a:3 --spawn b:2 --orphan c:1 --gap-ms 150 --leaf-ignore-term --leaf-read-once 1000",
+        "--spawn a:3 --spawn b:2 --orphan c:1 --gap-ms 150 --leaf-ignore-term --leaf-read-once 4000",
     );
     let addr = address(&run);
     // Settled: 2 + 1 duplicates and the orphan terminated and gone. Each needs SIGKILL,

@@ -391,7 +391,7 @@ metamcp_as_user_1001() {
     local c t0 state uid units newest duplicates ms code ok=0
     t0=$(now_ms)
     c=$(start metamcp --user 1001 -e MCPINIT_DEDUPE_IDLE=1s -e MCPINIT_KILL_GRACE=1s "$IMAGE" \
-        node /app/backend.js --spawn a:3 --spawn b:1 --orphan c:1 --gap-ms 200)
+        node /app/backend.js --spawn a:3 --spawn b:1 --orphan c:1 --leaf-read-once 4000 --gap-ms 200)
     if wait_for 15 is_healthy "$c"; then
         note "HEALTHCHECK /mcpinit health (every 1 s): healthy $(($(now_ms) - t0)) ms after docker run"
     else
@@ -399,7 +399,7 @@ metamcp_as_user_1001() {
             "last check said: $(dk inspect -f '{{with .State.Health}}{{range .Log}}{{.Output}}{{end}}{{end}}' "$c" | tail -n 1)"
         ok=1
     fi
-    if ! wait_for 10 duplicates_culled "$c" 2; then
+    if ! wait_for 20 duplicates_culled "$c" 2; then
         note "expected 2 'terminating duplicate unit' lines in docker logs"
         ok=1
     fi
@@ -443,13 +443,13 @@ metamcp_as_user_1001() {
 metrics_in_a_container() {
     local c text health ok=0
     c=$(start metrics --user 1001 -e MCPINIT_METRICS=127.0.0.1:9464 -e MCPINIT_DEDUPE_IDLE=1s \
-        -e MCPINIT_KILL_GRACE=1s "$IMAGE" node /app/backend.js --spawn a:2 --gap-ms 200)
+        -e MCPINIT_KILL_GRACE=1s "$IMAGE" node /app/backend.js --spawn a:2 --leaf-read-once 4000 --gap-ms 200)
     if ! wait_for 15 logs_have "$c" "serving metrics on http://127.0.0.1:9464/metrics"; then
         note "expected 'serving metrics on http://127.0.0.1:9464/metrics' in docker logs"
         dk rm -f "$c" >/dev/null
         return 1
     fi
-    wait_for 15 duplicates_culled "$c" 1 || { note "expected a duplicate culled"; ok=1; }
+    wait_for 25 duplicates_culled "$c" 1 || { note "expected a duplicate culled"; ok=1; }
     sleep 1.5 # the culled instance gone, the next scan in
     if text=$(dk exec "$c" wget -qO- http://127.0.0.1:9464/metrics); then
         note "scrape: $(grep -c '^mcpinit_' <<<"$text") samples;" \

@@ -51,12 +51,16 @@ async function spares() {
   return false;
 }
 
-/** A session that keeps using every server, one call every `everyMs`. */
+/**
+ * A session that keeps using every server, one call every `everyMs`, until the time
+ * `until` (ms) or, when it is a function, until it returns a time that has passed.
+ */
 function keepUsing(session, until, everyMs, offsetMs = 0) {
+  const deadline = typeof until === "function" ? until : () => until;
   return (async () => {
     await sleep(offsetMs);
     let n = 0;
-    while (now() < until) {
+    while (now() < deadline()) {
       const server = servers[n % servers.length];
       await session.call(...TOOL_OF[server]);
       if (++n % 5 === 0) await session.listTools(servers);
@@ -105,7 +109,7 @@ function summarise(tallies) {
 
 async function healthy() {
   const tally = new Tally();
-  const duration = seconds("E2E_HEALTHY_SECONDS", 40);
+  const duration = seconds("E2E_HEALTHY_SECONDS", 60);
   const sessions = [];
   for (let i = 0; i < 3; i++) sessions.push(await openUsed(`session${i + 1}`, tally));
   const until = now() + duration;
@@ -120,9 +124,9 @@ async function leak() {
   const live = new Tally();
   const leaked = new Tally();
   const fresh = new Tally();
-  const leakFor = seconds("E2E_LEAK_SECONDS", 60);
+  const leakFor = seconds("E2E_LEAK_SECONDS", 50);
   const leakEvery = seconds("E2E_LEAK_EVERY", 5);
-  const tail = seconds("E2E_LEAK_TAIL", 35);
+  const tail = seconds("E2E_LEAK_TAIL", 30);
   const inUse = [await openUsed("live1", live), await openUsed("live2", live)];
   const until = now() + leakFor + tail;
   const users = inUse.map((s, i) => keepUsing(s, until, 2000, i * 1000));
@@ -153,7 +157,9 @@ async function stubborn() {
   const wait = seconds("E2E_STUBBORN_WAIT", 45);
   const user = await openUsed("live", live);
   const until = now() + 8000 + wait;
-  const using = keepUsing(user, until, 2000);
+  // In use until a few calls after the survivor is gone (or the wait is over).
+  let usedUntil = until;
+  const using = keepUsing(user, () => usedUntil, 2000);
   const s = await openUsed("closed", closed);
   await s.call(...TOOL_OF.stubborn);
   await sleep(2000);
@@ -173,6 +179,7 @@ async function stubborn() {
       break;
     }
   }
+  usedUntil = Math.min(until, now() + 6000);
   await using;
   const fresh = new Tally();
   const last = await openUsed("fresh", fresh);
