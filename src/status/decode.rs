@@ -10,9 +10,9 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-/// The largest state file read. A real one at 10,000 processes is about 3.3 MB (typical
-/// MetaMCP command lines) and at most ~45 MB (every command line at the writer's 4 KiB
-/// cut); see docs/status-and-health.md for the measurement.
+/// The largest state file read. One at 10,000 processes is 3.0 MB as MetaMCP leaks them,
+/// and 53 MB at worst (every command line and key at the writer's cut, all escapes);
+/// measured by statefile::tests::state_file_at_10_000_processes_fits_the_reader_cap.
 pub const READ_LIMIT: u64 = 64 << 20;
 
 /// The file's bytes and its owner's uid.
