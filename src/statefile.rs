@@ -82,12 +82,30 @@ impl From<std::io::Error> for WriteError {
     }
 }
 
+/// What a file other than a regular one is, for messages that refuse it.
+pub(crate) fn kind_of(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else {
+        "a block device"
+    }
+}
+
 /// Whether `path` is ours to replace or remove: nothing there, or a regular file of our
 /// effective uid (what a previous write of ours leaves). Checked before every rename:
 /// between the check and the rename only someone who may write the directory can swap
 /// the path, and in a sticky /tmp nobody may rename over another user's file.
 fn ours(path: &Path) -> Result<bool, WriteError> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::os::unix::fs::MetadataExt;
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -105,18 +123,8 @@ fn ours(path: &Path) -> Result<bool, WriteError> {
                 me,
             })
         };
-    } else if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_char_device() {
-        "a character device"
     } else {
-        "a block device"
+        kind_of(&kind)
     };
     Err(WriteError::NotAFile { kind: what })
 }

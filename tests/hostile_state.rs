@@ -155,7 +155,11 @@ fn health_on_a_fifo_answers_at_once() {
 fn health_on_dev_zero_refuses_without_reading() {
     let out = here(&["health", "--state-file", "/dev/zero"]).expect("health hangs");
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
-    assert!(text(&out).contains("is a device"), "{}", text(&out));
+    assert!(
+        text(&out).contains("is a character device"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

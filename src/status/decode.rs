@@ -7,7 +7,7 @@ use super::LoadError;
 use crate::statefile::State;
 use std::fmt;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// The largest state file read. One at 10,000 processes is 3.0 MB as MetaMCP leaks them,
@@ -81,16 +81,8 @@ fn regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), LoadError> {
             });
         }
         return Ok(());
-    } else if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
     } else {
-        "a device"
+        crate::statefile::kind_of(&kind)
     };
     Err(LoadError::NotRegular {
         path: path.to_path_buf(),
