@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import Namespace, load, log, machine  # noqa: E402
+from compare import CGROUPS, Namespace, load, log, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
@@ -276,7 +276,14 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     m = machine()
     log(f"soak: {args.seconds} s (load {load()})")
-    rows, counters, status, logfile, loads = run(args, out)
+    try:
+        rows, counters, status, logfile, loads = run(args, out)
+    finally:
+        if CGROUPS:
+            try:  # as compare.py: the parent cgroup, once no run of anyone's is in it
+                CGROUPS.rmdir()
+            except OSError:
+                pass
     if not rows:
         log("soak: no sample taken; see " + str(logfile))
         return 1
