@@ -266,3 +266,40 @@ fn stdout_stays_the_default_target() {
     );
     assert_eq!(run.stderr(), "");
 }
+
+#[test]
+fn a_subtree_units_lines_name_its_real_process_group() {
+    // The orphan stays in the main child's group (sh without job control does not
+    // setpgid), so it is a subtree unit; it ignores SIGTERM, so it is escalated too.
+    let script = "( (trap '' TERM; exec sleep 300) & ); exec sleep 300";
+    let mut run = Run::start(
+        &[
+            "--kill-grace",
+            "300ms",
+            "--stop-grace",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        &[("MCPINIT_LOG_FORMAT", "json")],
+    );
+    assert!(
+        run.wait_for_log("\"event\":\"escalate\"", LONG),
+        "{}",
+        run.stdout()
+    );
+    run.signal(libc::SIGTERM);
+    assert!(run.wait(LONG).is_some(), "mcpinit did not stop");
+    let lines = mcpinit_lines(&run.stdout());
+    let main = num_of(event(&lines, "spawn")[0], "pid");
+    let terminate = event(&lines, "terminate");
+    let orphan = terminate
+        .iter()
+        .find(|l| str_of(l, "reason") == "orphan")
+        .unwrap_or_else(|| panic!("no orphan terminated: {}", run.stdout()));
+    assert_eq!(num_of(orphan, "pgid"), main, "{orphan:?}");
+    let escalate = event(&lines, "escalate");
+    assert_eq!(num_of(escalate[0], "pgid"), main, "{:?}", escalate[0]);
+}

@@ -335,7 +335,7 @@ impl Supervisor {
         now: Instant,
     ) {
         let dry = self.config.dry_run;
-        report::terminating(unit, decision, dry);
+        report::terminating(unit, unit.group(snapshot), decision, dry);
         if !dry {
             count_termination(&mut self.counters, decision.reason);
         }

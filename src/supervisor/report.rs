@@ -66,11 +66,10 @@ pub(super) fn forwarded(signal: i32, target: i32) {
     info!(event = "signal", signal = name.as_str(), pid = target; "forwarded {name} to {}", if target < 0 { "process group" } else { "child" });
 }
 
-pub(super) fn terminating(unit: &Unit, decision: &policy::Decision, dry: bool) {
+pub(super) fn terminating(unit: &Unit, pgid: i32, decision: &policy::Decision, dry: bool) {
     let pids = join(&unit.pids);
     let key = unit.key.as_deref().unwrap_or("");
     let reason = decision.reason.as_str();
-    let pgid = unit.pgid().unwrap_or(0);
     let verb = if dry {
         "would terminate"
     } else {
@@ -115,20 +114,12 @@ pub(super) fn begun(top: i32, begun: &Begun) {
 
 pub(super) fn escalation(event: &Event) {
     match event {
-        Event::Termed { id, pids } => {
-            let pgid = match id {
-                UnitId::Group(pgid) => *pgid,
-                _ => 0,
-            };
+        Event::Termed { id, pgid, pids } => {
             let pids = join(pids);
             info!(event = "eof_timeout", unit = unit_name(*id).as_str(), pgid = pgid, pids = pids.as_str();
                 "{} still alive after the EOF grace, sending SIGTERM", unit_name(*id));
         }
-        Event::Killed { id, pids } => {
-            let pgid = match id {
-                UnitId::Group(pgid) => *pgid,
-                _ => 0,
-            };
+        Event::Killed { id, pgid, pids } => {
             let pids = join(pids);
             warn!(event = "escalate", unit = unit_name(*id).as_str(), pgid = pgid, pids = pids.as_str();
                 "{} still alive after the kill grace, sending SIGKILL", unit_name(*id));
