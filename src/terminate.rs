@@ -62,6 +62,8 @@ enum Stage {
 
 pub struct Escalation {
     pub id: UnitId,
+    /// For the log only: see `Unit::group`.
+    group: i32,
     pub reason: Reason,
     /// (pid, start) of every member seen so far.
     members: Vec<(i32, u64)>,
@@ -87,10 +89,13 @@ pub enum Event {
     /// The EOF grace ran out: SIGTERM sent.
     Termed {
         id: UnitId,
+        /// The unit's process group (a subtree's: its top's), as at the start.
+        pgid: i32,
         pids: Vec<i32>,
     },
     Killed {
         id: UnitId,
+        pgid: i32,
         pids: Vec<i32>,
     },
     Gone {
@@ -171,6 +176,7 @@ impl Terminations {
         };
         let escalation = Escalation {
             id: unit.id,
+            group: unit.group(snapshot),
             reason,
             members,
             stage,
@@ -222,6 +228,7 @@ impl Terminations {
                     };
                     events.push(Event::Termed {
                         id: e.id,
+                        pgid: e.group,
                         pids: e.pids(),
                     });
                 }
@@ -231,6 +238,7 @@ impl Terminations {
                     e.stage = Stage::Killed { at: now };
                     events.push(Event::Killed {
                         id: e.id,
+                        pgid: e.group,
                         pids: e.pids(),
                     });
                 }

@@ -6,6 +6,7 @@ use crate::testkit::{p, snapshot, MAIN};
 fn escalation(id: UnitId, members: &[(i32, u64)]) -> Escalation {
     Escalation {
         id,
+        group: 0,
         reason: Reason::Orphan,
         members: members.to_vec(),
         stage: Stage::Term {

@@ -266,3 +266,74 @@ fn stdout_stays_the_default_target() {
     );
     assert_eq!(run.stderr(), "");
 }
+
+#[test]
+fn a_subtree_units_lines_name_its_real_process_group() {
+    // The orphan stays in the main child's group (sh without job control does not
+    // setpgid), so it is a subtree unit; it ignores SIGTERM, so it is escalated too.
+    let script = "( (trap '' TERM; exec sleep 300) & ); exec sleep 300";
+    let mut run = Run::start(
+        &[
+            "--kill-grace",
+            "300ms",
+            "--stop-grace",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        &[("MCPINIT_LOG_FORMAT", "json")],
+    );
+    assert!(
+        run.wait_for_log("\"event\":\"escalate\"", LONG),
+        "{}",
+        run.stdout()
+    );
+    run.signal(libc::SIGTERM);
+    assert!(run.wait(LONG).is_some(), "mcpinit did not stop");
+    let lines = mcpinit_lines(&run.stdout());
+    let main = num_of(event(&lines, "spawn")[0], "pid");
+    let terminate = event(&lines, "terminate");
+    let orphan = terminate
+        .iter()
+        .find(|l| str_of(l, "reason") == "orphan")
+        .unwrap_or_else(|| panic!("no orphan terminated: {}", run.stdout()));
+    assert_eq!(num_of(orphan, "pgid"), main, "{orphan:?}");
+    let escalate = event(&lines, "escalate");
+    assert_eq!(num_of(escalate[0], "pgid"), main, "{:?}", escalate[0]);
+}
+
+#[test]
+fn a_signal_flood_is_counted_not_logged_line_by_line() {
+    // Real-time signals queue, so every one the main child sends mcpinit (PID 1 of this
+    // namespace) arrives and is forwarded back (the child ignores it): the lines must
+    // account for exactly that many, in far fewer lines than one each. The child lives
+    // on a while after its flood: what arrives once it is gone is not forwarded.
+    const FLOOD: i64 = 3_000;
+    let rt = libc::SIGRTMIN() + 1;
+    let script = format!(
+        "trap '' {rt}; i=0; while [ $i -lt {FLOOD} ]; do kill -{rt} 1; i=$((i+1)); done; sleep 5"
+    );
+    let mut run = Run::start(
+        &["--", "sh", "-c", &script],
+        &[("MCPINIT_LOG_FORMAT", "json")],
+    );
+    assert_eq!(run.wait(LONG), Some(0), "{}", run.stdout());
+    let lines = mcpinit_lines(&run.stdout());
+    let of_rt = |name| {
+        event(&lines, name)
+            .into_iter()
+            .filter(|l| str_of(l, "signal") == "SIGRTMIN+1")
+            .collect::<Vec<_>>()
+    };
+    let (first, counts) = (of_rt("signal"), of_rt("signals_coalesced"));
+    let repeats: i64 = counts.iter().map(|l| num_of(l, "repeats")).sum();
+    assert_eq!(first.len() as i64 + repeats, FLOOD, "{}", run.stdout());
+    assert!(
+        first.len() + counts.len() < 100,
+        "{} lines",
+        first.len() + counts.len()
+    );
+    assert!(!counts.is_empty());
+}

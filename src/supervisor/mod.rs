@@ -27,6 +27,7 @@ mod publisher;
 mod report;
 mod schedule;
 mod shutdown;
+mod signal_log;
 
 use exposition::Tally;
 use phase::Phase;
@@ -34,6 +35,7 @@ use probe::{Probe, Reading};
 use publisher::Publisher;
 use report::Thresholds;
 use schedule::{Found, Schedule};
+use signal_log::SignalLog;
 
 pub struct Supervisor {
     config: Config,
@@ -60,6 +62,8 @@ pub struct Supervisor {
     blind: Option<Blind>,
     /// The instances' input, and the policy on it.
     watcher: Watcher,
+    /// Which forwards get a line of their own, and the counts of the rest.
+    signal_log: SignalLog,
 }
 
 /// Signals taken per wake-up at most (31 standard ones can be pending, real-time ones
@@ -105,6 +109,7 @@ impl Supervisor {
             last: (Snapshot::default(), Vec::new(), Vec::new()),
             blind: None,
             watcher: Watcher::new(&config),
+            signal_log: SignalLog::default(),
             config,
         }
     }
@@ -126,6 +131,7 @@ impl Supervisor {
             }
             self.serve(&sockets, Instant::now());
             let now = Instant::now();
+            report::signal_lines(self.signal_log.due(now));
             let flow = match self.phase {
                 Phase::Running => self.govern(now),
                 Phase::Stopping { since, killed } => self.stopping(now, since, killed),
@@ -159,6 +165,7 @@ impl Supervisor {
     /// The earliest deadline of the parts that count in this phase.
     fn next_deadline(&self, now: Instant) -> Instant {
         let endpoint = self.endpoint.as_ref().and_then(Server::next_deadline);
+        let signal_log = self.signal_log.next_deadline();
         match self.phase {
             Phase::Running => schedule::earliest(
                 now,
@@ -168,13 +175,18 @@ impl Supervisor {
                     self.terminations.next_deadline(),
                     self.publisher.next_deadline(),
                     endpoint,
+                    signal_log,
                 ],
             ),
             // Stopping or draining: no scans, probes or state writes any more, so only
             // the phase's own grace and polls (and the endpoint's clients) can be due.
             phase => schedule::earliest(
                 now,
-                [phase.next_deadline(now, self.config.stop_grace), endpoint],
+                [
+                    phase.next_deadline(now, self.config.stop_grace),
+                    endpoint,
+                    signal_log,
+                ],
             ),
         }
     }
@@ -230,7 +242,7 @@ impl Supervisor {
         unsafe { libc::kill(target, signal) };
         self.counters.signals_forwarded += 1;
         self.publisher.mark_dirty();
-        report::forwarded(signal, target);
+        report::signal_lines(self.signal_log.forwarded(signal, target, now));
         if matches!(signal, libc::SIGTERM | libc::SIGINT) {
             self.phase = self.phase.stop_asked(now);
         }
@@ -335,7 +347,7 @@ impl Supervisor {
         now: Instant,
     ) {
         let dry = self.config.dry_run;
-        report::terminating(unit, decision, dry);
+        report::terminating(unit, unit.group(snapshot), decision, dry);
         if !dry {
             count_termination(&mut self.counters, decision.reason);
         }

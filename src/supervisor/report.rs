@@ -1,6 +1,7 @@
 //! What the operator sees of the loop: one log line per event, and the threshold
 //! warnings (each said once per crossing).
 
+use super::signal_log;
 use crate::config::Config;
 use crate::policy;
 use crate::proctree::Blind;
@@ -61,16 +62,38 @@ pub(super) fn child_exit(main: i32, exit: Exit) {
     info!(event = "child_exit", pid = main, status = exit.status(); "child {main} {how}");
 }
 
-pub(super) fn forwarded(signal: i32, target: i32) {
-    let name = signal_name(signal);
-    info!(event = "signal", signal = name.as_str(), pid = target; "forwarded {name} to {}", if target < 0 { "process group" } else { "child" });
+pub(super) fn signal_lines(lines: Vec<signal_log::Line>) {
+    for line in lines {
+        match line {
+            signal_log::Line::Forwarded { signal, target } => {
+                let name = signal_name(signal);
+                info!(event = "signal", signal = name.as_str(), pid = target; "forwarded {name} to {}", whom(target));
+            }
+            signal_log::Line::Coalesced {
+                signal,
+                target,
+                repeats,
+            } => {
+                let name = signal_name(signal);
+                info!(event = "signals_coalesced", signal = name.as_str(), pid = target, repeats = repeats;
+                    "forwarded {name} to {} {repeats} more times in the second after its first", whom(target));
+            }
+        }
+    }
 }
 
-pub(super) fn terminating(unit: &Unit, decision: &policy::Decision, dry: bool) {
+fn whom(target: i32) -> &'static str {
+    if target < 0 {
+        "process group"
+    } else {
+        "child"
+    }
+}
+
+pub(super) fn terminating(unit: &Unit, pgid: i32, decision: &policy::Decision, dry: bool) {
     let pids = join(&unit.pids);
     let key = unit.key.as_deref().unwrap_or("");
     let reason = decision.reason.as_str();
-    let pgid = unit.pgid().unwrap_or(0);
     let verb = if dry {
         "would terminate"
     } else {
@@ -115,20 +138,12 @@ pub(super) fn begun(top: i32, begun: &Begun) {
 
 pub(super) fn escalation(event: &Event) {
     match event {
-        Event::Termed { id, pids } => {
-            let pgid = match id {
-                UnitId::Group(pgid) => *pgid,
-                _ => 0,
-            };
+        Event::Termed { id, pgid, pids } => {
             let pids = join(pids);
             info!(event = "eof_timeout", unit = unit_name(*id).as_str(), pgid = pgid, pids = pids.as_str();
                 "{} still alive after the EOF grace, sending SIGTERM", unit_name(*id));
         }
-        Event::Killed { id, pids } => {
-            let pgid = match id {
-                UnitId::Group(pgid) => *pgid,
-                _ => 0,
-            };
+        Event::Killed { id, pgid, pids } => {
             let pids = join(pids);
             warn!(event = "escalate", unit = unit_name(*id).as_str(), pgid = pgid, pids = pids.as_str();
                 "{} still alive after the kill grace, sending SIGKILL", unit_name(*id));

@@ -101,7 +101,8 @@ impl Supervisor {
         live.len()
     }
 
-    pub(super) fn finish(self) -> i32 {
+    pub(super) fn finish(mut self) -> i32 {
+        super::report::signal_lines(self.signal_log.flush());
         let exit = self.phase.exit().unwrap_or(Exit::Signal(libc::SIGKILL));
         // As tini: a death by signal N is 128+N first, and that too can be remapped
         // (`-e 143` for a child that ends on SIGTERM).
