@@ -89,12 +89,13 @@ fn settings(c: &Config) -> Settings {
     }
 }
 
-/// Units whose key has newer instances beyond the kept count.
+/// Units whose group (key and environment, as the policy groups them) has newer
+/// instances beyond the kept count.
 fn duplicates(units: &[Unit], keep: usize) -> HashSet<UnitId> {
-    let mut by_key: HashMap<&str, Vec<&Unit>> = HashMap::new();
+    let mut by_key: HashMap<(&str, u64), Vec<&Unit>> = HashMap::new();
     for unit in units.iter().filter(|u| !u.orphaned) {
-        if let Some(key) = &unit.key {
-            by_key.entry(key).or_default().push(unit);
+        if let Some(group) = unit.group() {
+            by_key.entry(group).or_default().push(unit);
         }
     }
     let mut marked = HashSet::new();
