@@ -565,5 +565,9 @@ fn twins_with_one_command_line_and_two_environments_are_two_servers() {
         twin.iter().all(|r| r.contains("\"duplicate\":false")),
         "the twin is shown as a duplicate: {twin:?}"
     );
+    assert!(
+        twin.iter().all(|r| r.contains("\"env\":\"")),
+        "the twin's rows do not name its environment: {twin:?}"
+    );
     assert!(!unit_rows(&run, seq[2]).is_empty(), "the newest was ended");
 }

@@ -59,6 +59,7 @@ impl<'a> View<'a> {
             processes: Rows {
                 view: self,
                 duplicate: duplicates(self.units, self.config.dedupe_keep),
+                shared: shared_keys(self.units),
             },
         }
     }
@@ -106,10 +107,23 @@ fn duplicates(units: &[Unit], keep: usize) -> HashSet<UnitId> {
     marked
 }
 
+/// Keys that more than one environment runs under: their rows name the environment.
+fn shared_keys(units: &[Unit]) -> HashSet<&str> {
+    let mut envs: HashMap<&str, u64> = HashMap::new();
+    let mut shared = HashSet::new();
+    for (key, env) in units.iter().filter_map(Unit::group) {
+        if *envs.entry(key).or_insert(env) != env {
+            shared.insert(key);
+        }
+    }
+    shared
+}
+
 /// The process list, serialized as a JSON array straight from the snapshot.
 pub struct Rows<'a> {
     view: &'a View<'a>,
     duplicate: HashSet<UnitId>,
+    shared: HashSet<&'a str>,
 }
 
 impl Serialize for Rows<'_> {
@@ -126,6 +140,11 @@ impl Serialize for Rows<'_> {
             let seen = view.activity.get(&unit.id);
             let idle_ms = seen.map(|u| view.snapshot.now_ms.saturating_sub(u.idle_since_ms()));
             let input_seen = seen.is_some_and(|u| u.last_input_ms.is_some());
+            let env = unit
+                .key
+                .as_deref()
+                .filter(|k| self.shared.contains(k))
+                .map(|_| format!("{:08x}", unit.env as u32));
             for p in unit.pids.iter().filter_map(|&pid| view.snapshot.get(pid)) {
                 seq.serialize_element(&Row {
                     pid: p.pid,
@@ -139,6 +158,7 @@ impl Serialize for Rows<'_> {
                     unit: Cow::Borrowed(&name),
                     unit_top: unit.top,
                     key: unit.key.as_deref().map(Cow::Borrowed),
+                    env: env.clone(),
                     idle_ms,
                     input_seen,
                     duplicate: self.duplicate.contains(&unit.id),
