@@ -5,24 +5,45 @@
 #   scripts/bench.sh --quick    smoke run, about 2 minutes
 #   scripts/bench.sh --docs     full run, then rewrite the results in docs/benchmarks.md
 #   scripts/bench.sh --only startup,memory   selected sections, merged into the last run
+#   scripts/bench.sh --soak [SECONDS]        mcpinit alone under churn (default 600 s);
+#                               exits 1 if its RSS or open fds grew (with --docs: rewrites
+#                               the soak section of docs/benchmarks.md)
 #
 # Needs root (PID namespaces), the peers (apt-get install tini dumb-init catatonit),
 # gcc, python3 and gnuplot. Not part of the test suite: figures depend on the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=() docs=() only=()
+quick=() docs=() only=() soak=
 while [ $# -gt 0 ]; do
     case "$1" in
+        --soak)
+            soak=600
+            if [[ "${2:-}" =~ ^[0-9]+$ ]]; then soak=$2; shift; fi ;;
         --quick) quick=(--quick) ;;
         --docs) docs=(--docs) ;;
         --only) only=(--only "$2"); shift ;;
-        *) echo "usage: scripts/bench.sh [--quick] [--docs] [--only SECTIONS]" >&2; exit 2 ;;
+        *) echo "usage: scripts/bench.sh [--quick] [--docs] [--only SECTIONS] | --soak [SECONDS] [--docs]" >&2
+           exit 2 ;;
     esac
     shift
 done
 
 [ "$(id -u)" = 0 ] || { echo "bench: needs root for PID namespaces" >&2; exit 1; }
+target=${CARGO_TARGET_DIR:-$PWD/target}
+out=$target/bench
+
+if [ -n "$soak" ]; then
+    for tool in gcc python3 gnuplot unshare timeout; do
+        command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
+    done
+    mkdir -p "$out"
+    scripts/build-static.sh >&2
+    gcc -O2 -Wall -Wextra -o "$out/benchkit" scripts/bench/benchkit.c
+    exec python3 scripts/bench/soak.py "$soak" "${docs[@]}" --out "$out" \
+        --mcpinit "$target/x86_64-unknown-linux-musl/release/mcpinit" --benchkit "$out/benchkit"
+fi
+
 for tool in tini-static catatonit dumb-init gcc python3 gnuplot unshare timeout; do
     command -v "$tool" >/dev/null || {
         echo "bench: $tool is missing (apt-get install tini dumb-init catatonit gcc python3 gnuplot)" >&2
@@ -30,8 +51,6 @@ for tool in tini-static catatonit dumb-init gcc python3 gnuplot unshare timeout;
     }
 done
 
-target=${CARGO_TARGET_DIR:-$PWD/target}
-out=$target/bench
 mkdir -p "$out"
 scripts/build-static.sh >&2
 gcc -O2 -Wall -Wextra -o "$out/benchkit" scripts/bench/benchkit.c

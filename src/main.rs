@@ -111,10 +111,10 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
         Err(error) => {
             // stderr carries it for scripts; in JSON mode the log collector gets it too.
             if config.log_json {
-                log::error!(event = "spawn_error", status = error.status; "{}", error.message);
+                log::error!(event = "spawn_error", status = error.status(); "{error}");
             }
-            output::err(&format!("mcpinit: {}\n", error.message));
-            return error.status;
+            output::err(&format!("mcpinit: {error}\n"));
+            return error.status();
         }
     };
     info!(event = "spawn", pid = main, command = config.command[0].to_string_lossy().as_ref(); "started child {main}");

@@ -53,6 +53,9 @@ pub struct Plan {
     /// When (ms, CLOCK_BOOTTIME) the first instance kept only for its recent input
     /// runs out of it: a decision falls due then even if nothing else changes.
     pub due_ms: Option<u64>,
+    /// The instances dedupe ends (idle, beyond the newest), sorted: what `status` marks
+    /// DUPLICATE, so that it shows the policy's own choice.
+    pub duplicates: Vec<UnitId>,
 }
 
 /// What the policy knows of each unit's input, by unit (see `activity`). A keyed unit
@@ -100,6 +103,8 @@ pub fn decide(
     let mut idle: Vec<&(&Unit, Rank, u64)> =
         ranked.iter().filter(|(_, r, _)| *r == Rank::Idle).collect();
     idle.sort_unstable_by_key(|&&(u, _, since)| (since, u.started_ms, u.top));
+    let mut duplicates: Vec<UnitId> = idle.iter().map(|(u, _, _)| u.id).collect();
+    duplicates.sort_unstable();
     for &&(unit, _, _) in &idle {
         let kept = unit.group().and_then(|g| look.newest.get(&g));
         picker.pick(unit, Reason::Duplicate, kept.copied());
@@ -158,6 +163,7 @@ pub fn decide(
         main_over_memory,
         uses_activity,
         due_ms,
+        duplicates,
     }
 }
 

@@ -9,9 +9,38 @@ use std::os::fd::BorrowedFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-pub struct SpawnError {
-    pub status: i32,
-    pub message: String,
+/// Why the command could not be started, with the shell's conventional status.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// No such file (or not on PATH): 127.
+    NotFound {
+        command: OsString,
+        error: std::io::Error,
+    },
+    /// Found but not runnable (permissions, format, a setup step before exec): 126.
+    CannotRun {
+        command: OsString,
+        error: std::io::Error,
+    },
+}
+
+impl SpawnError {
+    /// mcpinit's exit status for it.
+    pub fn status(&self) -> i32 {
+        match self {
+            SpawnError::NotFound { .. } => 127,
+            SpawnError::CannotRun { .. } => 126,
+        }
+    }
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let (SpawnError::NotFound { command, error } | SpawnError::CannotRun { command, error }) =
+            self;
+        let name = crate::output::printable(&command.to_string_lossy()).into_owned();
+        write!(f, "cannot run '{name}': {error}")
+    }
 }
 
 /// Spawn `command` (PATH lookup) and return its pid. Exec failures come back as the
@@ -44,13 +73,13 @@ pub fn spawn(command: &[OsString], inherited: &Inherited) -> Result<libc::pid_t,
     }
     match cmd.spawn() {
         Ok(child) => Ok(child.id() as libc::pid_t),
-        Err(error) => Err(SpawnError {
-            status: if error.raw_os_error() == Some(libc::ENOENT) {
-                127
+        Err(error) => {
+            let command = command[0].clone();
+            Err(if error.raw_os_error() == Some(libc::ENOENT) {
+                SpawnError::NotFound { command, error }
             } else {
-                126
-            },
-            message: format!("cannot run '{}': {error}", command[0].to_string_lossy()),
-        }),
+                SpawnError::CannotRun { command, error }
+            })
+        }
     }
 }

@@ -5,7 +5,7 @@ mod document;
 mod view;
 
 pub use document::{Blindness, Cgroup, Counters, Document, Role, Row, Settings, State};
-pub use view::{role, Rows, View, CMDLINE_MAX};
+pub use view::{role, Rows, View, CMDLINE_MAX, KEY_MAX};
 
 use crate::config::Config;
 use std::path::{Path, PathBuf};
@@ -35,13 +35,118 @@ pub fn choose_path(config: &Config) -> PathBuf {
     PathBuf::from(if writable == 0 { PRIMARY } else { FALLBACK })
 }
 
-/// Replace `path` with the document for `view` atomically. The temporary file is created
+/// Why the state file was not written.
+#[derive(Debug)]
+pub enum WriteError {
+    /// Something other than a regular file is at the path (a device, a symlink, a FIFO,
+    /// a directory): not ours to replace. `/dev/full` must stay a device.
+    NotAFile {
+        kind: &'static str,
+    },
+    /// A regular file of another user: planted, or someone else's; left alone.
+    NotOurs {
+        owner: u32,
+        me: u32,
+    },
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            WriteError::NotAFile { kind } => {
+                write!(f, "it is {kind}, not a regular file; leaving it alone")
+            }
+            WriteError::NotOurs { owner, me } => write!(
+                f,
+                "it belongs to uid {owner}, not to mcpinit's uid {me}; leaving it alone"
+            ),
+            WriteError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl WriteError {
+    /// The errno of a failed system call, if that is what it was.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            WriteError::Io(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for WriteError {
+    fn from(e: std::io::Error) -> WriteError {
+        WriteError::Io(e)
+    }
+}
+
+/// What a file other than a regular one is, for messages that refuse it.
+pub(crate) fn kind_of(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else {
+        "a block device"
+    }
+}
+
+/// Whether `path` is ours to replace or remove: nothing there, or a regular file of our
+/// effective uid (what a previous write of ours leaves). Checked before every rename:
+/// between the check and the rename only someone who may write the directory can swap
+/// the path, and in a sticky /tmp nobody may rename over another user's file.
+fn ours(path: &Path) -> Result<bool, WriteError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        return if meta.uid() == me {
+            Ok(true)
+        } else {
+            Err(WriteError::NotOurs {
+                owner: meta.uid(),
+                me,
+            })
+        };
+    } else {
+        kind_of(&kind)
+    };
+    Err(WriteError::NotAFile { kind: what })
+}
+
+/// Remove the state file at exit, if it is ours (see `ours`): never a device, a
+/// symlink or another user's file that happened to be at the path.
+pub fn remove(path: &Path) {
+    if let Ok(true) = ours(path) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Replace `path` with the document for `view` atomically, if the path is absent or a
+/// regular file of ours; anything else is left alone (`WriteError::NotAFile`,
+/// `NotOurs`). The temporary file is created
 /// new (`O_EXCL | O_NOFOLLOW`) under a name nobody can guess in advance: in a shared /tmp
 /// a planted symlink must not make a root mcpinit write through it. The document is
 /// streamed into it through a bounded buffer, never built whole in memory.
-pub fn write(path: &Path, view: &View) -> std::io::Result<()> {
+pub fn write(path: &Path, view: &View) -> Result<(), WriteError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    ours(path)?;
     let tmp = path.with_extension(format!("tmp.{}.{}", std::process::id(), unique()));
     let written = std::fs::OpenOptions::new()
         .write(true)
@@ -59,7 +164,7 @@ pub fn write(path: &Path, view: &View) -> std::io::Result<()> {
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    written
+    Ok(written?)
 }
 
 /// Nanoseconds of the monotonic clock: a different temporary name at every write.

@@ -11,7 +11,7 @@ use crate::proctree::{self, Snapshot};
 use crate::units::{Unit, UnitId};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,11 @@ pub struct Terminations {
 impl Terminations {
     pub fn busy(&self) -> HashSet<UnitId> {
         self.list.iter().map(|e| e.id).collect()
+    }
+
+    /// The units in the table and why each is being terminated (what `status` shows).
+    pub fn reasons(&self) -> HashMap<UnitId, Reason> {
+        self.list.iter().map(|e| (e.id, e.reason)).collect()
     }
 
     pub fn in_flight(&self) -> bool {

@@ -75,16 +75,9 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 
 /// `mcpinit ARGS` inside the run's PID and mount namespaces, as `docker exec` would.
 fn inside(run: &Run, args: &[&str]) -> Output {
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-s", "KILL", "30", "nsenter", "-t"])
-        .arg(run.init_pid().to_string())
-        .args(["-p", "-m"]);
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        cmd.args(["-U", "--preserve-credentials"]);
-    }
-    cmd.arg(mcpinit()).args(args);
-    cmd.output().expect("nsenter must be installed")
+    inside_program(run, mcpinit(), args)
+        .output()
+        .expect("nsenter must be installed")
 }
 
 /// Scrape (both formats, with the real parser) and compare with `status --json` until

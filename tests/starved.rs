@@ -11,19 +11,13 @@ const LONG: Duration = Duration::from_secs(40);
 
 /// `mcpinit health` inside the run's namespaces, as `docker exec` runs it.
 fn health_inside(run: &Run, state: &std::path::Path) -> std::process::Output {
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-s", "KILL", "30", "nsenter", "-t"])
-        .arg(run.init_pid().to_string())
-        .args(["-p", "-m"]);
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        cmd.args(["-U", "--preserve-credentials"]);
-    }
-    cmd.arg(mcpinit())
-        .args(["health", "--state-file"])
-        .arg(state)
-        .output()
-        .expect("nsenter must be installed")
+    inside_program(
+        run,
+        mcpinit(),
+        &["health", "--state-file", state.to_str().unwrap()],
+    )
+    .output()
+    .expect("nsenter must be installed")
 }
 
 fn prlimit_nofile(pid: i32, limit: &str) {

@@ -44,21 +44,6 @@ fn inside_command(run: &Run, args: &[&str]) -> Command {
     inside_program(run, mcpinit(), args)
 }
 
-/// `program ARGS` inside the run's namespaces, `program` a path as seen in there.
-fn inside_program(run: &Run, program: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-s", "KILL", "30", "nsenter", "-t"])
-        .arg(run.init_pid().to_string())
-        .args(["-p", "-m"]);
-    if !is_root() {
-        // The harness maps us to root in a user namespace of our own.
-        cmd.args(["-U", "--preserve-credentials"]);
-    }
-    cmd.arg(program).args(args);
-    without_our_env(&mut cmd);
-    cmd
-}
-
 fn status_json(run: &Run) -> Option<Value> {
     let file = state_file(run);
     let out = inside(run, &["status", "--json", "--state-file", file.to_str()?]);

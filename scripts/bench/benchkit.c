@@ -18,6 +18,18 @@
  *   storm SECONDS CEILING
  *                 fork idle processes (own process group each) as fast as possible
  *                 for SECONDS, never holding more than CEILING; then exit.
+ *   churn SECONDS RATE BURST_EVERY_S BURST_N
+ *                 the soak's workload: one fork action every 1/RATE s for SECONDS,
+ *                 by a fixed rota: 1 in 20 an orphan (a parent that forks a leaf
+ *                 and exits; half the leaves idle until the init ends them, half
+ *                 exit 300 ms later), 1 in 100 a MetaMCP-shaped launcher tree
+ *                 "npm exec @bench/soak-K" (K of 4 keys, so they duplicate), the
+ *                 rest short-lived children (exit at once; 1 in 10 execs
+ *                 /bin/true); every BURST_EVERY_S s BURST_N processes at once
+ *                 (each its own process group, exiting 10 s later) to push over
+ *                 the init's cap.
+ *                 Prints what it made ("forks", "orphans", "launchers", ...) and
+ *                 "elapsed_ns".
  *   procfloor N ROUNDS
  *                 the floor of any /proc scanner: with N idle children, list /proc
  *                 and read every PID/stat (openat, read, close) ROUNDS times; print
@@ -320,6 +332,120 @@ static int storm(int argc, char **argv)
     return 0;
 }
 
+/* ---- churn (the soak) --------------------------------------------------- */
+
+static int churn(int argc, char **argv)
+{
+    if (argc < 4)
+        return 2;
+    double seconds = atof(argv[0]), rate = atof(argv[1]);
+    double burst_every = atof(argv[2]);
+    int burst_n = atoi(argv[3]);
+    if (seconds <= 0 || rate <= 0 || burst_every <= 0 || burst_n < 0)
+        return 2;
+    uint64_t period = (uint64_t)(1e9 / rate), t0 = now_ns();
+    uint64_t end = t0 + (uint64_t)(seconds * 1e9);
+    uint64_t next = t0, next_burst = t0 + (uint64_t)(burst_every * 1e9);
+    long forks = 0, failed = 0, orphans = 0, launchers = 0, shortlived = 0, bursts = 0;
+    long late = 0, i;
+    char title[128];
+    for (i = 0; now_ns() < end; i++) {
+        reap_some();
+        uint64_t now = now_ns();
+        if (now < next)
+            sleep_ns(next - now);
+        else if (now - next > 100000000u) {
+            late++; /* more than 100 ms behind: drop the backlog, do not flood */
+            next = now;
+        }
+        next += period;
+        if (now_ns() >= next_burst) {
+            for (int k = 0; k < burst_n; k++) {
+                /* Each its own group, gone after 10 s if the cap has not ended it,
+                 * so the population falls back between bursts. */
+                pid_t pid = fork();
+                if (pid == 0) {
+                    setpgid(0, 0);
+                    sleep_ns(10000000000u);
+                    _exit(0);
+                }
+                if (pid > 0)
+                    forks++;
+                else
+                    failed++;
+            }
+            bursts++;
+            next_burst += (uint64_t)(burst_every * 1e9);
+        }
+        if (i % 100 == 50) {
+            /* A launcher tree, as MetaMCP leaks them: npm exec -> sh -c -> node. */
+            long key = launchers % 4;
+            pid_t top = fork();
+            if (top == 0) {
+                setpgid(0, 0);
+                pid_t sh = fork();
+                if (sh == 0) {
+                    if (fork() == 0) {
+                        snprintf(title, sizeof title, "node /app/node_modules/.bin/soak-%ld", key);
+                        exec_idle(title);
+                    }
+                    snprintf(title, sizeof title, "sh -c soak-%ld", key);
+                    exec_idle(title);
+                }
+                snprintf(title, sizeof title, "npm exec @bench/soak-%ld", key);
+                exec_idle(title);
+            }
+            if (top > 0) {
+                forks += 3;
+                launchers++;
+            } else {
+                failed++;
+            }
+        } else if (i % 20 == 0) {
+            /* An orphan: its parent exits at once, the leaf becomes the init's. */
+            int idle = (orphans % 2) == 0;
+            pid_t mid = fork();
+            if (mid == 0) {
+                pid_t leaf = fork();
+                if (leaf == 0) {
+                    if (idle)
+                        exec_idle("soak-orphan");
+                    sleep_ns(300000000u);
+                    _exit(0);
+                }
+                _exit(leaf < 0);
+            }
+            if (mid > 0) {
+                forks += 2;
+                orphans++;
+            } else {
+                failed++;
+            }
+        } else {
+            pid_t pid = fork();
+            if (pid == 0) {
+                if (i % 10 == 1) {
+                    execl("/bin/true", "true", (char *)NULL);
+                }
+                _exit(0);
+            }
+            if (pid > 0) {
+                forks++;
+                shortlived++;
+            } else {
+                failed++;
+            }
+        }
+    }
+    uint64_t elapsed = now_ns() - t0;
+    printf("actions %ld\nforks %ld\nfailed %ld\norphans %ld\nlaunchers %ld\nshortlived %ld\n"
+           "bursts %ld\nburst_n %d\nlate %ld\nelapsed_ns %llu\n",
+           i, forks, failed, orphans, launchers, shortlived, bursts, burst_n, late,
+           (unsigned long long)elapsed);
+    fflush(stdout);
+    return 0;
+}
+
 /* ---- procfloor --------------------------------------------------------- */
 
 static int compare_u64(const void *a, const void *b)
@@ -413,7 +539,7 @@ int main(int argc, char **argv)
     if (getenv("BENCHKIT_IDLE"))
         idle_forever();
     if (argc < 2) {
-        fprintf(stderr, "usage: benchkit spawntime|tree|orphans|burst|storm|procfloor|count ARGS...\n");
+        fprintf(stderr, "usage: benchkit spawntime|tree|orphans|burst|storm|churn|procfloor|count ARGS...\n");
         return 2;
     }
     /* A workload must never outlive its namespace; an instrument never its caller. */
@@ -431,6 +557,8 @@ int main(int argc, char **argv)
         return burst(argc, argv);
     if (strcmp(cmd, "storm") == 0)
         return storm(argc, argv);
+    if (strcmp(cmd, "churn") == 0)
+        return churn(argc, argv);
     if (strcmp(cmd, "procfloor") == 0)
         return procfloor(argc, argv);
     if (strcmp(cmd, "count") == 0)

@@ -1,9 +1,11 @@
 use super::*;
 use crate::config::Config;
+use crate::policy::Reason;
 use crate::proctree::Snapshot;
 use crate::testkit::{defaults, server, snapshot, MAIN, ME};
 use crate::units::Unit;
-use std::collections::HashSet;
+use crate::units::UnitId;
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 
 /// A snapshot of the main child and `servers` MetaMCP-style instances of one server.
@@ -17,13 +19,30 @@ fn servers(servers: i32) -> (Snapshot, Vec<Unit>) {
     (snap, units)
 }
 
-fn with_view<T>(
+/// The view the loop would publish after deciding on `snapshot` with `terminating` in
+/// flight.
+fn with_view_busy<T>(
     config: &Config,
     (snapshot, units): &(Snapshot, Vec<Unit>),
+    terminating: &HashMap<UnitId, Reason>,
     f: impl FnOnce(&View) -> T,
 ) -> T {
     let counters = Counters::default();
-    let terminating = HashSet::new();
+    let busy = terminating.keys().copied().collect();
+    // Every server last read input at the start of the clock, 1,000 s ago: idle, and
+    // none is the spare (which is never seen reading).
+    let activity: crate::policy::Activity = units
+        .iter()
+        .filter(|u| u.key.is_some())
+        .map(|u| {
+            let idle = crate::activity::Use {
+                last_input_ms: Some(0),
+                watched_since_ms: 0,
+            };
+            (u.id, idle)
+        })
+        .collect();
+    let plan = crate::policy::decide(units, &activity, config, snapshot.now_ms, &busy);
     f(&View {
         config,
         pid: ME,
@@ -32,11 +51,28 @@ fn with_view<T>(
         limits: Default::default(),
         snapshot,
         units,
-        terminating: &terminating,
-        activity: &Default::default(),
+        duplicates: &plan.duplicates,
+        terminating,
+        activity: &activity,
         blind: None,
         counters: &counters,
     })
+}
+
+fn with_view<T>(config: &Config, tree: &(Snapshot, Vec<Unit>), f: impl FnOnce(&View) -> T) -> T {
+    with_view_busy(config, tree, &HashMap::new(), f)
+}
+
+/// (top pid, duplicate, terminating) of each unit's top row in the document.
+fn marks(view: &View) -> Vec<(i32, bool, bool)> {
+    let text = serde_json::to_string(&view.document(1)).unwrap();
+    let state = crate::status::decode(&text).unwrap();
+    state
+        .processes
+        .iter()
+        .filter(|r| r.pid == r.unit_top && r.pid != MAIN)
+        .map(|r| (r.pid, r.duplicate, r.terminating))
+        .collect()
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -81,4 +117,92 @@ fn long_command_lines_are_cut_in_the_file() {
     let cmdline = &state.processes[1].cmdline;
     assert!(cmdline.len() <= CMDLINE_MAX && cmdline.len() > CMDLINE_MAX - 2);
     assert!(long.starts_with(cmdline.as_ref()));
+}
+
+/// Issue 11.2: the marks are the policy's. Three instances of one server, the newest
+/// already being terminated (for the cap): to the policy it is no instance, so the
+/// middle one is the newest kept and only the oldest is surplus. The old recomputation
+/// in state.rs ignored busy units and marked the middle one DUPLICATE too.
+#[test]
+fn duplicate_marks_follow_the_plan_not_a_recount() {
+    let tree = servers(3); // 100 oldest, 120 newest
+    let config = Config::default();
+    let busy = HashMap::from([(UnitId::Group(120), Reason::Cap)]);
+    let got = with_view_busy(&config, &tree, &busy, marks);
+    assert_eq!(
+        got,
+        [(100, true, false), (110, false, false), (120, false, true)]
+    );
+    // A dry-run duplicate stays marked while it "would be" terminated.
+    let busy = HashMap::from([(UnitId::Group(100), Reason::Duplicate)]);
+    let got = with_view_busy(&config, &tree, &busy, marks);
+    assert_eq!(
+        got,
+        [(100, true, true), (110, true, false), (120, false, false)]
+    );
+}
+
+/// Bytes the document for `tree` takes, counted as it streams (nothing kept).
+fn document_size(tree: &(Snapshot, Vec<Unit>)) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    with_view(&Config::default(), tree, |view| {
+        serde_json::to_writer(&mut count, &view.document(1)).unwrap()
+    });
+    count.0
+}
+
+/// 10,000 processes as MetaMCP leaks them (3,333 `npm exec` -> `sh` -> `node` trees),
+/// with `cmdline` replacing every command line when given.
+fn metamcp_at_10_000(cmdline: Option<&str>) -> (Snapshot, Vec<Unit>) {
+    // One shared copy for all (units still copy each key).
+    let shared: Option<std::rc::Rc<str>> = cmdline.map(Into::into);
+    let mut procs = Vec::new();
+    for i in 0..3_333 {
+        let mut instance = server(
+            100 + 10 * i,
+            MAIN,
+            500,
+            "@modelcontextprotocol/server-everything",
+        );
+        instance[2].cmdline =
+            "node /root/.npm/_npx/a4b9c3d2e1f0a9b8/node_modules/.bin/mcp-server-everything".into();
+        if let Some(text) = &shared {
+            for p in &mut instance {
+                p.cmdline = text.clone();
+            }
+        }
+        procs.extend(instance);
+    }
+    let snap = snapshot(procs);
+    let units = crate::units::units(&snap, Some(MAIN), &defaults());
+    (snap, units)
+}
+
+/// The reader's cap (status::READ_LIMIT) must stay well above a real state file at
+/// 10,000 processes, and above the worst a hostile tree can make the writer write.
+/// The figures in docs/status-and-health.md come from here:
+/// `cargo test --lib state_file_at_10_000 -- --nocapture`.
+#[test]
+fn state_file_at_10_000_processes_fits_the_reader_cap() {
+    let real = document_size(&metamcp_at_10_000(None));
+    // Every command line escape characters well past the cut (8,000 of them take
+    // 48,000 bytes of JSON), behind a launcher name, so that the key is as long as it
+    // can be too.
+    let hostile = format!("npm exec {}", "\u{1b}".repeat(8_000));
+    let worst = document_size(&metamcp_at_10_000(Some(&hostile)));
+    eprintln!(
+        "state file at 10,001 processes: {real} bytes as MetaMCP leaks them, {worst} at worst"
+    );
+    assert!(real * 10 < crate::status::READ_LIMIT, "{real}");
+    assert!(worst < crate::status::READ_LIMIT, "{worst}");
 }

@@ -5,17 +5,20 @@
 use super::document::{Blindness, Cgroup, Counters, Document, Role, Row, Settings};
 use crate::cgroup::Limits;
 use crate::config::{Config, DedupeList};
-use crate::policy::Activity;
+use crate::policy::{Activity, Reason};
 use crate::proctree::{Blind, Snapshot};
 use crate::units::{Unit, UnitId};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-/// A command line longer than this is cut in the file (at a character boundary): a
-/// process can put 100 KB there, and the file must stay well under the reader's cap at
-/// 10,000 processes. `status` shows 100 characters, so nothing visible is lost.
+/// A command line is cut in the file to at most this many bytes of JSON (escapes
+/// counted), at a character boundary: a process can put 100 KB there, and the file must
+/// stay under the reader's cap (status::READ_LIMIT) even at 10,000 processes that all do.
+/// `status` shows 100 characters, so nothing visible is lost.
 pub const CMDLINE_MAX: usize = 4096;
+/// The launcher key (a prefix of the command line) likewise.
+pub const KEY_MAX: usize = 1024;
 
 /// Everything the state document is made of.
 pub struct View<'a> {
@@ -26,7 +29,10 @@ pub struct View<'a> {
     pub limits: Limits,
     pub snapshot: &'a Snapshot,
     pub units: &'a [Unit],
-    pub terminating: &'a HashSet<UnitId>,
+    /// The surplus duplicates of the policy's plan for this snapshot (`Plan::duplicates`).
+    pub duplicates: &'a [UnitId],
+    /// Units whose termination is under way (in a dry run: would be), and why.
+    pub terminating: &'a HashMap<UnitId, Reason>,
     pub counters: &'a Counters,
     /// What is known of the instances' input (only watched units are in it).
     pub activity: &'a Activity,
@@ -58,7 +64,6 @@ impl<'a> View<'a> {
             }),
             processes: Rows {
                 view: self,
-                duplicate: duplicates(self.units, self.config.dedupe_keep),
                 shared: shared_keys(self.units),
             },
         }
@@ -90,23 +95,6 @@ fn settings(c: &Config) -> Settings {
     }
 }
 
-/// Units whose group (key and environment, as the policy groups them) has newer
-/// instances beyond the kept count.
-fn duplicates(units: &[Unit], keep: usize) -> HashSet<UnitId> {
-    let mut by_key: HashMap<(&str, u64), Vec<&Unit>> = HashMap::new();
-    for unit in units.iter().filter(|u| !u.orphaned) {
-        if let Some(group) = unit.group() {
-            by_key.entry(group).or_default().push(unit);
-        }
-    }
-    let mut marked = HashSet::new();
-    for instances in by_key.values_mut() {
-        instances.sort_by_key(|u| std::cmp::Reverse((u.started_ms, u.top)));
-        marked.extend(instances.iter().skip(keep).map(|u| u.id));
-    }
-    marked
-}
-
 /// Keys that more than one environment runs under: their rows name the environment.
 fn shared_keys(units: &[Unit]) -> HashSet<&str> {
     let mut envs: HashMap<&str, u64> = HashMap::new();
@@ -122,8 +110,16 @@ fn shared_keys(units: &[Unit]) -> HashSet<&str> {
 /// The process list, serialized as a JSON array straight from the snapshot.
 pub struct Rows<'a> {
     view: &'a View<'a>,
-    duplicate: HashSet<UnitId>,
     shared: HashSet<&'a str>,
+}
+
+impl View<'_> {
+    /// DUPLICATE: what the policy's dedupe ends, and what it is terminating (or, in a
+    /// dry run, would terminate) as a duplicate: busy units are no instances to it.
+    fn duplicate(&self, id: UnitId) -> bool {
+        self.duplicates.binary_search(&id).is_ok()
+            || self.terminating.get(&id) == Some(&Reason::Duplicate)
+    }
 }
 
 impl Serialize for Rows<'_> {
@@ -157,12 +153,12 @@ impl Serialize for Rows<'_> {
                     role,
                     unit: Cow::Borrowed(&name),
                     unit_top: unit.top,
-                    key: unit.key.as_deref().map(Cow::Borrowed),
+                    key: unit.key.as_deref().map(|k| Cow::Borrowed(cut(k, KEY_MAX))),
                     env: env.clone(),
                     idle_ms,
                     input_seen,
-                    duplicate: self.duplicate.contains(&unit.id),
-                    terminating: view.terminating.contains(&unit.id),
+                    duplicate: view.duplicate(unit.id),
+                    terminating: view.terminating.contains_key(&unit.id),
                 })?;
             }
         }
@@ -180,16 +176,22 @@ pub fn role(unit: &Unit) -> Role {
     }
 }
 
-/// The longest prefix of `text` of at most `max` bytes that ends on a character.
+/// The longest prefix of `text` that takes at most `max` bytes as a JSON string's
+/// contents, ending on a character. Control characters count as the six bytes of
+/// `\u00XX`, the most serde_json writes for one.
 fn cut(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
+    let mut used = 0;
+    for (at, c) in text.char_indices() {
+        used += match c {
+            '\0'..='\u{1f}' => 6,
+            '"' | '\\' => 2,
+            c => c.len_utf8(),
+        };
+        if used > max {
+            return &text[..at];
+        }
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    text
 }
 
 #[cfg(test)]
@@ -199,5 +201,7 @@ mod tests {
         assert_eq!(super::cut("abc", 5), "abc");
         assert_eq!(super::cut("abcdef", 3), "abc");
         assert_eq!(super::cut("aé", 2), "a");
+        assert_eq!(super::cut("a\u{1b}b", 6), "a");
+        assert_eq!(super::cut("\"\"\"", 4), "\"\"");
     }
 }

@@ -7,12 +7,12 @@ use super::LoadError;
 use crate::statefile::State;
 use std::fmt;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-/// The largest state file read. A real one at 10,000 processes is about 3.3 MB (typical
-/// MetaMCP command lines) and at most ~45 MB (every command line at the writer's 4 KiB
-/// cut); see docs/status-and-health.md for the measurement.
+/// The largest state file read. One at 10,000 processes is 3.0 MB as MetaMCP leaks them,
+/// and 53 MB at worst (every command line and key at the writer's cut, all escapes);
+/// measured by statefile::tests::state_file_at_10_000_processes_fits_the_reader_cap.
 pub const READ_LIMIT: u64 = 64 << 20;
 
 /// The file's bytes and its owner's uid.
@@ -81,16 +81,8 @@ fn regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), LoadError> {
             });
         }
         return Ok(());
-    } else if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
     } else {
-        "a device"
+        crate::statefile::kind_of(&kind)
     };
     Err(LoadError::NotRegular {
         path: path.to_path_buf(),

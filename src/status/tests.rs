@@ -8,19 +8,20 @@ use std::collections::HashSet;
 /// What `statefile::write` writes for: main, two instances of one server (the older a
 /// duplicate) and an orphan, decoded back.
 fn sample(config: &Config, counters: &Counters) -> State {
-    let mut procs = server(20, MAIN, 300, "@x/a");
+    let mut procs = server(20, MAIN, 900, "@x/a");
     procs.extend(server(30, MAIN, 100, "@x/a"));
     procs.push(p(40, ME, 40, 50, "node /srv/leaf.js"));
     let snap = snapshot(procs);
     let units = crate::units::units(&snap, Some(MAIN), &defaults());
-    // The older instance: input 40 s before the snapshot; the newer none in 90 s.
+    // The older instance: idle (input 700 s before the snapshot, over the 10 min
+    // MCPINIT_DEDUPE_IDLE), so the policy ends it; the newer: none in 90 s.
     let now = snap.now_ms;
     let activity: crate::policy::Activity = [
         (
             crate::units::UnitId::Group(20),
             crate::activity::Use {
-                last_input_ms: Some(now - 40_000),
-                watched_since_ms: now - 200_000,
+                last_input_ms: Some(now - 700_000),
+                watched_since_ms: now - 880_000,
             },
         ),
         (
@@ -33,6 +34,7 @@ fn sample(config: &Config, counters: &Counters) -> State {
     ]
     .into_iter()
     .collect();
+    let plan = crate::policy::decide(&units, &activity, config, snap.now_ms, &HashSet::new());
     let view = crate::statefile::View {
         config,
         pid: ME,
@@ -41,7 +43,8 @@ fn sample(config: &Config, counters: &Counters) -> State {
         limits: Default::default(),
         snapshot: &snap,
         units: &units,
-        terminating: &HashSet::new(),
+        duplicates: &plan.duplicates,
+        terminating: &Default::default(),
         counters,
         activity: &activity,
         blind: None,
@@ -79,7 +82,7 @@ fn decodes_what_state_renders() {
         let row = state.processes.iter().find(|r| r.pid == pid).unwrap();
         (row.idle_ms, row.input_seen)
     };
-    assert_eq!(idle(22), (Some(40_000), true), "every row of the unit");
+    assert_eq!(idle(22), (Some(700_000), true), "every row of the unit");
     assert_eq!(idle(30), (Some(90_000), false));
     assert_eq!(idle(40), (None, false), "not watched");
 }
@@ -109,13 +112,16 @@ fn human_view_groups_units_as_trees() {
         text.contains("orphan  pgid 40: 1 process, 1.0M\n"),
         "{text}"
     );
-    assert!(text.contains(", last input 40s ago  DUPLICATE"), "{text}");
+    assert!(
+        text.contains(", last input 11m40s ago  DUPLICATE"),
+        "{text}"
+    );
     assert!(
         text.contains("pgid 30: 3 processes, 3.0M, no input in 1m30s"),
         "{text}"
     );
     // Ages are aged by the time since the snapshot.
-    assert!(text.contains("  5m00s "), "{text}");
+    assert!(text.contains("  15m00s "), "{text}");
 }
 
 #[test]
@@ -152,14 +158,15 @@ fn decode_errors_name_the_field() {
     let state = sample(&Config::default(), &Counters::default());
     let text = serde_json::to_string(&state).unwrap();
     assert_eq!(decode(&text).unwrap(), state, "round trip");
+    // Server 20 is now the oldest unit, listed first.
     let err = decode(&text.replacen("\"pid\":20,", "\"pid\":\"x\",", 1)).unwrap_err();
     match &err {
-        DecodeError::Schema { field, .. } => assert_eq!(field, "processes[1].pid"),
+        DecodeError::Schema { field, .. } => assert_eq!(field, "processes[0].pid"),
         other => panic!("{other:?}"),
     }
     assert!(
         err.to_string()
-            .starts_with("field 'processes[1].pid': invalid type: string"),
+            .starts_with("field 'processes[0].pid': invalid type: string"),
         "{err}"
     );
     let err = decode("[1]").unwrap_err();
@@ -263,6 +270,8 @@ fn twins_of_one_key_are_told_apart_by_their_environment() {
     let units = crate::units::units(&snap, Some(MAIN), &defaults());
     let config = Config::default();
     let counters = Counters::default();
+    let activity = Default::default();
+    let plan = crate::policy::decide(&units, &activity, &config, snap.now_ms, &HashSet::new());
     let view = crate::statefile::View {
         config: &config,
         pid: ME,
@@ -271,9 +280,10 @@ fn twins_of_one_key_are_told_apart_by_their_environment() {
         limits: Default::default(),
         snapshot: &snap,
         units: &units,
-        terminating: &HashSet::new(),
+        duplicates: &plan.duplicates,
+        terminating: &Default::default(),
         counters: &counters,
-        activity: &Default::default(),
+        activity: &activity,
         blind: None,
     };
     let text = serde_json::to_string(&view.document(crate::statefile::unix_ms())).unwrap();

@@ -125,7 +125,7 @@ impl Supervisor {
     /// `health`'s verdict on the document the state file would hold now: rendered,
     /// read back and judged by the very code `mcpinit health` runs.
     fn health(&self) -> Result<String, String> {
-        let busy = self.terminations.busy();
+        let terminating = self.terminations.reasons();
         let view = statefile::View {
             config: &self.config,
             pid: self.me,
@@ -134,7 +134,8 @@ impl Supervisor {
             limits: self.limits,
             snapshot: &self.last.0,
             units: &self.last.1,
-            terminating: &busy,
+            duplicates: &self.last.2,
+            terminating: &terminating,
             counters: &self.counters,
             activity: self.watcher.uses(),
             blind: self.blind,

@@ -13,7 +13,7 @@ use crate::reap::{self, Reaped};
 use crate::signals::{Received, Signals};
 use crate::statefile::{self, Counters};
 use crate::terminate::{Begun, Ended, Event, Graces, Terminations};
-use crate::units::{self, Unit};
+use crate::units::{self, Unit, UnitId};
 use crate::watch::Watcher;
 use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
@@ -54,8 +54,8 @@ pub struct Supervisor {
     counters: Counters,
     limits: Limits,
     started_unix_ms: u64,
-    /// The last scan and its units: what the state file shows.
-    last: (Snapshot, Vec<Unit>),
+    /// The last scan, its units and the plan's duplicates: what the state file shows.
+    last: (Snapshot, Vec<Unit>, Vec<UnitId>),
     /// Why scans cannot see every process, while they cannot.
     blind: Option<Blind>,
     /// The instances' input, and the policy on it.
@@ -102,7 +102,7 @@ impl Supervisor {
             counters: Counters::default(),
             limits: cgroup.limits,
             started_unix_ms: statefile::unix_ms(),
-            last: (Snapshot::default(), Vec::new()),
+            last: (Snapshot::default(), Vec::new(), Vec::new()),
             blind: None,
             watcher: Watcher::new(&config),
             config,
@@ -323,7 +323,7 @@ impl Supervisor {
         let busy = self.terminations.busy();
         self.publisher
             .observe(publisher::fingerprint(&snapshot, &busy, &self.counters));
-        self.last = (snapshot, units);
+        self.last = (snapshot, units, plan.duplicates);
         self.publish_if_due(now);
     }
 
@@ -360,7 +360,7 @@ impl Supervisor {
 
     /// Write the state file now, from the last scan and the loop's own state.
     fn publish(&mut self, now: Instant) {
-        let busy = self.terminations.busy();
+        let terminating = self.terminations.reasons();
         let view = statefile::View {
             config: &self.config,
             pid: self.me,
@@ -369,7 +369,8 @@ impl Supervisor {
             limits: self.limits,
             snapshot: &self.last.0,
             units: &self.last.1,
-            terminating: &busy,
+            duplicates: &self.last.2,
+            terminating: &terminating,
             counters: &self.counters,
             activity: self.watcher.uses(),
             blind: self.blind,

@@ -77,8 +77,9 @@ impl Publisher {
     /// few seconds, and `status` says the file is missing or stale anyway.
     pub(super) fn write(&mut self, now: Instant, view: &statefile::View) {
         let mut written = statefile::write(&self.path, view);
-        let starved =
-            |e: &std::io::Error| matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+        let starved = |e: &statefile::WriteError| {
+            matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+        };
         if written.as_ref().is_err_and(starved) && self.reserve.take().is_some() {
             written = statefile::write(&self.path, view);
             self.reserve = reserve();

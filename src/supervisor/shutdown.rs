@@ -114,7 +114,7 @@ impl Supervisor {
             terminated = c.terminated_duplicate + c.terminated_orphan + c.terminated_cap + c.terminated_memory,
             escalations = c.escalations, peak_procs = c.peak_procs;
             "exiting with status {status}");
-        let _ = std::fs::remove_file(self.publisher.path());
+        crate::statefile::remove(self.publisher.path());
         status
     }
 }

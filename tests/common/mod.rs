@@ -262,3 +262,20 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     // Fields 14 and 15, counted from the state (field 3) at index 0.
     fields.get(11).unwrap_or(&0) + fields.get(12).unwrap_or(&0)
 }
+
+/// `program ARGS` inside `run`'s PID and mount namespaces (as `docker exec` runs a
+/// command in a container), under a timeout, with no MCPINIT_* from the runner.
+/// `program` is a path as seen in there.
+pub fn inside_program(run: &Run, program: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "KILL", "30", "nsenter", "-t"])
+        .arg(run.init_pid().to_string())
+        .args(["-p", "-m"]);
+    if !is_root() {
+        // The harness maps us to root in a user namespace of our own.
+        cmd.args(["-U", "--preserve-credentials"]);
+    }
+    cmd.arg(program).args(args);
+    without_our_env(&mut cmd);
+    cmd
+}
