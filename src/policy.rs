@@ -1,5 +1,5 @@
 //! The decision core: units + their input + settings + clock -> which units to
-//! terminate and why. Dedupe keeps the newest instance(s) of each key and every one
+//! terminate and why. Dedupe keeps the newest instance(s) of each key (and environment) and every one
 //! with input within `dedupe_idle`, and ends the others, idle longest first; the caps
 //! take the cheapest losses first (`Rank`), the least recently used first within each.
 //! Pure: no /proc, no signals, no time source of its own.
@@ -106,7 +106,7 @@ pub fn decide(
     let mut duplicates: Vec<UnitId> = idle.iter().map(|(u, _, _)| u.id).collect();
     duplicates.sort_unstable();
     for &&(unit, _, _) in &idle {
-        let kept = unit.key.as_deref().and_then(|k| look.newest.get(k));
+        let kept = unit.group().and_then(|g| look.newest.get(&g));
         picker.pick(unit, Reason::Duplicate, kept.copied());
     }
 
@@ -191,8 +191,8 @@ pub enum Rank {
 /// and how long each has been idle.
 struct Look<'a> {
     activity: &'a Activity,
-    /// Per key, the top pid of its newest instance.
-    newest: HashMap<&'a str, i32>,
+    /// Per group (key and environment), the top pid of its newest instance.
+    newest: HashMap<(&'a str, u64), i32>,
     /// Units among the newest `dedupe_keep` of their key.
     kept: HashSet<UnitId>,
     /// Units that are instances of a key (keyed, not orphaned, not being terminated).
@@ -209,10 +209,10 @@ impl<'a> Look<'a> {
         now_ms: u64,
         busy: &'a HashSet<UnitId>,
     ) -> Look<'a> {
-        let mut by_key: HashMap<&str, Vec<&Unit>> = HashMap::new();
+        let mut by_key: HashMap<(&str, u64), Vec<&Unit>> = HashMap::new();
         for unit in instances(units, busy) {
-            if let Some(key) = &unit.key {
-                by_key.entry(key).or_default().push(unit);
+            if let Some(group) = unit.group() {
+                by_key.entry(group).or_default().push(unit);
             }
         }
         let mut look = Look {
@@ -306,13 +306,13 @@ pub fn watched(units: &[Unit], config: &Config, busy: &HashSet<UnitId>) -> Vec<U
     if config.dedupe_idle.is_zero() {
         return Vec::new();
     }
-    let mut count: HashMap<&str, usize> = HashMap::new();
+    let mut count: HashMap<(&str, u64), usize> = HashMap::new();
     for unit in instances(units, busy) {
-        *count.entry(unit.key.as_deref().unwrap_or("")).or_default() += 1;
+        *count.entry(unit.group().unwrap_or_default()).or_default() += 1;
     }
     let keep = config.dedupe_keep.max(1);
     instances(units, busy)
-        .filter(|u| count[u.key.as_deref().unwrap_or("")] > keep)
+        .filter(|u| count[&u.group().unwrap_or_default()] > keep)
         .map(|u| u.id)
         .collect()
 }

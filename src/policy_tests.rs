@@ -572,3 +572,52 @@ fn watched_are_the_instances_of_keys_with_surplus() {
     };
     assert_eq!(watched(&units, &off, &busy), []);
 }
+
+/// Instances of `@x/a` (pgids 100, 110, …) of the given ages, each started with the
+/// environment hashed to its `envs` entry.
+fn twins_with(ages: &[u64], envs: &[u64]) -> Vec<crate::proctree::Proc> {
+    let mut procs = vec![p(20, MAIN, MAIN, 500, "node backend.js")];
+    for (i, (&age, &env)) in ages.iter().zip(envs).enumerate() {
+        procs.extend(server_with_env(100 + 10 * i as i32, 20, age, "@x/a", env));
+    }
+    procs
+}
+
+#[test]
+fn one_command_line_with_two_environments_is_two_servers() {
+    let ages = [400, 300, 200, 100];
+    let stale4: Vec<_> = (0..4).map(|i| (100 + 10 * i, stale())).collect();
+    // Each environment keeps its own newest: 110 for A, 130 for B.
+    let plan = plan_with(twins_with(&ages, &[7, 7, 9, 9]), &config(), &[], &stale4);
+    let dup = |pgid, kept| (UnitId::Group(pgid), Reason::Duplicate, Some(kept));
+    assert_eq!(chosen(&plan), [dup(100, 110), dup(120, 130)]);
+    // Interleaved, as two servers' sessions come: still each its own newest.
+    let plan = plan_with(twins_with(&ages, &[7, 9, 7, 9]), &config(), &[], &stale4);
+    assert_eq!(chosen(&plan), [dup(100, 120), dup(110, 130)]);
+    // One environment: one server, as before.
+    let plan = plan_with(twins_with(&ages, &[7, 7, 7, 7]), &config(), &[], &stale4);
+    assert_eq!(chosen(&plan), [dup(100, 130), dup(110, 130), dup(120, 130)]);
+}
+
+#[test]
+fn each_twin_keeps_its_own_spare() {
+    // MetaMCP's startup spares are the oldest (100 for A, 110 for B), never used; the
+    // first session's instances (120, 130) were used once, long ago.
+    let ages = [400, 300, 200, 100];
+    let uses = [(100, idle()), (110, idle()), (120, stale()), (130, stale())];
+    let plan = plan_with(twins_with(&ages, &[7, 9, 7, 9]), &config(), &[], &uses);
+    assert_eq!(chosen(&plan), [], "a twin's spare was ended");
+    // Had they one environment, one spare (the newest never used, 110) would do.
+    let plan = plan_with(twins_with(&ages, &[7, 7, 7, 7]), &config(), &[], &uses);
+    let dup = |pgid| (UnitId::Group(pgid), Reason::Duplicate, Some(130));
+    assert_eq!(chosen(&plan), [dup(100), dup(120)]);
+}
+
+#[test]
+fn a_twin_alone_in_its_environment_is_not_watched() {
+    let config = config();
+    let snap = snapshot(twins_with(&[400, 300, 200], &[7, 9, 9]));
+    let units = units(&snap, Some(MAIN), &config.dedupe);
+    let watched = watched(&units, &config, &HashSet::new());
+    assert_eq!(watched, [UnitId::Group(110), UnitId::Group(120)]);
+}

@@ -26,6 +26,11 @@ pub struct Proc {
     pub rss: u64,
     /// Arguments joined by spaces (npm's title form is already one string).
     pub cmdline: Rc<str>,
+    /// Hash of the environment it was started with (`/proc/PID/environ`, its first
+    /// `ENVIRON_MAX` bytes), read only for a launcher's command line, else 0 (also when
+    /// it may not be read): two servers run by one command line with different
+    /// environments (two accounts of one server) are different servers.
+    pub env_hash: u64,
 }
 
 impl Proc {
@@ -190,6 +195,9 @@ pub struct Scanner {
     proc_dir: Option<Dir>,
     /// Scans done, for the periodic re-read of every command line.
     looks: u64,
+    /// The launcher patterns: a process whose command line has a key gets its
+    /// environment hashed.
+    launchers: Vec<String>,
     blind: Option<Blind>,
 }
 
@@ -208,6 +216,10 @@ pub struct Blind {
 /// the cache can see.
 const CMDLINE_REFRESH_LOOKS: u64 = 16;
 
+/// At most this much of an environment is read and hashed: environments can be large,
+/// and what tells two accounts of one server apart (a token, a URL) rarely comes last.
+pub const ENVIRON_MAX: usize = 64 * 1024;
+
 /// Reading failed for want of a resource (descriptors, memory), not because the
 /// process is gone.
 fn starved(errno: Errno) -> bool {
@@ -220,6 +232,7 @@ struct Cmdline {
     start: u64,
     exec_hash: u64,
     text: Rc<str>,
+    env_hash: u64,
 }
 
 impl Scanner {
@@ -238,8 +251,16 @@ impl Scanner {
             cmdlines: Vec::new(),
             proc_dir: open_proc().ok(),
             looks: 0,
+            launchers: Vec::new(),
             blind: None,
         }
+    }
+
+    /// Hash the environment of processes whose command line matches `patterns`
+    /// (launcher patterns, as `launcher::key` takes them).
+    pub fn with_launchers(mut self, patterns: &[String]) -> Scanner {
+        self.launchers = patterns.to_vec();
+        self
     }
 
     /// Why the last scan's snapshot is incomplete, if it is.
@@ -346,12 +367,13 @@ impl Scanner {
                 }
                 continue;
             }
-            let cmdline = self.cmdline(proc_fd, pid, &stat);
+            let (cmdline, env_hash) = self.cmdline(proc_fd, pid, &stat);
             seen.push(Cmdline {
                 pid,
                 start: stat.start,
                 exec_hash: stat.exec_hash,
                 text: cmdline.clone(),
+                env_hash,
             });
             procs.push(Proc {
                 pid,
@@ -362,6 +384,7 @@ impl Scanner {
                 state: stat.state,
                 rss: stat.rss_pages * self.page_size,
                 cmdline,
+                env_hash,
             });
         }
         // /proc lists pids in ascending order, so these sorts find little to do.
@@ -378,24 +401,50 @@ impl Scanner {
         })
     }
 
-    fn cmdline(&mut self, proc_fd: Option<BorrowedFd>, pid: i32, stat: &Stat) -> Rc<str> {
+    /// The command line and environment hash of `pid`, from the cache while its
+    /// identity holds, read again on every `CMDLINE_REFRESH_LOOKS`th scan.
+    fn cmdline(&mut self, proc_fd: Option<BorrowedFd>, pid: i32, stat: &Stat) -> (Rc<str>, u64) {
         let refresh = self.looks % CMDLINE_REFRESH_LOOKS == 0;
         if let Ok(i) = self.cmdlines.binary_search_by_key(&pid, |c| c.pid) {
             let cached = &self.cmdlines[i];
             let same = cached.start == stat.start && cached.exec_hash == stat.exec_hash;
             if same && !cached.text.is_empty() && !refresh {
-                return cached.text.clone();
+                return (cached.text.clone(), cached.env_hash);
             }
         }
         let text = self
             .read(proc_fd, pid, "cmdline")
             .map(join_args)
             .unwrap_or_default();
+        let launcher =
+            !self.launchers.is_empty() && crate::launcher::key(&text, &self.launchers).is_some();
+        let env_hash = if launcher {
+            self.env_hash(proc_fd, pid)
+        } else {
+            0
+        };
         if self.buf.len() > 4096 {
-            // A huge command line once must not keep its buffer for good.
+            // A huge command line or environment once must not keep its buffer for good.
             self.buf = vec![0; 1024];
         }
-        Rc::from(text)
+        (Rc::from(text), env_hash)
+    }
+
+    /// Hash of the first `ENVIRON_MAX` bytes of /proc/PID/environ; 0 when it cannot be
+    /// read (gone, or not ours to look at): such servers are told apart by their
+    /// command line alone, as before.
+    fn env_hash(&mut self, proc_fd: Option<BorrowedFd>, pid: i32) -> u64 {
+        let Some(proc_fd) = proc_fd else { return 0 };
+        self.path.clear();
+        push_decimal(&mut self.path, pid.unsigned_abs());
+        self.path.extend_from_slice(b"/environ\0");
+        let Ok(path) = std::ffi::CStr::from_bytes_with_nul(&self.path) else {
+            return 0;
+        };
+        match read_capped(proc_fd, path, &mut self.buf, ENVIRON_MAX) {
+            Ok(len) if len > 0 => hash_bytes(&self.buf[..len]),
+            _ => 0,
+        }
     }
 
     /// /proc/PID/FILE, read into the scanner's buffer.
@@ -453,6 +502,42 @@ pub(crate) fn read_at(
             Err(e) => return Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
         }
     }
+}
+
+/// Read at most `cap` bytes of a file into `buf` (grown up to `cap`); returns the
+/// length. Unlike `read_at` it reads to the end: environ may come a page per read.
+fn read_capped(
+    dir: BorrowedFd,
+    path: &std::ffi::CStr,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> Result<usize, Errno> {
+    let fd = openat(dir, path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let mut file = File::from(fd);
+    let mut len = 0;
+    while len < cap {
+        if len == buf.len() {
+            let want = (buf.len().max(512) * 2).min(cap);
+            buf.try_reserve(want - buf.len())
+                .map_err(|_| Errno::ENOMEM)?;
+            buf.resize(want, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+        }
+    }
+    Ok(len)
+}
+
+/// FNV-1a, never 0 (0 means "not read").
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    let h = bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    h.max(1)
 }
 
 fn open_proc() -> Result<Dir, Errno> {
@@ -609,6 +694,26 @@ mod tests {
             "node /usr/bin/npx -y @x/y"
         );
         assert_eq!(join_args(b""), "");
+    }
+
+    #[test]
+    fn environ_is_read_up_to_the_cap_and_hashed() {
+        let proc_dir = open_proc().unwrap();
+        let path = c"self/environ";
+        let mut buf = vec![0; 8];
+        let whole = read_capped(proc_dir.as_fd(), path, &mut buf, ENVIRON_MAX).unwrap();
+        let expected = std::fs::read("/proc/self/environ").unwrap();
+        assert_eq!(&buf[..whole], &expected[..whole.min(ENVIRON_MAX)]);
+        let mut small = Vec::new();
+        let len = read_capped(proc_dir.as_fd(), path, &mut small, 16).unwrap();
+        assert_eq!(len, 16.min(whole));
+        assert!(small.len() <= 16, "the buffer grew past the cap");
+        assert_ne!(hash_bytes(b"TOKEN=a\0"), hash_bytes(b"TOKEN=b\0"));
+        assert_ne!(hash_bytes(b""), 0, "0 is kept for unread");
+        assert_eq!(
+            read_capped(proc_dir.as_fd(), c"999999999/environ", &mut small, 16),
+            Err(Errno::ENOENT)
+        );
     }
 
     /// A process with parent `ppid`, the only field descendants() reads.

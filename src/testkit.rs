@@ -16,6 +16,7 @@ pub fn p(pid: i32, ppid: i32, pgid: i32, age_s: u64, cmdline: &str) -> Proc {
         state: b'S',
         rss: 1 << 20,
         cmdline: cmdline.into(),
+        env_hash: 0,
     }
 }
 
@@ -60,6 +61,13 @@ pub fn server(leader: i32, parent: i32, age_s: u64, package: &str) -> Vec<Proc> 
             "node /root/.npm/_npx/x/node_modules/.bin/srv",
         ),
     ]
+}
+
+/// `server` whose `npm exec` leader was started with the environment hashed to `env`.
+pub fn server_with_env(leader: i32, parent: i32, age_s: u64, package: &str, env: u64) -> Vec<Proc> {
+    let mut procs = server(leader, parent, age_s, package);
+    procs[0].env_hash = env;
+    procs
 }
 
 /// The default launcher patterns, as the config has them.

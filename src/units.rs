@@ -30,10 +30,19 @@ pub struct Unit {
     /// Its top was reparented to mcpinit: whoever started it is gone.
     pub orphaned: bool,
     pub key: Option<String>,
+    /// Hash of its top's environment, for a keyed unit (else 0): instances are grouped
+    /// by key and this, so two servers with one command line but different environments
+    /// (two accounts of one server) are not duplicates of each other.
+    pub env: u64,
     pub rss: u64,
 }
 
 impl Unit {
+    /// What its instances are grouped by (dedupe): the key and the environment's hash.
+    pub fn group(&self) -> Option<(&str, u64)> {
+        self.key.as_deref().map(|k| (k, self.env))
+    }
+
     pub fn pgid(&self) -> Option<i32> {
         match self.id {
             UnitId::Group(pgid) => Some(pgid),
@@ -113,6 +122,7 @@ fn unit(snapshot: &Snapshot, id: UnitId, mut procs: Vec<&Proc>, patterns: &[Stri
         UnitId::Main => None,
         _ => launcher::key(&top.cmdline, patterns),
     };
+    let env = if key.is_some() { top.env_hash } else { 0 };
     let rss = procs.iter().map(|p| p.rss).sum();
     procs.sort_by_key(|p| (p.pid != top.pid, p.start, p.pid));
     Unit {
@@ -122,6 +132,7 @@ fn unit(snapshot: &Snapshot, id: UnitId, mut procs: Vec<&Proc>, patterns: &[Stri
         started_ms: top.started_ms,
         orphaned,
         key,
+        env,
         rss,
     }
 }

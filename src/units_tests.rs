@@ -133,3 +133,20 @@ fn only_groups_wholly_ours_may_be_signalled_as_a_group() {
     assert!(!snap.group_is_ours(1));
     assert!(!snap.group_is_ours(0));
 }
+
+#[test]
+fn a_keyed_unit_carries_its_tops_environment_and_others_none() {
+    let mut procs = vec![p(20, MAIN, MAIN, 500, "node backend.js")];
+    procs.extend(server_with_env(100, 20, 60, "@x/a", 7));
+    procs.extend(server_with_env(200, 20, 30, "@x/a", 9));
+    let mut plain = p(300, 20, 300, 10, "sleep 100");
+    plain.env_hash = 5; // not a launcher: its environment says nothing
+    procs.push(plain);
+    let units = units(&snapshot(procs), Some(MAIN), &defaults());
+    let group = |id| units.iter().find(|u| u.id == id).unwrap().group();
+    assert_eq!(group(UnitId::Group(100)), Some(("npm exec @x/a", 7)));
+    assert_eq!(group(UnitId::Group(200)), Some(("npm exec @x/a", 9)));
+    assert_eq!(group(UnitId::Group(300)), None);
+    let plain = units.iter().find(|u| u.id == UnitId::Group(300)).unwrap();
+    assert_eq!(plain.env, 0);
+}

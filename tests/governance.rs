@@ -534,3 +534,40 @@ fn the_spare_is_kept_when_a_newer_instance_is_in_use() {
     assert!(!unit_rows(&run, seq[2]).is_empty(), "the spare was ended");
     assert!(!unit_rows(&run, seq[3]).is_empty(), "the newest was ended");
 }
+
+#[test]
+fn twins_with_one_command_line_and_two_environments_are_two_servers() {
+    // Two accounts of one server: one command line, TOKEN=b for the oldest instance,
+    // TOKEN=a for the two newer ones. The older TOKEN=a one is a duplicate and must go;
+    // the TOKEN=b one is the only instance of its server and must stay, however idle.
+    let run = start(
+        &["--dedupe-idle", "1s"],
+        "--spawn a:3 --leaf-read-once 4000 --gap-ms 300 \
+         --env-of 0:TOKEN=b --env-of 1:TOKEN=a --env-of 2:TOKEN=a",
+        &[],
+    );
+    assert!(run.wait_for_log("\"seq\":2", LONG), "{}", run.stdout());
+    let seq: Vec<i32> = (0..3).map(|i| instance(&run, i).unwrap()).collect();
+    let ended = format!(
+        "terminating duplicate unit {} (keeping newer {}",
+        seq[1], seq[2]
+    );
+    assert!(run.wait_for_log(&ended, LONG), "{}", run.stdout());
+    assert!(settle_until(&run, 2, SERVER_A), "{}", run.stdout());
+    // Well past the idle time and the leaves' one read: the twin stays.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(log_count(&run, "terminating"), 1, "{}", run.stdout());
+    assert_eq!(count(&run, SERVER_A), 2);
+    assert_eq!(count(&run, LEAF_A), 2);
+    let twin = unit_rows(&run, seq[0]);
+    assert!(!twin.is_empty(), "the TOKEN=b twin was ended");
+    assert!(
+        twin.iter().all(|r| r.contains("\"duplicate\":false")),
+        "the twin is shown as a duplicate: {twin:?}"
+    );
+    assert!(
+        twin.iter().all(|r| r.contains("\"env\":\"")),
+        "the twin's rows do not name its environment: {twin:?}"
+    );
+    assert!(!unit_rows(&run, seq[2]).is_empty(), "the newest was ended");
+}

@@ -207,6 +207,11 @@ pub struct Row<'a> {
     /// The pid naming the unit.
     pub unit_top: i32,
     pub key: Option<Cow<'a, str>>,
+    /// The unit's environment hash, 8 hex digits, only when another server unit has the
+    /// same key with another environment (two accounts of one server): what tells them
+    /// apart, since instances are grouped by key and environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
     /// How long the unit has had no input at the snapshot; None when its input is not
     /// watched (only keyed server units are).
     pub idle_ms: Option<u64>,

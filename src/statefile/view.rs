@@ -10,7 +10,7 @@ use crate::proctree::{Blind, Snapshot};
 use crate::units::{Unit, UnitId};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A command line is cut in the file to at most this many bytes of JSON (escapes
 /// counted), at a character boundary: a process can put 100 KB there, and the file must
@@ -62,7 +62,10 @@ impl<'a> View<'a> {
                 errno: format!("{:?}", b.errno),
                 unread: b.unread as u64,
             }),
-            processes: Rows { view: self },
+            processes: Rows {
+                view: self,
+                shared: shared_keys(self.units),
+            },
         }
     }
 }
@@ -92,9 +95,22 @@ fn settings(c: &Config) -> Settings {
     }
 }
 
+/// Keys that more than one environment runs under: their rows name the environment.
+fn shared_keys(units: &[Unit]) -> HashSet<&str> {
+    let mut envs: HashMap<&str, u64> = HashMap::new();
+    let mut shared = HashSet::new();
+    for (key, env) in units.iter().filter_map(Unit::group) {
+        if *envs.entry(key).or_insert(env) != env {
+            shared.insert(key);
+        }
+    }
+    shared
+}
+
 /// The process list, serialized as a JSON array straight from the snapshot.
 pub struct Rows<'a> {
     view: &'a View<'a>,
+    shared: HashSet<&'a str>,
 }
 
 impl View<'_> {
@@ -120,6 +136,11 @@ impl Serialize for Rows<'_> {
             let seen = view.activity.get(&unit.id);
             let idle_ms = seen.map(|u| view.snapshot.now_ms.saturating_sub(u.idle_since_ms()));
             let input_seen = seen.is_some_and(|u| u.last_input_ms.is_some());
+            let env = unit
+                .key
+                .as_deref()
+                .filter(|k| self.shared.contains(k))
+                .map(|_| format!("{:08x}", unit.env as u32));
             for p in unit.pids.iter().filter_map(|&pid| view.snapshot.get(pid)) {
                 seq.serialize_element(&Row {
                     pid: p.pid,
@@ -133,6 +154,7 @@ impl Serialize for Rows<'_> {
                     unit: Cow::Borrowed(&name),
                     unit_top: unit.top,
                     key: unit.key.as_deref().map(|k| Cow::Borrowed(cut(k, KEY_MAX))),
+                    env: env.clone(),
                     idle_ms,
                     input_seen,
                     duplicate: view.duplicate(unit.id),

@@ -25,11 +25,17 @@ impl UnitRows<'_> {
         self.rows[0]
     }
 
-    /// Main first, then servers grouped by key, then orphans, then the rest; oldest
-    /// first within each, so the duplicates of one key sit together.
-    fn order(&self) -> (Role, Option<&str>, std::cmp::Reverse<u64>) {
+    /// Main first, then servers grouped by key (and environment), then orphans, then
+    /// the rest; oldest first within each, so the duplicates of one server sit together.
+    fn order(&self) -> (Role, Option<&str>, Option<&str>, std::cmp::Reverse<u64>) {
         let top = self.top();
-        (top.role, top.key.as_deref(), std::cmp::Reverse(top.age_ms))
+        let env = top.env.as_deref();
+        (
+            top.role,
+            top.key.as_deref(),
+            env,
+            std::cmp::Reverse(top.age_ms),
+        )
     }
 }
 
@@ -145,12 +151,12 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
 
 fn summary(out: &mut String, units: &[UnitRows]) {
     let count = |role: Role| units.iter().filter(|u| u.top().role == role).count();
-    let mut keys: Vec<&str> = units
+    let mut keys: Vec<(&str, Option<&str>)> = units
         .iter()
         .filter(|u| u.top().role == Role::Server)
-        .filter_map(|u| u.top().key.as_deref())
+        .filter_map(|u| Some((u.top().key.as_deref()?, u.top().env.as_deref())))
         .collect();
-    keys.dedup(); // units are sorted by key, so equal keys are adjacent
+    keys.dedup(); // units are sorted by key and environment: equal ones are adjacent
     let duplicates = units.iter().filter(|u| u.top().duplicate).count();
     let _ = writeln!(
         out,
@@ -171,6 +177,9 @@ fn unit_heading(out: &mut String, unit: &UnitRows, dry_run: bool, since: u64) {
     out.push_str(top.role.as_str());
     if let Some(key) = &top.key {
         let _ = write!(out, "  {}", crate::output::printable(key));
+    }
+    if let Some(env) = &top.env {
+        let _ = write!(out, "  env {}", crate::output::printable(env));
     }
     if top.role != Role::Main {
         let unit = crate::output::printable(&top.unit).replace(':', " ");

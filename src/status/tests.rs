@@ -194,6 +194,7 @@ fn parent_cycles_print_every_row_once() {
         unit: "pgid:5".into(),
         unit_top: 5,
         key: None,
+        env: None,
         idle_ms: None,
         input_seen: false,
         duplicate: false,
@@ -257,4 +258,62 @@ fn short_forms() {
         ["512K", "48.0M", "2.50G"]
     );
     assert_eq!(cut("abcdef", 3), "abc…");
+}
+
+#[test]
+fn twins_of_one_key_are_told_apart_by_their_environment() {
+    // Two accounts of @x/a (environments 7 and 9), one instance each, and @x/b alone.
+    let mut procs = crate::testkit::server_with_env(20, MAIN, 300, "@x/a", 7);
+    procs.extend(crate::testkit::server_with_env(30, MAIN, 100, "@x/a", 9));
+    procs.extend(crate::testkit::server_with_env(50, MAIN, 100, "@x/b", 5));
+    let snap = snapshot(procs);
+    let units = crate::units::units(&snap, Some(MAIN), &defaults());
+    let config = Config::default();
+    let counters = Counters::default();
+    let activity = Default::default();
+    let plan = crate::policy::decide(&units, &activity, &config, snap.now_ms, &HashSet::new());
+    let view = crate::statefile::View {
+        config: &config,
+        pid: ME,
+        main: Some(MAIN),
+        started_unix_ms: 1_000,
+        limits: Default::default(),
+        snapshot: &snap,
+        units: &units,
+        duplicates: &plan.duplicates,
+        terminating: &Default::default(),
+        counters: &counters,
+        activity: &activity,
+        blind: None,
+    };
+    let text = serde_json::to_string(&view.document(crate::statefile::unix_ms())).unwrap();
+    let mut state = decode(&text).unwrap();
+    state.snapshot_unix_ms = Some(state.updated_unix_ms);
+    let row = |pid: i32| state.processes.iter().find(|r| r.pid == pid).unwrap();
+    assert_eq!(row(20).env.as_deref(), Some("00000007"));
+    assert_eq!(
+        row(32).env.as_deref(),
+        Some("00000009"),
+        "every row of the unit"
+    );
+    assert_eq!(row(50).env, None, "a key with one environment names none");
+    assert!(
+        !row(20).duplicate && !row(30).duplicate,
+        "twins are no duplicates"
+    );
+    let out = render(
+        &state,
+        Path::new("/run/mcpinit.json"),
+        state.updated_unix_ms,
+    );
+    assert!(out.contains("servers 3 (3 keys, 0 duplicates)"), "{out}");
+    assert!(
+        out.contains("npm exec @x/a  env 00000007  pgid 20"),
+        "{out}"
+    );
+    assert!(
+        out.contains("npm exec @x/a  env 00000009  pgid 30"),
+        "{out}"
+    );
+    assert!(!out.contains("@x/b  env"), "{out}");
 }

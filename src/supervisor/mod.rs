@@ -97,7 +97,7 @@ impl Supervisor {
             signals,
             endpoint,
             tally: Tally::default(),
-            scanner: Scanner::new(me),
+            scanner: Scanner::new(me).with_launchers(&config.dedupe),
             schedule: Schedule::new(now, config.scan_interval),
             probe: Probe::new(config.max_procs, pids_current, now),
             terminations: Terminations::default(),
