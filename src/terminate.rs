@@ -176,7 +176,7 @@ impl Terminations {
         };
         let escalation = Escalation {
             id: unit.id,
-            group: unit.group(snapshot),
+            group: unit.process_group(snapshot),
             reason,
             members,
             stage,

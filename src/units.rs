@@ -52,7 +52,7 @@ impl Unit {
 
     /// The process group the unit lives in, for logs: its own for a group unit; for a
     /// subtree (or the main child), the group of its top in `snapshot` (0 if gone).
-    pub fn group(&self, snapshot: &Snapshot) -> i32 {
+    pub fn process_group(&self, snapshot: &Snapshot) -> i32 {
         self.pgid()
             .or_else(|| snapshot.get(self.top).map(|p| p.pgid))
             .unwrap_or(0)

@@ -347,7 +347,7 @@ impl Supervisor {
         now: Instant,
     ) {
         let dry = self.config.dry_run;
-        report::terminating(unit, unit.group(snapshot), decision, dry);
+        report::terminating(unit, unit.process_group(snapshot), decision, dry);
         if !dry {
             count_termination(&mut self.counters, decision.reason);
         }
