@@ -16,5 +16,5 @@ tests/podman/run.sh
 # The real MetaMCP (pinned) under mcpinit with real MCP SDK clients and a private Postgres
 # (tests/metamcp/run.sh; installs pnpm, the backend's dependencies and uv under
 # ~/.cache/mcpinit-tests; SKIPPED without the snapshot, a failure under CI=true).
-# "twins" (two servers sharing a command line) is left out: see docs/tuning-metamcp.md.
-METAMCP_SCENARIOS="${METAMCP_SCENARIOS:-healthy leak stubborn}" tests/metamcp/run.sh
+# Scenarios: healthy, leak (with a uvx server), stubborn, twins (METAMCP_SCENARIOS picks).
+tests/metamcp/run.sh

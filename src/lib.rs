@@ -13,6 +13,7 @@ pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod policy;
+pub mod procmount;
 pub mod proctree;
 pub(crate) mod reap;
 pub mod reserve;

@@ -161,6 +161,10 @@ fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {
     for line in &c.retired {
         log::warn!(event = "retired_setting"; "{line}");
     }
+    if let Some(hidepid) = mcpinit::procmount::hidepid() {
+        log::warn!(event = "proc_hidepid", hidepid = hidepid;
+            "/proc is mounted hidepid={hidepid}: processes of other users are hidden from mcpinit's uid (unless it may ptrace them or is in the mount's gid=), so they are neither counted nor governed, and health/status run as another user cannot see mcpinit");
+    }
     if let Some(pids_max) = limits.pids_max {
         if c.max_procs == 0 || c.max_procs as u64 >= pids_max {
             log::warn!(event = "cgroup_limit", max_procs = c.max_procs, cgroup_pids_max = pids_max;

@@ -91,6 +91,11 @@ pub enum LoadError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StaleWhy {
     Gone,
+    /// /proc has no readable entry for it and is mounted with `hidepid`: it may well
+    /// run, as a user this one cannot see.
+    Hidden {
+        hidepid: &'static str,
+    },
     /// A live process by another name: the pid was reused.
     NotMcpinit {
         comm: String,
@@ -152,6 +157,15 @@ impl fmt::Display for LoadError {
             LoadError::Stale { path, pid, why } => {
                 let why = match why {
                     StaleWhy::Gone => format!("pid {pid} is gone"),
+                    StaleWhy::Hidden { hidepid } => {
+                        return write!(
+                            f,
+                            "cannot see pid {pid} in /proc (mounted hidepid={hidepid}): mcpinit \
+                             may be running as another user; run this as mcpinit's user (state \
+                             file {})",
+                            show(path)
+                        );
+                    }
                     StaleWhy::NotMcpinit { comm } => {
                         format!("pid {pid} is '{}', not mcpinit", output::printable(comm))
                     }
@@ -239,7 +253,13 @@ pub fn load(state_file: Option<PathBuf>) -> Result<Found, LoadError> {
 fn check_running(pid: i32) -> Result<(), StaleWhy> {
     match crate::proctree::stat_of(pid) {
         Some(stat) if !stat.is_zombie() => {}
-        _ => return Err(StaleWhy::Gone),
+        Some(_) => return Err(StaleWhy::Gone),
+        // Unreadable: gone, or hidden from this user by hidepid.
+        None => {
+            // SAFETY: geteuid takes nothing and cannot fail.
+            let root = unsafe { libc::geteuid() } == 0;
+            return Err(hidden_or_gone(crate::procmount::hidepid(), root));
+        }
     }
     if same_executable(pid) {
         return Ok(());
@@ -249,6 +269,15 @@ fn check_running(pid: i32) -> Result<(), StaleWhy> {
         Ok(())
     } else {
         Err(StaleWhy::NotMcpinit { comm })
+    }
+}
+
+/// Why an unreadable /proc entry is: hidden when /proc is mounted with `hidepid` and
+/// the caller is not root (whom hidepid does not hide anything from).
+pub(crate) fn hidden_or_gone(hidepid: Option<&'static str>, root: bool) -> StaleWhy {
+    match hidepid {
+        Some(hidepid) if !root => StaleWhy::Hidden { hidepid },
+        _ => StaleWhy::Gone,
     }
 }
 

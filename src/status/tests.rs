@@ -317,3 +317,29 @@ fn twins_of_one_key_are_told_apart_by_their_environment() {
     );
     assert!(!out.contains("@x/b  env"), "{out}");
 }
+
+#[test]
+fn an_unreadable_writer_under_hidepid_is_called_hidden_not_gone() {
+    assert_eq!(hidden_or_gone(None, false), StaleWhy::Gone);
+    assert_eq!(hidden_or_gone(Some("invisible"), true), StaleWhy::Gone);
+    let why = hidden_or_gone(Some("invisible"), false);
+    assert_eq!(
+        why,
+        StaleWhy::Hidden {
+            hidepid: "invisible"
+        }
+    );
+    let error = LoadError::Stale {
+        path: PathBuf::from("/run/mcpinit/state.json"),
+        pid: 1,
+        why,
+    };
+    assert_eq!(error.exit_code(), 8);
+    let text = error.to_string();
+    assert!(
+        text.starts_with("cannot see pid 1 in /proc (mounted hidepid=invisible)")
+            && text.contains("run this as mcpinit's user")
+            && !text.contains("gone"),
+        "{text}"
+    );
+}

@@ -352,7 +352,9 @@ export function terminations(events) {
       .reverse()
       .find(
         (u) =>
-          (e.pgid && u.pgid && e.pgid === u.pgid) ||
+          // A subtree's pgid is the main child's group, shared by every subtree unit:
+          // only a group unit's pgid names the unit.
+          (e.pgid && u.pgid && e.pgid === u.pgid && !/^subtree/.test(e.unit ?? "")) ||
           (e.top && e.top === u.top) ||
           pids.some((p) => u.pids.includes(p)) ||
           (e.unit && u.pgid && e.unit === `process group ${u.pgid}`) ||
