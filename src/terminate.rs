@@ -28,6 +28,13 @@ pub enum Ended {
 }
 
 impl Ended {
+    /// In the order of the metrics' `ended` label.
+    pub const ALL: [Ended; 3] = [Ended::Eof, Ended::Term, Ended::Kill];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Ended::Eof => "eof",

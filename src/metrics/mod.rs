@@ -18,32 +18,7 @@ use std::time::Duration;
 /// Why a unit was terminated, in the order of the `reason` label.
 pub const REASONS: [&str; 4] = ["duplicate", "orphan", "cap", "memory"];
 
-/// How a termination ended: the last step the unit got before it was gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    /// Its input was closed and it left on its own.
-    Eof,
-    /// SIGTERM was enough.
-    Term,
-    /// It needed SIGKILL.
-    Kill,
-}
-
-impl Ended {
-    pub const ALL: [Ended; 3] = [Ended::Eof, Ended::Term, Ended::Kill];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Ended::Eof => "eof",
-            Ended::Term => "term",
-            Ended::Kill => "kill",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+pub use crate::terminate::Ended;
 
 /// Terminations that ended, by reason (index into `REASONS`) and by how.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

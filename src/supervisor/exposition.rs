@@ -3,9 +3,9 @@
 //! `/healthz` verdict, the same one `health` gives.
 
 use super::Supervisor;
-use crate::metrics::{self, Ended, EndedCounts, Figures, Histogram, Reply, Roles, Route, REASONS};
+use crate::metrics::{self, EndedCounts, Figures, Histogram, Reply, Roles, Route, REASONS};
 use crate::statefile::{self, Role};
-use crate::terminate::{self, Event};
+use crate::terminate::Event;
 use crate::units::UnitId;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -25,13 +25,8 @@ impl Tally {
 
     pub(super) fn event(&mut self, event: &Event) {
         if let Event::Gone { reason, ended, .. } = event {
-            let how = match ended {
-                terminate::Ended::Eof => Ended::Eof,
-                terminate::Ended::Term => Ended::Term,
-                terminate::Ended::Kill => Ended::Kill,
-            };
             if let Some(i) = REASONS.iter().position(|&r| r == reason.as_str()) {
-                self.ended.add(i, how);
+                self.ended.add(i, *ended);
             }
         }
     }
