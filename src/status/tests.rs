@@ -7,6 +7,37 @@ use std::collections::HashSet;
 
 /// What `statefile::write` writes for: main, two instances of one server (the older a
 /// duplicate) and an orphan, decoded back.
+/// The policy's plan for `units`, written as the state document and read back as
+/// `status` reads it.
+fn written_and_read(
+    snap: &crate::proctree::Snapshot,
+    units: &[crate::units::Unit],
+    config: &Config,
+    counters: &Counters,
+    activity: &crate::policy::Activity,
+) -> State {
+    let plan = crate::policy::decide(units, activity, config, snap.now_ms, &HashSet::new());
+    let view = crate::statefile::View {
+        config,
+        pid: ME,
+        main: Some(MAIN),
+        started_unix_ms: 1_000,
+        limits: Default::default(),
+        snapshot: snap,
+        units,
+        duplicates: &plan.duplicates,
+        terminating: &Default::default(),
+        counters,
+        activity,
+        blind: None,
+    };
+    let text = serde_json::to_string(&view.document(crate::statefile::unix_ms())).unwrap();
+    let mut state = decode(&text).unwrap();
+    // The testkit's clock is not the machine's boot clock: as if just scanned.
+    state.snapshot_unix_ms = Some(state.updated_unix_ms);
+    state
+}
+
 fn sample(config: &Config, counters: &Counters) -> State {
     let mut procs = server(20, MAIN, 900, "@x/a");
     procs.extend(server(30, MAIN, 100, "@x/a"));
@@ -34,26 +65,7 @@ fn sample(config: &Config, counters: &Counters) -> State {
     ]
     .into_iter()
     .collect();
-    let plan = crate::policy::decide(&units, &activity, config, snap.now_ms, &HashSet::new());
-    let view = crate::statefile::View {
-        config,
-        pid: ME,
-        main: Some(MAIN),
-        started_unix_ms: 1_000,
-        limits: Default::default(),
-        snapshot: &snap,
-        units: &units,
-        duplicates: &plan.duplicates,
-        terminating: &Default::default(),
-        counters,
-        activity: &activity,
-        blind: None,
-    };
-    let text = serde_json::to_string(&view.document(crate::statefile::unix_ms())).unwrap();
-    let mut state = decode(&text).unwrap();
-    // The testkit's clock is not the machine's boot clock: as if just scanned.
-    state.snapshot_unix_ms = Some(state.updated_unix_ms);
-    state
+    written_and_read(&snap, &units, config, counters, &activity)
 }
 
 #[test]
@@ -268,27 +280,13 @@ fn twins_of_one_key_are_told_apart_by_their_environment() {
     procs.extend(crate::testkit::server_with_env(50, MAIN, 100, "@x/b", 5));
     let snap = snapshot(procs);
     let units = crate::units::units(&snap, Some(MAIN), &defaults());
-    let config = Config::default();
-    let counters = Counters::default();
-    let activity = Default::default();
-    let plan = crate::policy::decide(&units, &activity, &config, snap.now_ms, &HashSet::new());
-    let view = crate::statefile::View {
-        config: &config,
-        pid: ME,
-        main: Some(MAIN),
-        started_unix_ms: 1_000,
-        limits: Default::default(),
-        snapshot: &snap,
-        units: &units,
-        duplicates: &plan.duplicates,
-        terminating: &Default::default(),
-        counters: &counters,
-        activity: &activity,
-        blind: None,
-    };
-    let text = serde_json::to_string(&view.document(crate::statefile::unix_ms())).unwrap();
-    let mut state = decode(&text).unwrap();
-    state.snapshot_unix_ms = Some(state.updated_unix_ms);
+    let state = written_and_read(
+        &snap,
+        &units,
+        &Config::default(),
+        &Counters::default(),
+        &Default::default(),
+    );
     let row = |pid: i32| state.processes.iter().find(|r| r.pid == pid).unwrap();
     assert_eq!(row(20).env.as_deref(), Some("00000007"));
     assert_eq!(
