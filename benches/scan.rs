@@ -1,7 +1,13 @@
-//! The /proc scan against real processes: cost per process as the tree grows from 10
-//! to 10,000 idle children. `warm` is the periodic scan (command lines cached, only
-//! /proc/PID/stat read); `cold` is the first look at a tree (every cmdline read too);
-//! `activity` is one look at the input (/proc/PID/io) of that many server leaves.
+//! A look at the tree against real processes, as it grows from 10 to 10,000 idle
+//! children:
+//! - `full`: a full read (every /proc/PID/stat; command lines cached), the safety net
+//!   and, before issue 14, every periodic look;
+//! - `cold`: the first look at a tree (every cmdline read too);
+//! - `incremental`: an incremental look at the same, unchanged, settled tree (the
+//!   listing, and nothing read again);
+//! - `unchanged`: what a periodic look costs when the probe proves nothing forked or
+//!   exited, and it is skipped: the container's task count and the pid cursor;
+//! - `activity`: one look at the input (/proc/PID/io) of that many server leaves.
 //!
 //! The scan reads every process in /proc, ours or not, so run it in a PID namespace
 //! to measure our tree alone, as `scripts/bench.sh` does:
@@ -10,8 +16,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mcpinit::activity::Tracker;
-use mcpinit::proctree::Scanner;
-use mcpinit::{units, watch};
+use mcpinit::proctree::{self, Depth, Scanner, YOUNG_MS};
+use mcpinit::{cgroup, units, watch};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -69,8 +75,14 @@ fn scan(c: &mut Criterion) {
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
+    let loadavg = std::fs::File::open("/proc/loadavg").expect("/proc/loadavg");
+    let pids_current = cgroup::read()
+        .pids_current
+        .and_then(|p| std::fs::File::open(p).ok());
     for &n in &sizes {
         let children = Children::spawn(n);
+        // Settled: past the age at which a process is read again on every look.
+        std::thread::sleep(Duration::from_millis(YOUNG_MS + 100));
         let mut scanner = Scanner::new(me);
         let first = scanner.scan();
         assert_eq!(
@@ -79,8 +91,27 @@ fn scan(c: &mut Criterion) {
             "the scan must see exactly our children"
         );
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::new("warm", n), &n, |b, _| {
-            b.iter(|| black_box(scanner.scan()))
+        group.bench_with_input(BenchmarkId::new("full", n), &n, |b, _| {
+            b.iter(|| black_box(scanner.look(Depth::Full)))
+        });
+        group.bench_with_input(BenchmarkId::new("incremental", n), &n, |b, _| {
+            b.iter(|| black_box(scanner.look(Depth::Incremental)))
+        });
+        assert_eq!(
+            scanner.reused(),
+            n,
+            "an unchanged, settled tree is read from the last look"
+        );
+        // The probe's mark (supervisor/probe.rs): without a cgroup count, /proc's
+        // link count stands in, as it does in the loop.
+        group.bench_with_input(BenchmarkId::new("unchanged", n), &n, |b, _| {
+            b.iter(|| {
+                let tasks = match &pids_current {
+                    Some(file) => cgroup::current(file),
+                    None => nix::sys::stat::stat(c"/proc").ok().map(|st| st.st_nlink),
+                };
+                black_box((tasks, proctree::last_pid(&loadavg)))
+            })
         });
         group.bench_with_input(BenchmarkId::new("cold", n), &n, |b, _| {
             b.iter(|| black_box(Scanner::new(me).scan()))

@@ -172,13 +172,34 @@ fn decimal(field: &[u8]) -> Option<i64> {
         .map(|n| sign * n)
 }
 
-/// Reads /proc repeatedly, re-reading a cmdline only for a new process or a new comm.
+/// How much of /proc a look reads again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Every process's stat: exact, whatever happened since the last look.
+    Full,
+    /// Only what can have changed without a fork or an exit showing: new pids, the
+    /// children of gone ones, young processes; the rest comes from the last look.
+    Incremental,
+}
+
+/// Reads /proc repeatedly, re-reading only what can have changed since the last look.
 ///
-/// A scan costs one `openat`, one `read` and one `close` per process (plus a directory
+/// A read costs one `openat`, one `read` and one `close` per process (plus a directory
 /// listing): paths are resolved against an open /proc, and a short read is the whole
 /// file (procfs produces each of these files in one go), so there is no size probe and
 /// no second read for end-of-file. That is the floor for a /proc reader, and the
-/// kernel's own work dominates it (see docs/benchmarks.md).
+/// kernel's own work dominates it (see docs/benchmarks.md), so an incremental look
+/// skips the read itself wherever the last one still holds:
+///
+/// - a pid the kernel has not handed out since the last look (the allocation cursor,
+///   the last field of /proc/loadavg, has not passed it) is the same process;
+/// - whose parent is still listed, and which is not among our own children unless it
+///   was before (an orphan is reparented to us, even while its old parent is a zombie
+///   that still shows in the listing);
+/// - and which is older than `YOUNG_MS`, past the exec and setsid that follow a fork.
+///
+/// An exec or a new title late in a process's life, a zombie its parent does not reap,
+/// and a pid space wrapped within one look are seen by the next full read.
 pub struct Scanner {
     me: i32,
     /// mcpinit's own process group, which is shared with whoever started it.
@@ -188,21 +209,51 @@ pub struct Scanner {
     buf: Vec<u8>,
     /// `PID/FILE` and its NUL, relative to the open /proc.
     path: Vec<u8>,
-    /// The last scan's command lines, sorted by pid.
-    cmdlines: Vec<Cmdline>,
+    /// The last look's processes, ours and not, sorted by pid; and the buffer the next
+    /// look is read into (the two swap, so a steady tree allocates nothing).
+    known: Vec<Known>,
+    spare: Vec<Known>,
+    /// The listing's buffer, and our own children's, kept for the same reason.
+    pids: Vec<i32>,
+    children: Vec<i32>,
+    /// `ME/task/ME/children`, relative to /proc.
+    children_file: String,
+    /// Pids the next look reads whatever it could take over: the members of units a
+    /// termination follows.
+    dirty: Vec<i32>,
+    /// The pid allocation cursor read before the last look's listing.
+    cursor: Option<i32>,
+    /// /proc/loadavg, kept open: the cursor is read before every listing.
+    loadavg: Option<File>,
     /// /proc, opened once and kept: when file descriptors run out, the listing that
     /// tells which processes exist still works.
     proc_dir: Option<Dir>,
-    /// Scans done, for the periodic re-read of every command line.
-    looks: u64,
+    /// Full reads done, for the periodic re-read of every command line.
+    fulls: u64,
+    /// Processes the last look took from the one before without reading them.
+    reused: usize,
     /// The launcher patterns: a process whose command line has a key gets its
     /// environment hashed.
     launchers: Vec<String>,
     blind: Option<Blind>,
 }
 
-/// A scan that could not see every process: it ran out of a resource, so its
-/// snapshot is incomplete and must not be read as "nothing is running".
+/// One process as last read: its stat and, for ours, its command line.
+#[derive(Clone)]
+struct Known {
+    pid: i32,
+    stat: Stat,
+    /// The command line and environment hash, once read (never for others).
+    cmdline: Option<(Rc<str>, u64)>,
+}
+
+/// A process younger than this may still exec, set its title or leave its parent's
+/// group (`npm exec` -> `sh -c` -> `node` does all three within a second): it is read
+/// again on every look.
+pub const YOUNG_MS: u64 = 2000;
+
+/// A look that could not see every process: it ran out of a resource, so its snapshot
+/// is incomplete and must not be read as "nothing is running".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Blind {
     pub errno: Errno,
@@ -211,10 +262,10 @@ pub struct Blind {
     pub unread: usize,
 }
 
-/// Every command line is read again on this many scans: a process that rewrites its
-/// argv in place (setproctitle) keeps its comm and its argument area, which is all
-/// the cache can see.
-const CMDLINE_REFRESH_LOOKS: u64 = 16;
+/// Every command line is read again on every this many full reads: a process that
+/// rewrites its argv in place (setproctitle) keeps its comm and its argument area,
+/// which is all the cache can see.
+const CMDLINE_REFRESH_FULLS: u64 = 2;
 
 /// At most this much of an environment is read and hashed: environments can be large,
 /// and what tells two accounts of one server apart (a token, a URL) rarely comes last.
@@ -224,15 +275,6 @@ pub const ENVIRON_MAX: usize = 64 * 1024;
 /// process is gone.
 fn starved(errno: Errno) -> bool {
     matches!(errno, Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM)
-}
-
-/// A command line as read for one process, kept while its comm stays the same.
-struct Cmdline {
-    pid: i32,
-    start: u64,
-    exec_hash: u64,
-    text: Rc<str>,
-    env_hash: u64,
 }
 
 impl Scanner {
@@ -248,9 +290,17 @@ impl Scanner {
             page_size: sysconf(SysconfVar::PAGE_SIZE, 4096),
             buf: vec![0; 1024],
             path: Vec::with_capacity(32),
-            cmdlines: Vec::new(),
+            known: Vec::new(),
+            spare: Vec::new(),
+            pids: Vec::new(),
+            children: Vec::new(),
+            children_file: format!("task/{me}/children"),
+            dirty: Vec::new(),
+            cursor: None,
+            loadavg: File::open("/proc/loadavg").ok(),
             proc_dir: open_proc().ok(),
-            looks: 0,
+            fulls: 0,
+            reused: 0,
             launchers: Vec::new(),
             blind: None,
         }
@@ -263,27 +313,69 @@ impl Scanner {
         self
     }
 
-    /// Why the last scan's snapshot is incomplete, if it is.
+    /// Why the last look's snapshot is incomplete, if it is.
     pub fn blind(&self) -> Option<Blind> {
         self.blind
     }
 
+    /// How many processes the last look took from the one before without reading them.
+    pub fn reused(&self) -> usize {
+        self.reused
+    }
+
+    /// Have the next look read these pids' stat, whatever it could take over.
+    pub fn reread(&mut self, pids: impl IntoIterator<Item = i32>) {
+        self.dirty.extend(pids);
+    }
+
+    /// Read `pids`' stat again now: whether each is as the last look has it (the same
+    /// process, parent, group, state and program). A decision to end a unit is taken
+    /// on this, not on what an incremental look took over unread.
+    pub fn confirm(&mut self, pids: &[i32]) -> bool {
+        let proc_dir = self.proc_dir.take();
+        let proc_fd = proc_dir.as_ref().map(|d| d.as_fd());
+        let mut holds = true;
+        for &pid in pids {
+            let Ok(i) = self.known.binary_search_by_key(&pid, |k| k.pid) else {
+                continue; // gone since: nothing to confirm, nothing will be signalled
+            };
+            let was = self.known[i].stat;
+            let now = self.read(proc_fd, pid, "stat").ok().and_then(parse_stat);
+            let same = |s: &Stat| {
+                (s.start, s.ppid, s.pgid, s.state, s.exec_hash)
+                    == (was.start, was.ppid, was.pgid, was.state, was.exec_hash)
+            };
+            if !now.as_ref().is_some_and(same) {
+                holds = false;
+                break;
+            }
+        }
+        self.proc_dir = proc_dir;
+        holds
+    }
+
+    /// A full read: every process's stat.
     pub fn scan(&mut self) -> Snapshot {
+        self.look(Depth::Full)
+    }
+
+    pub fn look(&mut self, depth: Depth) -> Snapshot {
         let now_ms = boottime_ms();
-        self.looks += 1;
         self.blind = None;
+        self.reused = 0;
+        let empty = Snapshot {
+            me: self.me,
+            now_ms,
+            ..Snapshot::default()
+        };
         if !crate::reserve::ready() {
             // The allocator spent its reserve and cannot take it back: memory is
-            // short, and a scan is the step that grows with the population.
+            // short, and a look is the step that grows with the population.
             self.blind = Some(Blind {
                 errno: Errno::ENOMEM,
                 unread: 0,
             });
-            return Snapshot {
-                me: self.me,
-                now_ms,
-                ..Snapshot::default()
-            };
+            return empty;
         }
         if self.proc_dir.is_none() {
             match open_proc() {
@@ -292,28 +384,36 @@ impl Scanner {
             }
         }
         let mut proc_dir = self.proc_dir.take();
-        let result = self.look(proc_dir.as_mut(), now_ms);
+        let result = self.read_tree(proc_dir.as_mut(), now_ms, depth);
         self.proc_dir = proc_dir;
         match result {
             Ok(snapshot) => snapshot,
             Err(errno) => {
                 // Out of memory: an empty, blind snapshot, on which nothing is decided;
-                // reaping goes on, and the next scan tries again.
+                // reaping goes on, and the next look reads everything again.
                 self.blind = Some(Blind { errno, unread: 0 });
-                Snapshot {
-                    me: self.me,
-                    now_ms,
-                    ..Snapshot::default()
-                }
+                self.known.clear();
+                empty
             }
         }
     }
 
-    /// One scan, every allocation that grows with the population made fallibly: at
-    /// 5,000 processes a scan holds about a megabyte, and under a memory limit a failed
-    /// allocation must cost the scan, not PID 1.
-    fn look(&mut self, mut proc_dir: Option<&mut Dir>, now_ms: u64) -> Result<Snapshot, Errno> {
-        let mut pids = reserved(self.cmdlines.len() + 16)?;
+    /// One look, every allocation that grows with the population made fallibly: at
+    /// 5,000 processes a look holds about a megabyte, and under a memory limit a failed
+    /// allocation must cost the look, not PID 1.
+    fn read_tree(
+        &mut self,
+        mut proc_dir: Option<&mut Dir>,
+        now_ms: u64,
+        depth: Depth,
+    ) -> Result<Snapshot, Errno> {
+        // The cursor before the listing: whatever is forked after it is either listed
+        // now, and read as new, or handed out past it, and read next time.
+        let cursor = self.loadavg.as_ref().and_then(last_pid);
+        let before = std::mem::replace(&mut self.cursor, cursor);
+        let full = depth == Depth::Full || before.is_none() || cursor.is_none();
+        let mut pids = std::mem::take(&mut self.pids);
+        pids.clear();
         if let Some(dir) = proc_dir.as_deref_mut() {
             for entry in dir.iter() {
                 match entry {
@@ -329,18 +429,61 @@ impl Scanner {
                 }
             }
         }
+        // procfs lists pids in ascending order, so this finds nothing to do.
+        pids.sort_unstable();
         let proc_fd = proc_dir.as_ref().map(|d| d.as_fd());
-        let mut all: Vec<(i32, Stat)> = reserved(pids.len())?;
-        let mut unread = 0;
-        let mut starved_by = None;
+        let mut all = std::mem::take(&mut self.spare);
+        all.clear();
+        if all.try_reserve(pids.len()).is_err() {
+            self.pids = pids;
+            return Err(Errno::ENOMEM);
+        }
+        let known = std::mem::take(&mut self.known);
+        let young_start = now_ms.saturating_sub(YOUNG_MS) * self.ticks_per_sec / 1000;
+        // A parent outside the namespace (0) cannot go; any other must still be listed,
+        // and as the same process, or the child was reparented. Without our children's
+        // list, a child of a zombie not yet reaped goes unseen until the next full read.
+        let ours = !full && self.read_children(proc_fd);
+        let children = std::mem::take(&mut self.children);
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        let me = self.me;
+        let parent_stays = |pid: i32, ppid: i32| {
+            let listed = ppid <= 0
+                || (pids.binary_search(&ppid).is_ok() && !handed_out(before, cursor, ppid));
+            listed && (ppid == me || !ours || children.binary_search(&pid).is_err())
+        };
+        let (mut unread, mut starved_by, mut k) = (0, None, 0);
         for &pid in &pids {
             if pid == self.me {
                 continue;
             }
+            while known.get(k).is_some_and(|c| c.pid < pid) {
+                k += 1;
+            }
+            let cached = known.get(k).filter(|c| c.pid == pid);
+            if let Some(c) = cached {
+                let settled = !full
+                    && c.stat.start < young_start
+                    && dirty.binary_search(&pid).is_err()
+                    && !handed_out(before, cursor, pid)
+                    && parent_stays(pid, c.stat.ppid);
+                if settled {
+                    all.push(c.clone());
+                    self.reused += 1;
+                    continue;
+                }
+            }
             match self.read(proc_fd, pid, "stat") {
                 Ok(text) => {
                     if let Some(stat) = parse_stat(text) {
-                        push(&mut all, (pid, stat))?;
+                        // The command line holds while the identity does.
+                        let cmdline = cached
+                            .filter(|c| {
+                                c.stat.start == stat.start && c.stat.exec_hash == stat.exec_hash
+                            })
+                            .and_then(|c| c.cmdline.clone());
+                        all.push(Known { pid, stat, cmdline });
                     }
                 }
                 Err(errno) if starved(errno) => {
@@ -350,33 +493,61 @@ impl Scanner {
                 Err(_) => {}
             }
         }
-        drop(pids);
+        self.pids = pids;
+        self.children = children;
+        dirty.clear();
+        self.dirty = dirty;
+        self.spare = known;
         if let Some(errno) = starved_by {
             self.blind.get_or_insert(Blind { errno, unread });
         }
-        let keep = descendants(self.me, &all)?;
+        if full {
+            self.fulls += 1;
+        }
+        let refresh = full && self.fulls % CMDLINE_REFRESH_FULLS == 0;
+        let result = self.snapshot(&mut all, proc_fd, now_ms, refresh);
+        // An incomplete look is no base for the next one: only a whole listing tells
+        // which processes are gone.
+        if self.blind.is_none() && result.is_ok() {
+            self.known = all;
+        } else {
+            self.spare = all;
+            self.known.clear();
+        }
+        result
+    }
+
+    /// The snapshot of our descendants among `all`, reading the command lines it lacks.
+    fn snapshot(
+        &mut self,
+        all: &mut [Known],
+        proc_fd: Option<BorrowedFd>,
+        now_ms: u64,
+        refresh: bool,
+    ) -> Result<Snapshot, Errno> {
+        let keep = descendants(self.me, all, |k| (k.pid, k.stat.ppid))?;
         let ours = keep.iter().filter(|&&k| k).count();
         let mut procs = reserved(ours)?;
-        let mut seen = reserved(ours)?;
         let mut shared_groups = reserved(16)?;
         push(&mut shared_groups, self.my_pgid)?;
-        for ((pid, stat), ours) in all.into_iter().zip(keep) {
+        for (known, ours) in all.iter_mut().zip(keep) {
+            let stat = known.stat;
             if !ours {
                 if !stat.is_zombie() {
                     push(&mut shared_groups, stat.pgid)?;
                 }
                 continue;
             }
-            let (cmdline, env_hash) = self.cmdline(proc_fd, pid, &stat);
-            seen.push(Cmdline {
-                pid,
-                start: stat.start,
-                exec_hash: stat.exec_hash,
-                text: cmdline.clone(),
-                env_hash,
-            });
+            let (cmdline, env_hash) = match &known.cmdline {
+                Some((text, env)) if !refresh && !text.is_empty() => (text.clone(), *env),
+                _ => {
+                    let read = self.cmdline(proc_fd, known.pid);
+                    known.cmdline = Some(read.clone());
+                    read
+                }
+            };
             procs.push(Proc {
-                pid,
+                pid: known.pid,
                 ppid: stat.ppid,
                 pgid: stat.pgid,
                 start: stat.start,
@@ -387,10 +558,6 @@ impl Scanner {
                 env_hash,
             });
         }
-        // /proc lists pids in ascending order, so these sorts find little to do.
-        seen.sort_unstable_by_key(|c| c.pid);
-        self.cmdlines = seen;
-        procs.sort_unstable_by_key(|p| p.pid);
         shared_groups.sort_unstable();
         shared_groups.dedup();
         Ok(Snapshot {
@@ -401,17 +568,24 @@ impl Scanner {
         })
     }
 
-    /// The command line and environment hash of `pid`, from the cache while its
-    /// identity holds, read again on every `CMDLINE_REFRESH_LOOKS`th scan.
-    fn cmdline(&mut self, proc_fd: Option<BorrowedFd>, pid: i32, stat: &Stat) -> (Rc<str>, u64) {
-        let refresh = self.looks % CMDLINE_REFRESH_LOOKS == 0;
-        if let Ok(i) = self.cmdlines.binary_search_by_key(&pid, |c| c.pid) {
-            let cached = &self.cmdlines[i];
-            let same = cached.start == stat.start && cached.exec_hash == stat.exec_hash;
-            if same && !cached.text.is_empty() && !refresh {
-                return (cached.text.clone(), cached.env_hash);
-            }
-        }
+    /// Our own children, from `ME/task/ME/children`, sorted into `self.children`;
+    /// false when the kernel has no such file or it cannot be read.
+    fn read_children(&mut self, proc_fd: Option<BorrowedFd>) -> bool {
+        let mut children = std::mem::take(&mut self.children);
+        children.clear();
+        let file = std::mem::take(&mut self.children_file);
+        let read = self.read(proc_fd, self.me, &file).map(|text| {
+            let pids = text.split(u8::is_ascii_whitespace).filter_map(pid_name);
+            children.extend(pids);
+        });
+        self.children_file = file;
+        children.sort_unstable();
+        self.children = children;
+        read.is_ok()
+    }
+
+    /// The command line and environment hash of `pid`, read now.
+    fn cmdline(&mut self, proc_fd: Option<BorrowedFd>, pid: i32) -> (Rc<str>, u64) {
         let text = self
             .read(proc_fd, pid, "cmdline")
             .map(join_args)
@@ -588,30 +762,57 @@ fn push<T>(v: &mut Vec<T>, x: T) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Which entries of `all` have a parent chain reaching `root`.
-fn descendants(root: i32, all: &[(i32, Stat)]) -> Result<Vec<bool>, Errno> {
+/// Which entries of `all` have a parent chain reaching `root`; `link` gives an entry's
+/// (pid, ppid).
+fn descendants<T>(
+    root: i32,
+    all: &[T],
+    link: impl Fn(&T) -> (i32, i32),
+) -> Result<Vec<bool>, Errno> {
+    let ppid = |i: usize| link(&all[i]).1;
     // Entries ordered by parent, so the children of a process are one contiguous run.
     let mut by_parent: Vec<usize> = reserved(all.len())?;
     by_parent.extend(0..all.len());
-    by_parent.sort_unstable_by_key(|&i| all[i].1.ppid);
+    by_parent.sort_unstable_by_key(|&i| ppid(i));
     let mut keep = reserved(all.len())?;
     keep.resize(all.len(), false);
     let mut stack = reserved(64)?;
     stack.push(root);
     while let Some(parent) = stack.pop() {
-        let first = by_parent.partition_point(|&i| all[i].1.ppid < parent);
+        let first = by_parent.partition_point(|&i| ppid(i) < parent);
         for &i in by_parent[first..]
             .iter()
-            .take_while(|&&i| all[i].1.ppid == parent)
+            .take_while(|&&i| ppid(i) == parent)
         {
             // Each entry is taken once, so a /proc race can never make this loop.
             if !keep[i] {
                 keep[i] = true;
-                push(&mut stack, all[i].0)?;
+                push(&mut stack, link(&all[i]).0)?;
             }
         }
     }
     Ok(keep)
+}
+
+/// The last pid the kernel handed out in our PID namespace: the last field of
+/// /proc/loadavg. It moves on every fork and every new thread, and never otherwise.
+pub fn last_pid(loadavg: &File) -> Option<i32> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 128];
+    let n = loadavg.read_at(&mut buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    text.split_ascii_whitespace().last()?.parse().ok()
+}
+
+/// Whether the kernel may have handed `pid` out while its cursor moved from `before`
+/// to `now`. It hands pids out cyclically, so those are the ones past `before` up to
+/// `now`, across the wrap when `now` is behind. Unknown cursors: any pid may be new.
+fn handed_out(before: Option<i32>, now: Option<i32>, pid: i32) -> bool {
+    match (before, now) {
+        (Some(before), Some(now)) if before <= now => before < pid && pid <= now,
+        (Some(before), Some(now)) => pid > before || pid <= now,
+        _ => true,
+    }
 }
 
 /// CLOCK_BOOTTIME in milliseconds: the clock /proc start times are measured on.
@@ -716,6 +917,46 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_cursor_tells_which_pids_may_be_new() {
+        // (cursor before, cursor now, pid, may be new)
+        let cases = [
+            (Some(100), Some(100), 100, false), // nothing forked
+            (Some(100), Some(100), 50, false),
+            (Some(100), Some(120), 101, true),
+            (Some(100), Some(120), 120, true),
+            (Some(100), Some(120), 121, false),
+            (Some(100), Some(120), 100, false),
+            (Some(30000), Some(310), 30001, true), // wrapped past pid_max
+            (Some(30000), Some(310), 305, true),
+            (Some(30000), Some(310), 311, false),
+            (Some(30000), Some(310), 29999, false),
+            (None, Some(5), 3, true), // no cursor: anything may be new
+            (Some(5), None, 3, true),
+        ];
+        for (before, now, pid, new) in cases {
+            assert_eq!(
+                handed_out(before, now, pid),
+                new,
+                "{before:?} -> {now:?}: {pid}"
+            );
+        }
+    }
+
+    #[test]
+    fn loadavg_ends_with_the_last_pid() {
+        let loadavg = File::open("/proc/loadavg").unwrap();
+        let before = last_pid(&loadavg).expect("the cursor is readable");
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let after = last_pid(&loadavg).unwrap();
+        let _ = child.wait_with_output();
+        assert!(
+            handed_out(Some(before), Some(after), pid),
+            "{before} -> {after}: {pid}"
+        );
+    }
+
     /// A process with parent `ppid`, the only field descendants() reads.
     fn stat(ppid: i32) -> Stat {
         Stat {
@@ -732,7 +973,7 @@ mod tests {
     #[test]
     fn descendants_follow_parent_links_only() {
         let all = [(2, stat(1)), (3, stat(2)), (4, stat(9)), (5, stat(3))];
-        let keep = descendants(1, &all).unwrap();
+        let keep = descendants(1, &all, |&(pid, s)| (pid, s.ppid)).unwrap();
         let found: Vec<_> = all
             .iter()
             .zip(keep)
@@ -746,6 +987,9 @@ mod tests {
     fn descendants_end_on_a_racy_parent_cycle() {
         // A pid listed twice across a reparenting: 2 -> 3 -> 2 again.
         let all = [(2, stat(1)), (3, stat(2)), (2, stat(3))];
-        assert_eq!(descendants(1, &all).unwrap(), [true, true, true]);
+        assert_eq!(
+            descendants(1, &all, |&(pid, s)| (pid, s.ppid)).unwrap(),
+            [true, true, true]
+        );
     }
 }

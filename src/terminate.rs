@@ -132,6 +132,14 @@ impl Terminations {
         self.list.iter().map(|e| (e.id, e.reason)).collect()
     }
 
+    /// The pids of every unit in the table, as last seen: what the next look reads
+    /// again, however settled they are.
+    pub fn pids(&self) -> impl Iterator<Item = i32> + '_ {
+        self.list
+            .iter()
+            .flat_map(|e| e.members.iter().map(|&(pid, _)| pid))
+    }
+
     pub fn in_flight(&self) -> bool {
         self.list.iter().any(|e| !e.dry_run)
     }

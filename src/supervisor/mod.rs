@@ -8,7 +8,7 @@ use crate::cgroup::{Cgroup, Limits};
 use crate::config::{Config, Orphans};
 use crate::metrics::Server;
 use crate::policy::{self, Reason};
-use crate::proctree::{Blind, Scanner, Snapshot};
+use crate::proctree::{Blind, Depth, Scanner, Snapshot, YOUNG_MS};
 use crate::reap::{self, Reaped};
 use crate::signals::{Received, Signals};
 use crate::statefile::{self, Counters};
@@ -31,7 +31,7 @@ mod signal_log;
 
 use exposition::Tally;
 use phase::Phase;
-use probe::{Probe, Reading};
+use probe::{Mark, Probe, Quiet, Reading};
 use publisher::Publisher;
 use report::Thresholds;
 use schedule::{Found, Schedule};
@@ -263,53 +263,59 @@ impl Supervisor {
             self.schedule.scan_now(now, false);
         }
         let (probe, terminations) = (&self.probe, &self.terminations);
-        // RSS moves without any event, so with a memory cap no scan is ever skipped.
-        let no_memory_cap = self.config.max_memory == 0;
-        let scan = self.schedule.due(now, || {
-            !terminations.in_flight() && no_memory_cap && probe.unchanged(probe.read(&mut reading))
+        // RSS moves without any event, so with a memory cap no look is ever skipped, and
+        // every one reads every process; nor is one skipped while a unit is followed to
+        // its end, and its members are read again on each.
+        let exact = self.config.max_memory > 0;
+        let following = terminations.in_flight();
+        let depth = self.schedule.due(now, || {
+            if exact || following {
+                Quiet::Changed
+            } else {
+                probe.quiet(probe.read(&mut reading))
+            }
         });
-        if scan {
+        if let Some(depth) = depth {
             let baseline = self.probe.read(&mut reading);
-            self.scan(now, baseline);
+            self.scanner.reread(self.terminations.pids());
+            self.look(now, baseline, if exact { Depth::Full } else { depth });
         }
         self.publish_if_due(now);
         Flow::Continue
     }
 
-    /// Scan, decide and act, with `baseline` the probe's count taken just before.
-    fn scan(&mut self, now: Instant, baseline: u64) {
+    /// Look, decide and act, with `baseline` the probe's mark taken just before.
+    fn look(&mut self, now: Instant, baseline: Mark, mut depth: Depth) {
         let started = Instant::now();
-        let snapshot = self.scanner.scan();
+        let mut snapshot = self.scanner.look(depth);
         self.tally.scanned(started.elapsed());
-        let blind = self.scanner.blind();
-        report::sight(self.blind, blind);
-        self.blind = blind;
-        if blind.is_some() {
-            // An incomplete snapshot: deciding on it could end the newest instance of
-            // a key whose older sibling it cannot see, or take a unit in flight for
-            // ended. Decide nothing; reaping goes on, and the next scan tries again.
-            self.schedule.scanned(
-                now,
-                Found {
-                    over_cap: false,
-                    following: self.terminations.in_flight(),
-                    settling: false,
-                },
-            );
-            self.publisher.mark_dirty();
-            self.publish_if_due(now);
+        if self.blinded(now, depth) {
             return;
         }
-        let units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
+        let mut units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
         for event in self.terminations.refresh(&snapshot, now) {
             count_event(&mut self.counters, &event);
             self.tally.event(&event);
             report::escalation(&event);
         }
         let busy = self.terminations.busy();
-        let plan = self
+        let mut plan = self
             .watcher
             .decide(&snapshot, &units, &self.config, &busy, now);
+        if depth == Depth::Incremental && !self.confirmed(&plan.terminate, &units) {
+            // Nothing is ended on what an incremental look took over from the last one
+            // and no longer holds (a state, a program): the decision is taken again on
+            // a full read.
+            depth = Depth::Full;
+            snapshot = self.scanner.look(depth);
+            if self.blinded(now, depth) {
+                return;
+            }
+            units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
+            plan = self
+                .watcher
+                .decide(&snapshot, &units, &self.config, &busy, now);
+        }
         self.counters.peak_procs = self.counters.peak_procs.max(plan.live);
         self.counters.peak_rss = self.counters.peak_rss.max(plan.rss);
         self.thresholds
@@ -319,16 +325,23 @@ impl Supervisor {
                 self.terminate(unit, &snapshot, decision, now);
             }
         }
+        // A young process may still exec or change its group, which no probe sees: the
+        // next periodic look is not skipped while one is.
+        let young_since = snapshot.now_ms.saturating_sub(YOUNG_MS);
+        let young = snapshot.procs.iter().any(|p| p.started_ms > young_since);
         let cap = self.config.max_procs;
         self.schedule.scanned(
             now,
+            depth,
             Found {
                 over_cap: cap > 0 && plan.live > cap,
                 following: self.terminations.in_flight(),
-                // A decision falls due by input before a skipped scan could see it.
-                settling: self.watcher.due().is_some_and(|at| {
-                    at <= now + self.config.scan_interval * (1 + schedule::MAX_QUIET_SCANS)
-                }),
+                decide_at: self
+                    .watcher
+                    .due()
+                    .into_iter()
+                    .chain(young.then_some(now))
+                    .min(),
             },
         );
         self.probe.rebase(now, baseline, plan.projected);
@@ -337,6 +350,38 @@ impl Supervisor {
             .observe(publisher::fingerprint(&snapshot, &busy, &self.counters));
         self.last = (snapshot, units, plan.duplicates);
         self.publish_if_due(now);
+    }
+
+    /// The members of the units about to be ended are as the look has them.
+    fn confirmed(&mut self, decisions: &[policy::Decision], units: &[Unit]) -> bool {
+        let touched = units
+            .iter()
+            .filter(|u| decisions.iter().any(|d| d.unit == u.id))
+            .flat_map(|u| u.pids.iter().copied());
+        let pids: Vec<i32> = touched.collect();
+        pids.is_empty() || self.scanner.confirm(&pids)
+    }
+
+    /// Whether the look just taken is blind. An incomplete snapshot: deciding on it
+    /// could end the newest instance of a key whose older sibling it cannot see, or
+    /// take a unit in flight for ended. Decide nothing; reaping goes on, and the next
+    /// look tries again.
+    fn blinded(&mut self, now: Instant, depth: Depth) -> bool {
+        let blind = self.scanner.blind();
+        report::sight(self.blind, blind);
+        self.blind = blind;
+        if blind.is_none() {
+            return false;
+        }
+        let found = Found {
+            over_cap: false,
+            following: self.terminations.in_flight(),
+            decide_at: None,
+        };
+        self.schedule.scanned(now, depth, found);
+        self.publisher.mark_dirty();
+        self.publish_if_due(now);
+        true
     }
 
     fn terminate(

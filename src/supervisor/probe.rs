@@ -1,5 +1,6 @@
 //! The fork-burst probe: a cheap task count read every PROBE_INTERVAL while a cap is
-//! set, so a burst is answered by a scan long before the periodic one.
+//! set, so a burst is answered by a look long before the periodic one. With the pid
+//! allocation cursor beside it, it is also what says a periodic look can be skipped.
 
 use super::schedule::COALESCE;
 use crate::cgroup;
@@ -18,24 +19,47 @@ pub(super) struct Probe {
     /// one.
     pids_current: Option<std::fs::File>,
     next: Instant,
-    /// The count when the last scan was taken, and the live descendants that scan
+    /// /proc/loadavg, kept open, for the pid allocation cursor.
+    loadavg: Option<std::fs::File>,
+    /// The mark when the last look was taken, and the live descendants that look
     /// projected (the busy units counted as gone).
-    baseline: u64,
+    baseline: Mark,
     last_projected: usize,
 }
 
-/// The probe's count, read at most once per wake-up: the probe, the quiet check and a
-/// scan's baseline often fall on the same one.
+/// What the probe reads: the task count, and the last pid the kernel handed out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Mark {
+    pub tasks: u64,
+    pub last_pid: Option<i32>,
+}
+
+/// What an unchanged mark proves about the tree since the last look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Quiet {
+    /// Something forked or exited.
+    Changed,
+    /// Probably nothing: the count is the host's, which an exit here and a fork
+    /// elsewhere leave as it was.
+    Probably,
+    /// Nothing forked (the cursor stayed) and nothing exited (the container's own
+    /// count stayed): no process came, went or changed parent.
+    Surely,
+}
+
+/// The probe's mark, read at most once per wake-up: the probe, the quiet check and a
+/// look's baseline often fall on the same one.
 #[derive(Default)]
-pub(super) struct Reading(Option<u64>);
+pub(super) struct Reading(Option<Mark>);
 
 impl Probe {
     pub(super) fn new(cap: usize, pids_current: Option<std::fs::File>, now: Instant) -> Probe {
         Probe {
             cap: cap as u64,
             pids_current,
+            loadavg: std::fs::File::open("/proc/loadavg").ok(),
             next: now + PROBE_INTERVAL,
-            baseline: 0,
+            baseline: Mark::default(),
             last_projected: 0,
         }
     }
@@ -55,28 +79,37 @@ impl Probe {
 
     /// A burst, or any growth that may carry the count over the cap: the probe's count
     /// includes threads, so it only ever errs towards one scan too many.
-    pub(super) fn burst(&self, count: u64) -> bool {
-        let grown = count.saturating_sub(self.baseline);
+    pub(super) fn burst(&self, mark: Mark) -> bool {
+        let grown = mark.tasks.saturating_sub(self.baseline.tasks);
         grown > (self.cap / 16).max(4) || self.last_projected as u64 + grown > self.cap
     }
 
-    /// The count is as at the last scan.
-    pub(super) fn unchanged(&self, count: u64) -> bool {
-        count == self.baseline
+    /// What `mark`, against the one at the last look, proves.
+    pub(super) fn quiet(&self, mark: Mark) -> Quiet {
+        if mark != self.baseline {
+            Quiet::Changed
+        } else if self.pids_current.is_some() && mark.last_pid.is_some() {
+            Quiet::Surely
+        } else {
+            Quiet::Probably
+        }
     }
 
-    /// A scan was taken at `now` with `baseline` the count read just before. The
+    /// A look was taken at `now` with `baseline` the mark read just before. The
     /// probe's period starts again here, which also lets a periodic scan share a
     /// wake-up with every few probes (each wake-up of an idle container is most of what
     /// it costs).
-    pub(super) fn rebase(&mut self, now: Instant, baseline: u64, projected: usize) {
+    pub(super) fn rebase(&mut self, now: Instant, baseline: Mark, projected: usize) {
         self.baseline = baseline;
         self.last_projected = projected;
         self.next = now + PROBE_INTERVAL;
     }
 
-    pub(super) fn read(&self, reading: &mut Reading) -> u64 {
-        *reading.0.get_or_insert_with(|| self.count())
+    pub(super) fn read(&self, reading: &mut Reading) -> Mark {
+        *reading.0.get_or_insert_with(|| Mark {
+            tasks: self.count(),
+            last_pid: self.loadavg.as_ref().and_then(crate::proctree::last_pid),
+        })
     }
 
     /// A cheap count that grows with a fork burst: the cgroup's task count when there
@@ -115,13 +148,22 @@ mod tests {
         ];
         for (cap, baseline, projected, count, burst) in cases {
             let mut probe = Probe::new(cap, None, t0);
-            probe.rebase(t0, baseline, projected);
+            let mark = |tasks| Mark {
+                tasks,
+                last_pid: Some(7),
+            };
+            probe.rebase(t0, mark(baseline), projected);
             assert_eq!(
-                probe.burst(count),
+                probe.burst(mark(count)),
                 burst,
                 "cap {cap} base {baseline} projected {projected} count {count}"
             );
-            assert_eq!(probe.unchanged(count), count == baseline);
+            let quiet = if count == baseline {
+                Quiet::Probably // no cgroup count: the host's proves nothing
+            } else {
+                Quiet::Changed
+            };
+            assert_eq!(probe.quiet(mark(count)), quiet);
         }
     }
 
@@ -141,7 +183,7 @@ mod tests {
         let at = t0 + PROBE_INTERVAL - COALESCE;
         assert!(probe.due(at), "a probe due within COALESCE is done now");
         assert_eq!(probe.next_deadline(), Some(at + PROBE_INTERVAL));
-        probe.rebase(at + Duration::from_millis(50), 0, 0);
+        probe.rebase(at + Duration::from_millis(50), Mark::default(), 0);
         assert_eq!(
             probe.next_deadline(),
             Some(at + Duration::from_millis(50) + PROBE_INTERVAL)
@@ -153,11 +195,38 @@ mod tests {
         let probe = Probe::new(10, None, Instant::now());
         let mut reading = Reading::default();
         let first = probe.read(&mut reading);
-        reading.0 = Some(first + 1000);
-        assert_eq!(
-            probe.read(&mut reading),
-            first + 1000,
-            "the cached count is reused"
-        );
+        assert!(first.last_pid.is_some(), "/proc/loadavg is readable");
+        let later = Mark {
+            tasks: first.tasks + 1000,
+            ..first
+        };
+        reading.0 = Some(later);
+        assert_eq!(probe.read(&mut reading), later, "the cached mark is reused");
+    }
+
+    #[test]
+    fn only_the_containers_count_and_the_cursor_together_prove_quiet() {
+        let t0 = Instant::now();
+        let count = std::fs::File::open("/proc/self/stat").unwrap(); // any open file
+        let mut probe = Probe::new(10, Some(count), t0);
+        let base = Mark {
+            tasks: 5,
+            last_pid: Some(900),
+        };
+        probe.rebase(t0, base, 5);
+        assert_eq!(probe.quiet(base), Quiet::Surely);
+        let forked = Mark {
+            last_pid: Some(901),
+            ..base
+        };
+        assert_eq!(probe.quiet(forked), Quiet::Changed, "a fork and an exit");
+        let exited = Mark { tasks: 4, ..base };
+        assert_eq!(probe.quiet(exited), Quiet::Changed);
+        let blind = Mark {
+            last_pid: None,
+            ..base
+        };
+        probe.rebase(t0, blind, 5);
+        assert_eq!(probe.quiet(blind), Quiet::Probably, "no cursor, no proof");
     }
 }

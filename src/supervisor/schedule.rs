@@ -1,21 +1,30 @@
-//! When to look at the process tree: periodic scans, skipped while provably nothing
-//! changed, held back during a mass exit, pulled forward by what may need a decision
-//! at once, and coalesced with deadlines a few milliseconds away. Pure: it is given the
+//! When to look at the process tree, and how closely: periodic looks, skipped while
+//! provably nothing changed, held back during a mass exit, pulled forward by what may
+//! need a decision at once, and coalesced with deadlines a few milliseconds away; most
+//! of them incremental, a full read every FULL_READ_INTERVALS. Pure: it is given the
 //! clock and answers with instants.
 
+use super::probe::Quiet;
+use crate::proctree::Depth;
 use std::time::{Duration, Instant};
 
 /// Scans triggered by SIGCHLD or the probe are at least this far apart.
 pub(super) const MIN_SCAN_GAP: Duration = Duration::from_millis(20);
-/// Periodic scans skipped in a row at most when provably nothing changed: a full scan
-/// still happens at least every (1 + this) scan intervals.
+/// Periodic looks skipped in a row at most when the probe only says that probably
+/// nothing changed (no cgroup task count to prove it): a look still happens at least
+/// every (1 + this) scan intervals.
 pub(super) const MAX_QUIET_SCANS: u32 = 4;
+/// A full read, every process's stat, at least every this many scan intervals: the
+/// safety net under incremental looks, for what they cannot see (an exec late in a
+/// process's life, a zombie its parent keeps, a pid space wrapped within one look). At
+/// the default 2 s that is every 2 minutes, which at 10,000 processes costs about
+/// 0.06 % of a core (docs/benchmarks.md).
+pub(super) const FULL_READ_INTERVALS: u32 = 60;
 /// A probe or scan falling due this soon is done now: deadlines that drift a few
 /// milliseconds apart then share one wake-up instead of costing two.
 pub(super) const COALESCE: Duration = Duration::from_millis(10);
-/// A periodic scan waits while zombies keep coming (a mass exit): until this long after
-/// the last reap, and never more than MAX_QUIET_SCANS intervals in all, the same bound as
-/// for skipped scans.
+/// A periodic look waits while zombies keep coming (a mass exit): until this long after
+/// the last reap, and never more than MAX_QUIET_SCANS intervals in all.
 pub(super) const REAP_PAUSE: Duration = Duration::from_millis(50);
 /// While a termination is in flight, its unit is followed this closely.
 pub(super) const ESCALATION_SCAN: Duration = Duration::from_millis(100);
@@ -34,8 +43,12 @@ pub(super) struct Schedule {
     quiet_scans: u32,
     /// Something we must look at happened since the last scan: a reap, a probe jump.
     changed: bool,
-    /// A duplicate waits for its settle time: the next periodic scan is never skipped.
-    settling: bool,
+    /// A decision may fall due by then without anything forking or exiting (a
+    /// duplicate's settle time, input going quiet, a young process's exec): the first
+    /// periodic look at or after it is never skipped.
+    decide_at: Option<Instant>,
+    /// When the last full read was taken.
+    last_full: Instant,
 }
 
 /// What the last scan found, for when to look next.
@@ -45,8 +58,8 @@ pub(super) struct Found {
     pub over_cap: bool,
     /// A termination is in flight.
     pub following: bool,
-    /// A duplicate waits for its settle time.
-    pub settling: bool,
+    /// When a decision may fall due without a fork or an exit showing it.
+    pub decide_at: Option<Instant>,
 }
 
 impl Schedule {
@@ -60,7 +73,8 @@ impl Schedule {
             last_reaped: None,
             quiet_scans: 0,
             changed: true,
-            settling: false,
+            decide_at: None,
+            last_full: now,
         }
     }
 
@@ -91,25 +105,38 @@ impl Schedule {
         self.urgent = true;
     }
 
-    /// Whether to scan at `now`. A periodic scan is held during a mass exit, and
-    /// skipped when the loop's own state and `unchanged` (the rest of the world: no
-    /// termination to follow, no memory cap, the task count as before; asked only when
-    /// it matters, since it may cost a read) say nothing a scan could act on changed.
-    pub(super) fn due(&mut self, now: Instant, unchanged: impl FnOnce() -> bool) -> bool {
+    /// Whether to look at `now`, and how closely. A periodic look is held during a mass
+    /// exit, and skipped when the loop's own state and `quiet` (the rest of the world:
+    /// no termination to follow, no memory cap, the probe's mark as before; asked only
+    /// when it matters, since it costs a read) say nothing a look could act on changed.
+    pub(super) fn due(&mut self, now: Instant, quiet: impl FnOnce() -> Quiet) -> Option<Depth> {
         if now >= self.next_scan && !self.urgent {
             self.hold_during_mass_exit(now);
         }
         if now + COALESCE < self.next_scan {
-            return false;
+            return None;
         }
-        if self.quiet_scans < MAX_QUIET_SCANS && !self.changed && !self.settling && unchanged() {
-            self.quiet_scans += 1;
-            self.next_scan = now + self.interval;
-            self.periodic_due = self.next_scan;
-            return false;
+        let full = now + COALESCE >= self.last_full + self.interval * FULL_READ_INTERVALS;
+        let deciding = self.decide_at.is_some_and(|at| now + COALESCE >= at);
+        if !full && !self.changed && !deciding {
+            let skip = match quiet() {
+                Quiet::Surely => true,
+                Quiet::Probably => self.quiet_scans < MAX_QUIET_SCANS,
+                Quiet::Changed => false,
+            };
+            if skip {
+                self.quiet_scans += 1;
+                self.next_scan = now + self.interval;
+                self.periodic_due = self.next_scan;
+                return None;
+            }
         }
         self.quiet_scans = 0;
-        true
+        Some(if full {
+            Depth::Full
+        } else {
+            Depth::Incremental
+        })
     }
 
     /// A periodic scan in the middle of a mass exit reads thousands of dying processes
@@ -126,8 +153,11 @@ impl Schedule {
         }
     }
 
-    /// A scan ran at `now` and found `found`.
-    pub(super) fn scanned(&mut self, now: Instant, found: Found) {
+    /// A look of `depth` ran at `now` and found `found`.
+    pub(super) fn scanned(&mut self, now: Instant, depth: Depth, found: Found) {
+        if depth == Depth::Full {
+            self.last_full = now;
+        }
         // Over the cap, something keeps forking (the busy units are already counted as
         // gone): look again at the shortest gap, or a storm gains a probe interval's
         // worth of forks per beat.
@@ -142,7 +172,7 @@ impl Schedule {
         self.periodic_due = self.next_scan;
         self.urgent = false;
         self.changed = false;
-        self.settling = found.settling;
+        self.decide_at = found.decide_at;
     }
 }
 

@@ -9,50 +9,66 @@ const INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug)]
 enum Step {
-    /// A scan ran at this offset and found this.
-    Scanned(u64, Found),
+    /// An incremental look ran at this offset and found a decision may fall due at the
+    /// second, unseen by any probe.
+    Deciding(u64, u64),
     /// Zombies reaped at this offset: (others besides main, follow).
     Reaped(u64, bool, bool),
     /// Scan now: (changed).
     ScanNow(u64, bool),
-    /// Asked at this offset with the world `unchanged`: (scan expected, deadline after).
-    Due(u64, bool, bool, u64),
+    /// Asked at this offset with the probe's answer: (the look expected, deadline after).
+    Due(u64, Quiet, Option<Depth>, u64),
 }
 use Step::*;
+
+/// The probe's answers: something changed, probably nothing (the host's count), surely
+/// nothing (the container's count and the pid cursor).
+const CHANGED: Quiet = Quiet::Changed;
+const PROBABLY: Quiet = Quiet::Probably;
+const SURELY: Quiet = Quiet::Surely;
+/// The schedule's answers: no look, an incremental one, a full read.
+const SKIP: Option<Depth> = None;
+const INC: Option<Depth> = Some(Depth::Incremental);
+const FULL: Option<Depth> = Some(Depth::Full);
 
 const IDLE: Found = Found {
     over_cap: false,
     following: false,
-    settling: false,
+    decide_at: None,
 };
 
 fn run(name: &str, steps: &[Step]) {
     let t0 = Instant::now();
     let at = |ms: u64| t0 + Duration::from_millis(ms);
     let mut schedule = Schedule::new(t0, INTERVAL);
-    schedule.scanned(t0, IDLE);
+    schedule.scanned(t0, Depth::Full, IDLE);
     for (i, &step) in steps.iter().enumerate() {
         match step {
-            Scanned(ms, found) => schedule.scanned(at(ms), found),
+            Deciding(ms, when) => {
+                let found = Found {
+                    decide_at: Some(at(when)),
+                    ..IDLE
+                };
+                schedule.scanned(at(ms), Depth::Incremental, found)
+            }
             Reaped(ms, others, follow) => schedule.reaped(at(ms), others, follow),
             ScanNow(ms, changed) => schedule.scan_now(at(ms), changed),
-            Due(ms, unchanged, scan, next) => {
+            Due(ms, quiet, look, next) => {
                 let asked = Cell::new(false);
                 let due = schedule.due(at(ms), || {
                     asked.set(true);
-                    unchanged
+                    quiet
                 });
-                assert_eq!(due, scan, "{name}: step {i} {step:?}");
+                assert_eq!(due, look, "{name}: step {i} {step:?}");
                 assert_eq!(
                     schedule.next_deadline(),
                     at(next),
                     "{name}: deadline after step {i} {step:?}"
                 );
-                if !scan && !asked.get() {
+                if let Some(depth) = due {
+                    schedule.scanned(at(ms), depth, IDLE);
+                } else if !asked.get() {
                     continue;
-                }
-                if scan {
-                    schedule.scanned(at(ms), IDLE);
                 }
             }
         }
@@ -60,39 +76,69 @@ fn run(name: &str, steps: &[Step]) {
 }
 
 #[test]
-fn an_idle_container_skips_at_most_max_quiet_scans_in_a_row() {
+fn without_proof_an_idle_container_skips_at_most_max_quiet_scans_in_a_row() {
     let mut steps: Vec<Step> = (1..=MAX_QUIET_SCANS as u64)
-        .map(|n| Due(n * 1000, true, false, (n + 1) * 1000))
+        .map(|n| Due(n * 1000, PROBABLY, SKIP, (n + 1) * 1000))
         .collect();
     let full = (MAX_QUIET_SCANS as u64 + 1) * 1000;
-    steps.push(Due(full, true, true, full));
+    steps.push(Due(full, PROBABLY, INC, full));
     // The count of skips starts again after a full scan.
-    steps.push(Due(full + 1000, true, false, full + 2000));
+    steps.push(Due(full + 1000, PROBABLY, SKIP, full + 2000));
     run("idle", &steps);
+}
+
+#[test]
+fn with_proof_an_idle_container_skips_every_look_but_the_full_read() {
+    let n = FULL_READ_INTERVALS as u64;
+    let mut steps: Vec<Step> = (1..n)
+        .map(|k| Due(k * 1000, SURELY, SKIP, (k + 1) * 1000))
+        .collect();
+    steps.push(Due(n * 1000, SURELY, FULL, n * 1000));
+    // The net is counted from the last full read.
+    steps.push(Due(n * 1000 + 1000, SURELY, SKIP, n * 1000 + 2000));
+    run("proved idle", &steps);
+}
+
+#[test]
+fn a_busy_container_reads_incrementally_and_in_full_every_full_read_intervals() {
+    let n = FULL_READ_INTERVALS as u64;
+    let mut steps: Vec<Step> = (1..n)
+        .map(|k| Due(k * 1000, CHANGED, INC, k * 1000))
+        .collect();
+    steps.push(Due(n * 1000, CHANGED, FULL, n * 1000));
+    steps.push(Due(n * 1000 + 1000, CHANGED, INC, n * 1000 + 1000));
+    run("busy", &steps);
+}
+
+#[test]
+fn a_decision_falling_due_unseen_is_looked_at_when_it_falls_due() {
+    run(
+        "deciding",
+        &[
+            Deciding(0, 2500),
+            Due(1000, SURELY, SKIP, 2000),
+            Due(2000, SURELY, SKIP, 3000),
+            Due(3000, SURELY, INC, 3000),
+        ],
+    );
 }
 
 #[test]
 fn a_scan_is_never_skipped_when_something_may_have_changed() {
     let cases: &[(&str, &[Step])] = &[
-        ("the world changed", &[Due(1000, false, true, 1000)]),
+        ("the world changed", &[Due(1000, CHANGED, INC, 1000)]),
         (
             "a zombie was reaped",
-            &[Reaped(400, true, false), Due(1000, true, true, 1000)],
+            &[Reaped(400, true, false), Due(1000, PROBABLY, INC, 1000)],
         ),
         (
             "a duplicate settles",
-            &[
-                Scanned(
-                    0,
-                    Found {
-                        settling: true,
-                        ..IDLE
-                    },
-                ),
-                Due(1000, true, true, 1000),
-            ],
+            &[Deciding(0, 1000), Due(1000, SURELY, INC, 1000)],
         ),
-        ("a burst", &[ScanNow(300, true), Due(300, true, true, 300)]),
+        (
+            "a burst",
+            &[ScanNow(300, true), Due(300, PROBABLY, INC, 300)],
+        ),
     ];
     for (name, steps) in cases {
         run(name, steps);
@@ -102,8 +148,8 @@ fn a_scan_is_never_skipped_when_something_may_have_changed() {
 #[test]
 fn deadlines_a_few_milliseconds_away_share_the_wake_up() {
     let c = COALESCE.as_millis() as u64;
-    run("coalesced", &[Due(1000 - c, false, true, 1000)]);
-    run("too early", &[Due(1000 - c - 1, false, false, 1000)]);
+    run("coalesced", &[Due(1000 - c, CHANGED, INC, 1000)]);
+    run("too early", &[Due(1000 - c - 1, CHANGED, SKIP, 1000)]);
 }
 
 #[test]
@@ -114,28 +160,31 @@ fn a_mass_exit_holds_the_periodic_scan_but_not_for_ever() {
         "held while zombies come",
         &[
             Reaped(990, true, false),
-            Due(1000, true, false, 990 + pause),
+            Due(1000, PROBABLY, SKIP, 990 + pause),
         ],
     );
     run(
         "scans once they stop",
-        &[Reaped(990, true, false), Due(990 + pause, true, true, 1000)],
+        &[
+            Reaped(990, true, false),
+            Due(990 + pause, PROBABLY, INC, 1000),
+        ],
     );
     run(
         "a reap of the main child alone holds nothing",
-        &[Reaped(990, false, false), Due(1000, true, true, 1000)],
+        &[Reaped(990, false, false), Due(1000, PROBABLY, INC, 1000)],
     );
     // Reaps keep coming: the hold never reaches past MAX_QUIET_SCANS intervals.
     run(
         "bounded",
         &[
             Reaped(limit - pause, true, false),
-            Due(limit - pause, true, true, 1000),
+            Due(limit - pause, PROBABLY, INC, 1000),
         ],
     );
     run(
         "an urgent scan is not held",
-        &[Reaped(995, true, true), Due(1000, true, true, 1000)],
+        &[Reaped(995, true, true), Due(1000, PROBABLY, INC, 1000)],
     );
 }
 
@@ -146,17 +195,20 @@ fn a_death_pulls_the_scan_forward_only_when_it_may_need_a_decision() {
         "followed",
         &[
             Reaped(100, true, true),
-            Due(100 + gap, true, true, 100 + gap),
+            Due(100 + gap, PROBABLY, INC, 100 + gap),
         ],
     );
     run(
         "kept orphans",
-        &[Reaped(100, true, false), Due(100 + gap, true, false, 1000)],
+        &[
+            Reaped(100, true, false),
+            Due(100 + gap, PROBABLY, SKIP, 1000),
+        ],
     );
     // Never pushed back: a death just before a due scan leaves it where it was.
     run(
         "not later",
-        &[Reaped(995, true, true), Due(1000, false, true, 1000)],
+        &[Reaped(995, true, true), Due(1000, CHANGED, INC, 1000)],
     );
 }
 
@@ -193,7 +245,7 @@ fn the_gap_after_a_scan_follows_what_it_found() {
     ];
     for (interval, found, gap) in cases {
         let mut schedule = Schedule::new(t0, interval);
-        schedule.scanned(t0, found);
+        schedule.scanned(t0, Depth::Incremental, found);
         assert_eq!(schedule.next_deadline(), t0 + gap, "{interval:?} {found:?}");
     }
 }
@@ -203,9 +255,10 @@ fn the_first_scan_comes_shortly_after_the_start() {
     let t0 = Instant::now();
     let mut schedule = Schedule::new(t0, INTERVAL);
     assert_eq!(schedule.next_deadline(), t0 + MIN_SCAN_GAP);
-    assert!(
-        schedule.due(t0 + MIN_SCAN_GAP, || true),
-        "the first scan is never skipped"
+    assert_eq!(
+        schedule.due(t0 + MIN_SCAN_GAP, || SURELY),
+        INC,
+        "the first look is never skipped"
     );
 }
 
