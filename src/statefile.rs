@@ -142,8 +142,9 @@ pub fn remove(path: &Path) {
 /// `NotOurs`). The temporary file is created
 /// new (`O_EXCL | O_NOFOLLOW`) under a name nobody can guess in advance: in a shared /tmp
 /// a planted symlink must not make a root mcpinit write through it. The document is
-/// streamed into it through a bounded buffer, never built whole in memory.
-pub fn write(path: &Path, view: &View) -> Result<(), WriteError> {
+/// streamed into it through a bounded buffer, never built whole in memory. Returns the
+/// file written, now at `path`, for the heartbeat (`touch`).
+pub fn write(path: &Path, view: &View) -> Result<std::fs::File, WriteError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     ours(path)?;
@@ -158,13 +159,24 @@ pub fn write(path: &Path, view: &View) -> Result<(), WriteError> {
             let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
             serde_json::to_writer(&mut out, &view.document(unix_ms()))?;
             out.write_all(b"\n")?;
-            out.flush()
+            out.into_inner().map_err(|e| e.into_error())
         })
-        .and_then(|()| std::fs::rename(&tmp, path));
+        .and_then(|file| std::fs::rename(&tmp, path).map(|()| file));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     Ok(written?)
+}
+
+/// The heartbeat without a rewrite: the file written last gets a new modification
+/// time, which `status` and `health` read as the time of the latest update. One
+/// system call on the descriptor, so it touches our own file even if the path was
+/// swapped since, and it costs the same at 10 processes as at 10,000.
+pub fn touch(file: &std::fs::File) -> Result<(), WriteError> {
+    use nix::sys::stat::futimens;
+    use nix::sys::time::TimeSpec;
+    futimens(file, &TimeSpec::UTIME_NOW, &TimeSpec::UTIME_NOW)
+        .map_err(|e| WriteError::Io(std::io::Error::from(e)))
 }
 
 /// Nanoseconds of the monotonic clock: a different temporary name at every write.

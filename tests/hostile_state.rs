@@ -240,6 +240,16 @@ fn text_status_is_linear_in_rows_with_repeated_pids() {
 fn health_of(run: &Run, document: &str) -> (Option<i32>, String) {
     let file = run.dir().join("crafted.json");
     fs::write(&file, document).unwrap();
+    // Left as by an mcpinit that stopped at `updated`: its heartbeat is a new
+    // modification time, so a file untouched since is that old.
+    let updated: Option<u64> = serde_json::from_str::<serde_json::Value>(document)
+        .ok()
+        .and_then(|doc| doc["updated_unix_ms"].as_u64());
+    if let Some(ms) = updated.filter(|&ms| ms < unix_ms()) {
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+        let crafted = fs::File::options().write(true).open(&file).unwrap();
+        crafted.set_modified(at).unwrap();
+    }
     let out =
         inside(run, &["health", "--state-file", file.to_str().unwrap()]).expect("health hangs");
     (out.status.code(), text(&out))
@@ -266,6 +276,12 @@ fn health_is_not_fooled_by_the_file() {
     assert!(code == Some(1) && out.contains("old"), "{out}");
     let (code, out) = health_of(&run, &document(1, now - 3_600_000, 3_600_000, 1));
     assert!(code == Some(1) && out.contains("stopped updating"), "{out}");
+    // Written an hour ago, but its heartbeat touched it just now: fresh.
+    let file = run.dir().join("touched.json");
+    fs::write(&file, document(1, now - 3_600_000, 1000, 1)).unwrap();
+    let out =
+        inside(&run, &["health", "--state-file", file.to_str().unwrap()]).expect("health hangs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let (code, out) = health_of(&run, &document(1, now, u64::MAX, 1));
     assert!(code == Some(1) && out.contains("scan_interval_ms"), "{out}");
 

@@ -24,8 +24,9 @@ const SHAPES: &[&str] = &[
     "sleep 30 & sleep 3",
     // Its own group.
     "exec setsid sleep 4",
-    // An exec while young.
-    "sleep 0.5; exec sleep 4",
+    // An exec while young (well inside YOUNG_MS even on a loaded machine: an exec
+    // later than that is the full read's to see).
+    "sleep 0.2; exec sleep 4",
     // Orphaned at birth.
     "sleep 2.5 & exit 0",
     // Short-lived.

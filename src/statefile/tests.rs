@@ -83,6 +83,30 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 #[test]
+fn the_heartbeat_touches_the_file_without_rewriting_it() {
+    let dir = temp_dir("touch");
+    let path = dir.join("mcpinit.json");
+    let config = Config::default();
+    let file = with_view(&config, &servers(1), |view| write(&path, view)).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    file.set_modified(hour_ago).unwrap();
+    touch(&file).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "not rewritten"
+    );
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let age = modified.elapsed().unwrap_or_default();
+    assert!(
+        age < std::time::Duration::from_secs(60),
+        "touched: {age:?} old"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn write_replaces_the_file_and_leaves_no_temporary_behind() {
     let dir = temp_dir("state");
     let path = dir.join("mcpinit.json");

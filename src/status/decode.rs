@@ -15,10 +15,11 @@ use std::path::Path;
 /// measured by statefile::tests::state_file_at_10_000_processes_fits_the_reader_cap.
 pub const READ_LIMIT: u64 = 64 << 20;
 
-/// The file's bytes and its owner's uid.
+/// The file's bytes, its owner's uid and when it was last modified (Unix ms).
 pub(super) struct Contents {
     pub text: String,
     pub owner: u32,
+    pub modified_unix_ms: u64,
 }
 
 /// Read `path`; Ok(None) when nothing is there.
@@ -65,9 +66,15 @@ pub(super) fn read(path: &Path) -> Result<Option<Contents>, LoadError> {
         path: path.to_path_buf(),
         error: DecodeError::Syntax("not UTF-8 text".into()),
     })?;
+    let modified_unix_ms = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64);
     Ok(Some(Contents {
         text,
         owner: meta.uid(),
+        modified_unix_ms,
     }))
 }
 

@@ -220,10 +220,13 @@ pub fn load(state_file: Option<PathBuf>) -> Result<Found, LoadError> {
     let Some((path, contents)) = found else {
         return Err(LoadError::NotFound { candidates });
     };
-    let state = decode(&contents.text).map_err(|error| LoadError::Corrupt {
+    let mut state = decode(&contents.text).map_err(|error| LoadError::Corrupt {
         path: path.clone(),
         error,
     })?;
+    // The heartbeat of a state that did not change is a new modification time, not a
+    // rewrite (supervisor/publisher.rs): the later of the two is the last update.
+    state.updated_unix_ms = state.updated_unix_ms.max(contents.modified_unix_ms);
     check_running(state.pid).map_err(|why| LoadError::Stale {
         path: path.clone(),
         pid: state.pid,

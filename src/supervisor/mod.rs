@@ -280,6 +280,9 @@ impl Supervisor {
             self.scanner.reread(self.terminations.pids());
             self.look(now, baseline, if exact { Depth::Full } else { depth });
         }
+        if let Some(mark) = reading.taken() {
+            self.probe.observe(now, mark);
+        }
         self.publish_if_due(now);
         Flow::Continue
     }
@@ -292,6 +295,10 @@ impl Supervisor {
         if self.blinded(now, depth) {
             return;
         }
+        // The last look's units go before this one's are made: at 10,000 processes
+        // each set holds about 600 kB. The state file shows them until then, so a blind
+        // look after this one makes them again (`blinded`).
+        self.last.1 = Vec::new();
         let mut units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
         for event in self.terminations.refresh(&snapshot, now) {
             count_event(&mut self.counters, &event);
@@ -372,6 +379,9 @@ impl Supervisor {
         self.blind = blind;
         if blind.is_none() {
             return false;
+        }
+        if self.last.1.is_empty() && !self.last.0.procs.is_empty() {
+            self.last.1 = units::units(&self.last.0, Some(self.main), &self.config.dedupe);
         }
         let found = Found {
             over_cap: false,
