@@ -97,10 +97,11 @@ fn scan(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("incremental", n), &n, |b, _| {
             b.iter(|| black_box(scanner.look(Depth::Incremental)))
         });
-        assert_eq!(
-            scanner.reused(),
-            n,
-            "an unchanged, settled tree is read from the last look"
+        // At least our children (the namespace's other processes are taken over too).
+        assert!(
+            scanner.reused() >= n,
+            "an unchanged, settled tree is read from the last look: {} of {n}",
+            scanner.reused()
         );
         // The probe's mark (supervisor/probe.rs): without a cgroup count, /proc's
         // link count stands in, as it does in the loop.

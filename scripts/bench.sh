@@ -5,6 +5,9 @@
 #   scripts/bench.sh --quick    smoke run, about 2 minutes
 #   scripts/bench.sh --docs     full run, then rewrite the results in docs/benchmarks.md
 #   scripts/bench.sh --only startup,memory   selected sections, merged into the last run
+#   scripts/bench.sh --only scan,scale       look cost and idle cost from 100 to 10,000
+#                               processes, side by side with the mcpinit before
+#                               incremental looks (BASELINE_REV, default 38420cf)
 #   scripts/bench.sh --soak [SECONDS]        mcpinit alone under churn (default 600 s);
 #                               exits 1 if its RSS or open fds grew (with --docs: rewrites
 #                               the soak section of docs/benchmarks.md)
@@ -56,7 +59,20 @@ scripts/build-static.sh >&2
 gcc -O2 -Wall -Wextra -o "$out/benchkit" scripts/bench/benchkit.c
 cargo bench --locked --no-run --quiet 2>&2
 
+# The scale section's baseline: mcpinit as it was before incremental looks, built once
+# from its own tree (git archive) and kept by revision.
+base_rev=${BASELINE_REV:-38420cf}
+base=$out/baseline
+if [[ -z "${only[*]}" || "${only[1]:-}" == *scale* ]] && [ "$(cat "$base/REV" 2>/dev/null)" != "$base_rev" ]; then
+    rm -rf "$base/src" && mkdir -p "$base/src"
+    git archive "$base_rev" | tar -x -C "$base/src"
+    (cd "$base/src" && CARGO_TARGET_DIR="$base/target" scripts/build-static.sh >&2)
+    cp "$base/target/x86_64-unknown-linux-musl/release/mcpinit" "$base/mcpinit"
+    echo "$base_rev" > "$base/REV"
+fi
+
 python3 scripts/bench/compare.py "${quick[@]}" "${only[@]}" --out "$out" \
+    --baseline "$base/mcpinit" --baseline-rev "$base_rev" \
     --mcpinit "$target/x86_64-unknown-linux-musl/release/mcpinit" \
     --benchkit "$out/benchkit" --criterion "$target/criterion"
 python3 scripts/bench/report.py --out "$out" "${docs[@]}"

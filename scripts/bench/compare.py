@@ -33,6 +33,7 @@ NAMES = ["mcpinit", *PEERS]
 CAP = 100  # enforcement runs: MCPINIT_MAX_PROCS
 BURST = 200  # processes above the cap at once
 GRACE = "100ms"  # MCPINIT_KILL_GRACE for enforcement runs
+SCALE_SIZES = (10, 100, 1000, 2500, 5000, 10000)  # scan and scale sections
 
 
 def log(*args):
@@ -383,13 +384,13 @@ class Bench:
 
     # -- 7. scan scaling (criterion) and the kernel's floor ----------------------
     def scan(self):
-        sizes = [10, 100, 1000] if self.quick else [10, 100, 1000, 10000]
+        sizes = [10, 100, 1000] if self.quick else list(SCALE_SIZES)
         env = {**os.environ, "MCPINIT_BENCH_SCAN_SIZES": ",".join(map(str, sizes))}
         cargo = ["cargo", "bench", "--quiet", "--bench", "scan", "--", "--noplot"]
         if self.quick:
             cargo.append("--quick")
         self.note_load("scan")
-        subprocess.run(["timeout", "-s", "KILL", "600", "unshare", "--pid", "--fork",
+        subprocess.run(["timeout", "-s", "KILL", "900", "unshare", "--pid", "--fork",
                         "--mount-proc", "--kill-child", *cargo], cwd=ROOT, env=env,
                        check=True, stdout=open(self.logs / "scan-criterion.log", "wb"),
                        stderr=subprocess.STDOUT)
@@ -398,10 +399,11 @@ class Bench:
         res = {}
         for n in sizes:
             row = {}
-            for kind in ("warm", "cold"):
-                est = json.loads((criterion / "scan" / kind / str(n) / "new" /
-                                  "estimates.json").read_text())
-                row[f"{kind}_us"] = est["median"]["point_estimate"] / 1e3
+            for kind in ("full", "cold", "incremental", "unchanged"):
+                path = criterion / "scan" / kind / str(n) / "new" / "estimates.json"
+                if path.exists():
+                    est = json.loads(path.read_text())
+                    row[f"{kind}_us"] = est["median"]["point_estimate"] / 1e3
             rounds = max(5, min(300, 200000 // n))
             floors = []
             for _ in range(3):
@@ -413,6 +415,52 @@ class Bench:
             row["floor_us"] = median(floors)
             res[str(n)] = row
         self.results["scan"] = res
+
+    # -- 8. scale: idle cost against the population, before and after issue 14 ---
+    def scale(self):
+        """The baseline (full scans, rev BASELINE) and this mcpinit side by side, each
+        governing the same idle tree in its own namespace and cgroup, one population
+        at a time: CPU and wake-ups over repeated windows, RSS and peak RSS after."""
+        windows, seconds = (1, 5) if self.quick else (3, 20)
+        inits = {"current": [self.args.mcpinit, "--"]}
+        if self.args.baseline and Path(self.args.baseline).exists():
+            inits["baseline"] = [self.args.baseline, "--"]
+        res = {"windows": windows, "seconds": seconds, "baseline_rev": self.args.baseline_rev,
+               "populations": {}}
+        for n in (SCALE_SIZES[1:3] if self.quick else SCALE_SIZES[1:]):
+            # The defaults at 100 (as in idle()); above, a cap the tree stays under.
+            env = {} if n == 100 else {"MCPINIT_MAX_PROCS": str(8000 if n == 5000 else 2 * n)}
+            made = 1 + 3 * ((n - 1) // 3)  # `benchkit tree` makes whole server trees
+            self.note_load("scale")
+            spaces = {name: Namespace(init, [self.kit, "tree", str(n)], env=env,
+                                      limit=120 + windows * seconds + 60,
+                                      log_path=self.logs / f"scale{n}-{name}.log")
+                      for name, init in inits.items()}
+            samples = {name: [] for name in spaces}
+            try:
+                for space in spaces.values():
+                    space.wait_count(made, timeout=120)
+                time.sleep(12)  # settled, and past the probe's back-off
+                for _ in range(windows):
+                    before = {name: proc_fields(sp.pid) for name, sp in spaces.items()}
+                    t0 = time.monotonic()
+                    time.sleep(seconds)
+                    elapsed = time.monotonic() - t0
+                    for name, sp in spaces.items():
+                        a, b = proc_fields(sp.pid), before[name]
+                        samples[name].append({
+                            "cpu_pct": 100 * (a["run_ns"] - b["run_ns"]) / 1e9 / elapsed,
+                            "wakeups_per_s": (a["switches"] - b["switches"]) / elapsed,
+                            "rss_kb": a["rss_kb"], "hwm_kb": a["hwm_kb"]})
+            finally:
+                for space in spaces.values():
+                    space.close()
+            self.note_load("scale")
+            res["populations"][str(made)] = {
+                "env": env,
+                **{name: {k: median([s[k] for s in runs]) for k in runs[0]}
+                   for name, runs in samples.items()}}
+        self.results["scale"] = res
 
     def core(self):
         cargo = ["cargo", "bench", "--quiet", "--bench", "core", "--", "--noplot"]
@@ -457,12 +505,14 @@ def main():
     parser.add_argument("--benchkit", required=True)
     parser.add_argument("--criterion", required=True)
     parser.add_argument("--only", help="comma-separated sections")
+    parser.add_argument("--baseline", help="mcpinit before issue 14, for the scale section")
+    parser.add_argument("--baseline-rev", default="")
     args = parser.parse_args()
     random.seed(1)
     bench = Bench(args)
     bench.results["machine"] = machine()
     sections = ["size", "startup", "memory", "reaping", "burst", "storm", "idle",
-                "scan", "core"]
+                "scan", "scale", "core"]
     chosen = args.only.split(",") if args.only else sections
     started = time.monotonic()
     for section in sections:

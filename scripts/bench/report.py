@@ -132,12 +132,73 @@ def scan_table(r):
     rows = []
     for n, v in r["scan"].items():
         size = int(n)
-        rows.append([f"{size:,}", num(v["warm_us"] / 1e3, 3), num(v["warm_us"] / size, 2),
-                     num(v["cold_us"] / 1e3, 3), num(v["floor_us"] / 1e3, 3),
-                     num(v["floor_us"] / size, 2), f"{v['warm_us'] / v['floor_us']:.2f}×"])
-    head = ["processes", "scan (ms)", "per process (µs)", "first scan, cmdlines too (ms)",
-            "C floor (ms)", "floor per process (µs)", "scan ÷ floor"]
+        full = v.get("full_us", v.get("warm_us"))
+        ms = lambda key: num(v[key] / 1e3, 3) if key in v else "—"
+        rows.append([f"{size:,}", num(full / 1e3, 3), num(full / size, 2),
+                     ms("incremental_us"), ms("unchanged_us"), ms("cold_us"),
+                     num(v["floor_us"] / 1e3, 3), f"{full / v['floor_us']:.2f}×"])
+    head = ["processes", "full read (ms)", "per process (µs)", "incremental, unchanged tree (ms)",
+            "skipped look: the probe's two reads (ms)", "first look, cmdlines too (ms)",
+            "C floor (ms)", "full ÷ floor"]
     return table(head, rows)
+
+
+def scale_table(r):
+    s = r["scale"]
+    scan = r.get("scan", {})
+    rows = []
+    for n, v in s["populations"].items():
+        look = scan.get(n, {})
+        ms = lambda key: num(look[key] / 1e3, 3) if key in look else "—"
+        base, cur = v.get("baseline", {}), v["current"]
+        cap = v["env"].get("MCPINIT_MAX_PROCS", "128 (default)")
+        rows.append([f"{int(n):,}", cap, ms("full_us"), ms("incremental_us"), ms("unchanged_us"),
+                     num(base.get("cpu_pct"), 4) if base else "—", num(cur["cpu_pct"], 4),
+                     num(base.get("wakeups_per_s")) if base else "—", num(cur["wakeups_per_s"]),
+                     f"{num(base.get('rss_kb'))} / {num(base.get('hwm_kb'))}" if base else "—",
+                     f"{num(cur['rss_kb'])} / {num(cur['hwm_kb'])}"])
+    head = ["processes", "MCPINIT_MAX_PROCS", "full read (ms)", "incremental look (ms)",
+            "skipped look (ms)", f"idle CPU % before ({s['baseline_rev']})", "idle CPU % now",
+            "wake-ups/s before", "wake-ups/s now", "RSS / peak kB before", "RSS / peak kB now"]
+    return table(head, rows)
+
+
+def scale_targets(r):
+    s, pops = r.get("scale", {}), r.get("scale", {}).get("populations", {})
+    rows = []
+
+    def target(what, value, goal, ok):
+        rows.append([what, "not run" if value is None else num(value, 4), goal,
+                     "" if value is None else verdict(ok)])
+
+    unchanged = r.get("scan", {}).get("10000", {}).get("unchanged_us")
+    target("a look at 10,000 unchanged descendants (ms)",
+           None if unchanged is None else unchanged / 1e3, "< 1", unchanged and unchanged < 1000)
+    cpu5k = pops.get("4999", {}).get("current", {}).get("cpu_pct")
+    target("idle CPU, 5,000 idle descendants, cap 8,000 (%)", cpu5k, "< 0.1",
+           cpu5k is not None and cpu5k < 0.1)
+    cpu100 = pops.get("100", {}).get("current", {}).get("cpu_pct")
+    target("idle CPU, 100 descendants, defaults, own cgroup: scale section (%)", cpu100,
+           "< 0.03", cpu100 is not None and cpu100 < 0.03)
+    idle = r.get("idle", {}).get("mcpinit", {}).get("cpu_pct")
+    target("… the same in the idle section, beside the peers (%)", idle, "< 0.03",
+           idle is not None and idle < 0.03)
+    rss = pops.get("10000", {}).get("current", {}).get("rss_kb")
+    target("RSS at 10,000 descendants (kB)", rss, "< 4,096", rss is not None and rss < 4096)
+    hwm = pops.get("10000", {}).get("current", {}).get("hwm_kb")
+    target("… peak RSS (VmHWM) at 10,000 (kB)", hwm, "< 4,096 (not a target; shown)",
+           hwm is not None and hwm < 4096)
+    peak = r.get("storm", {}).get("mcpinit", {}).get("peak")
+    target("fork storm: peak processes (cap 100)", peak, "≤ 200 (2× the cap)",
+           peak is not None and peak <= 200)
+    burst = r.get("burst", {}).get("term", {}).get("back_under_ms")
+    target("burst: back under the cap, median (ms)", burst, "≤ 111 (as before)",
+           burst is not None and burst <= 111)
+    reap = r.get("reaping", {})
+    ratio = (reap["mcpinit"]["reap_ms"] / reap["tini-static"]["reap_ms"]) if reap else None
+    target("reaping 10,000 orphans, mcpinit ÷ tini-static", ratio, "≤ 0.99× (as before)",
+           ratio is not None and ratio <= 0.99)
+    return table(["target (issue 14)", "measured", "goal", ""], rows)
 
 
 def core_table(r):
@@ -156,7 +217,8 @@ def plots(r, out):
     if "scan" in r:
         data = out / "scan.tsv"
         data.write_text("".join(
-            f"{n}\t{v['warm_us'] / int(n)}\t{v['cold_us'] / int(n)}\t{v['floor_us'] / int(n)}\n"
+            f"{n}\t{v.get('full_us', v.get('warm_us')) / int(n)}\t{v['cold_us'] / int(n)}"
+            f"\t{v['floor_us'] / int(n)}\n"
             for n, v in r["scan"].items()))
         png = out / "benchmarks-scan.png"
         gnuplot(f"""
@@ -169,9 +231,42 @@ set ylabel "µs per process"
 set yrange [0:*]
 set key top left
 set grid
-plot '{data}' using 1:2 with linespoints lw 2 title "mcpinit scan (periodic)", \\
+plot '{data}' using 1:2 with linespoints lw 2 title "mcpinit full read", \\
      '' using 1:3 with linespoints lw 2 title "mcpinit first scan (cmdlines read too)", \\
      '' using 1:4 with linespoints lw 2 dt 2 title "C floor: readdir + openat/read/close"
+""")
+        made.append(png)
+    if "scale" in r:
+        scan = r.get("scan", {})
+        data = out / "scale.tsv"
+        lines = []
+        for n, v in r["scale"]["populations"].items():
+            look = scan.get(n, {})
+            cells = [look.get(k, float("nan")) / 1e3 if k in look else "NaN"
+                     for k in ("full_us", "incremental_us", "unchanged_us")]
+            cells += [v.get("baseline", {}).get("cpu_pct", "NaN"), v["current"]["cpu_pct"]]
+            lines.append("\t".join(str(c) for c in [n, *cells]) + "\n")
+        data.write_text("".join(lines))
+        png = out / "benchmarks-scale.png"
+        gnuplot(f"""
+set terminal pngcairo size 900,520 font ",11"
+set output '{png}'
+set title "Look cost and idle CPU against the population"
+set logscale x
+set logscale y
+set logscale y2
+set xlabel "idle descendants"
+set ylabel "one look (ms)"
+set y2label "idle CPU (% of one core)"
+set ytics nomirror
+set y2tics
+set key top left
+set grid
+plot '{data}' using 1:2 axes x1y1 with linespoints lw 2 title "look: full read", \\
+     '' using 1:3 axes x1y1 with linespoints lw 2 title "look: incremental", \\
+     '' using 1:4 axes x1y1 with linespoints lw 2 title "look: skipped (probe)", \\
+     '' using 1:5 axes x1y2 with linespoints lw 2 dt 2 title "idle CPU: full scans (before)", \\
+     '' using 1:6 axes x1y2 with linespoints lw 2 dt 2 title "idle CPU: incremental (now)"
 """)
         made.append(png)
     series = [(n, out / f"storm-{n}.tsv") for n in NAMES if (out / f"storm-{n}.tsv").exists()]
@@ -217,6 +312,14 @@ def markdown(r):
     if "scan" in r:
         parts += ["", "### /proc scan scaling (criterion, in a PID namespace)", "",
                   scan_table(r)]
+    if "scale" in r:
+        sc = r["scale"]
+        parts += ["", "### Scale (issue 14): look cost and idle cost against the population", "",
+                  f"Before: mcpinit {sc['baseline_rev']} (a full read on every look); now: this "
+                  f"mcpinit. Both side by side over the same {sc['windows']} × {sc['seconds']} s "
+                  "windows (medians); look costs from the scan section.", "",
+                  scale_table(r), "", "![Look cost and idle CPU against the population]"
+                  "(benchmarks-scale.png)", "", scale_targets(r)]
     if "core_ns" in r:
         parts += ["", "### Decision core (criterion)", "", core_table(r)]
     parts += ["", f"Full run: {r.get('seconds', 0)} s."]
