@@ -245,6 +245,8 @@ struct Known {
     stat: Stat,
     /// The command line and environment hash, once read (never for others).
     cmdline: Option<(Rc<str>, u64)>,
+    /// Its stat was read by the last look, not taken over from the one before.
+    fresh: bool,
 }
 
 /// A process younger than this may still exec, set its title or leave its parent's
@@ -338,6 +340,9 @@ impl Scanner {
             let Ok(i) = self.known.binary_search_by_key(&pid, |k| k.pid) else {
                 continue; // gone since: nothing to confirm, nothing will be signalled
             };
+            if self.known[i].fresh {
+                continue; // read by this very look
+            }
             let was = self.known[i].stat;
             let now = self.read(proc_fd, pid, "stat").ok().and_then(parse_stat);
             let same = |s: &Stat| {
@@ -466,7 +471,10 @@ impl Scanner {
                     && !handed_out(before, cursor, pid)
                     && parent_stays(pid, c.stat.ppid);
                 if settled {
-                    all.push(c.clone());
+                    all.push(Known {
+                        fresh: false,
+                        ..c.clone()
+                    });
                     self.reused += 1;
                     continue;
                 }
@@ -480,7 +488,12 @@ impl Scanner {
                                 c.stat.start == stat.start && c.stat.exec_hash == stat.exec_hash
                             })
                             .and_then(|c| c.cmdline.clone());
-                        all.push(Known { pid, stat, cmdline });
+                        all.push(Known {
+                            pid,
+                            stat,
+                            cmdline,
+                            fresh: true,
+                        });
                     }
                 }
                 Err(errno) if starved(errno) => {
