@@ -457,6 +457,7 @@ class Bench:
                     space.close()
             self.note_load("scale")
             res["populations"][str(made)] = {
+                "requested": n,
                 "env": env,
                 **{name: {k: median([s[k] for s in runs]) for k in runs[0]}
                    for name, runs in samples.items()}}
