@@ -149,10 +149,7 @@ pub fn close_input(members: &[(i32, u64)]) -> Result<i32, Fallback> {
             )
         })
         .collect();
-    let own = match classify(fd0_link("/proc/self/fd/0").as_deref()) {
-        Input::Socket(inode) => Some(inode),
-        _ => None,
-    };
+    let own = own_socket();
     let (pid, inode) = choose(&inputs, own)?;
     let start = members
         .iter()
@@ -207,6 +204,16 @@ pub fn available() -> Result<(), Fallback> {
         // EBADF: no fd 0 of our own, which says nothing about the servers'.
         _ => Ok(()),
     }
+}
+
+/// mcpinit's own input socket, read once: nothing in mcpinit ever replaces its fd 0,
+/// and a storm ends thousands of units a second.
+fn own_socket() -> Option<u64> {
+    static OWN: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| match classify(fd0_link("/proc/self/fd/0").as_deref()) {
+        Input::Socket(inode) => Some(inode),
+        _ => None,
+    })
 }
 
 fn fd0_link(path: &str) -> Option<String> {

@@ -247,12 +247,19 @@ struct Known {
     cmdline: Option<(Rc<str>, u64)>,
     /// Its stat was read by the last look, not taken over from the one before.
     fresh: bool,
+    /// When its stat was read (ms, CLOCK_BOOTTIME).
+    read_ms: u64,
 }
 
 /// A process younger than this may still exec, set its title or leave its parent's
 /// group (`npm exec` -> `sh -c` -> `node` does all three within a second): it is read
-/// again on every look.
+/// again on every look at least YOUNG_REREAD_MS after the last read of it.
 pub const YOUNG_MS: u64 = 2000;
+/// Looks come at least 20 ms apart, but every 2 ms while the storm brake works: there a
+/// storm's hundreds of young processes would be read again 500 times a second, most of
+/// what such a look costs. What a young process does is seen within this much instead,
+/// and a decision to end one is confirmed on a fresh read anyway (`confirm`).
+pub const YOUNG_REREAD_MS: u64 = 20;
 
 /// A look that could not see every process: it ran out of a resource, so its snapshot
 /// is incomplete and must not be read as "nothing is running".
@@ -345,9 +352,16 @@ impl Scanner {
             }
             let was = self.known[i].stat;
             let now = self.read(proc_fd, pid, "stat").ok().and_then(parse_stat);
+            // Running or sleeping is no matter to a decision; having exited is.
             let same = |s: &Stat| {
-                (s.start, s.ppid, s.pgid, s.state, s.exec_hash)
-                    == (was.start, was.ppid, was.pgid, was.state, was.exec_hash)
+                (s.start, s.ppid, s.pgid, s.is_zombie(), s.exec_hash)
+                    == (
+                        was.start,
+                        was.ppid,
+                        was.pgid,
+                        was.is_zombie(),
+                        was.exec_hash,
+                    )
             };
             if !now.as_ref().is_some_and(same) {
                 holds = false;
@@ -466,7 +480,8 @@ impl Scanner {
             let cached = known.get(k).filter(|c| c.pid == pid);
             if let Some(c) = cached {
                 let settled = !full
-                    && c.stat.start < young_start
+                    && (c.stat.start < young_start
+                        || now_ms.saturating_sub(c.read_ms) < YOUNG_REREAD_MS)
                     && dirty.binary_search(&pid).is_err()
                     && !handed_out(before, cursor, pid)
                     && parent_stays(pid, c.stat.ppid);
@@ -493,6 +508,7 @@ impl Scanner {
                             stat,
                             cmdline,
                             fresh: true,
+                            read_ms: now_ms,
                         });
                     }
                 }

@@ -249,7 +249,7 @@ impl Terminations {
                 }
                 Stage::Eof { .. } => {}
                 Stage::Term { kill_at } if now >= kill_at => {
-                    e.signal(snapshot, &e.members, libc::SIGKILL);
+                    e.signal(snapshot, &e.members, &[libc::SIGKILL]);
                     e.stage = Stage::Killed { at: now };
                     events.push(Event::Killed {
                         id: e.id,
@@ -265,7 +265,7 @@ impl Terminations {
                     });
                     return false;
                 }
-                Stage::Killed { .. } => e.signal(snapshot, &e.members, libc::SIGKILL),
+                Stage::Killed { .. } => e.signal(snapshot, &e.members, &[libc::SIGKILL]),
             }
             true
         });
@@ -284,8 +284,7 @@ impl Escalation {
 
     /// SIGTERM, then SIGCONT so that a stopped member acts on it.
     fn term(&self, snapshot: &Snapshot, members: &[(i32, u64)]) {
-        self.signal(snapshot, members, libc::SIGTERM);
-        self.signal(snapshot, members, libc::SIGCONT);
+        self.signal(snapshot, members, &[libc::SIGTERM, libc::SIGCONT]);
     }
 
     fn pids(&self) -> Vec<i32> {
@@ -323,9 +322,10 @@ impl Escalation {
             .collect()
     }
 
-    /// Signal the unit: its whole group at once when `snapshot` shows the group holds
-    /// nothing but ours, else each member on its own.
-    fn signal(&self, snapshot: &Snapshot, members: &[(i32, u64)], signal: i32) {
+    /// Signal the unit with `signals`, in order: its whole group at once when `snapshot`
+    /// shows the group holds nothing but ours, else each member on its own. One check of
+    /// who is who covers all of them (a fork storm's units are ended thousands a second).
+    fn signal(&self, snapshot: &Snapshot, members: &[(i32, u64)], signals: &[i32]) {
         let group = match self.id {
             UnitId::Group(pgid) if snapshot.group_is_ours(pgid) => Some(pgid),
             _ => None,
@@ -337,27 +337,40 @@ impl Escalation {
                 .iter()
                 .any(|&(pid, start)| verified(pid, start, Some(pgid)))
             {
-                if let Ok(signal) = Signal::try_from(signal) {
+                for signal in signals.iter().filter_map(|&s| Signal::try_from(s).ok()) {
                     let _ = signal::killpg(Pid::from_raw(pgid), signal);
                 }
             }
             return;
         }
         for &(pid, start) in members {
-            send(pid, start, signal);
+            send_all(pid, start, signals);
         }
     }
 }
 
 /// Signal `pid` only if it is still the process that started at `start`.
 pub fn send(pid: i32, start: u64, signal: i32) -> bool {
-    let Some(fd) = pidfd_open(pid) else {
-        // No pidfd support (kernel < 5.3): check, then signal; the window is tiny.
-        return verified(pid, start, None) && kill(Pid::from_raw(pid), signal);
-    };
-    // The open pidfd pins the process: once its start time matches, the signal cannot
-    // reach a process that reused the pid.
-    verified(pid, start, None) && pidfd_send_signal(&fd, signal)
+    send_all(pid, start, &[signal])
+}
+
+/// `send` of each of `signals`, in order, on one check: whether all were sent.
+fn send_all(pid: i32, start: u64, signals: &[i32]) -> bool {
+    let fd = pidfd_open(pid);
+    // The open pidfd pins the process: once its start time matches, the signals cannot
+    // reach a process that reused the pid. Without pidfd support (kernel < 5.3): check,
+    // then signal; the window is tiny.
+    if !verified(pid, start, None) {
+        return false;
+    }
+    let mut all = true;
+    for &signal in signals {
+        all &= match &fd {
+            Some(fd) => pidfd_send_signal(fd, signal),
+            None => kill(Pid::from_raw(pid), signal),
+        };
+    }
+    all
 }
 
 /// nix's kill, for the fixed signals terminations send (nix's `Signal` has no

@@ -12,19 +12,6 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// The python3 interpreter itself: a version manager's shim (pyenv's is a shell script
-/// that forks a dozen processes at every start) would trip the tests' small caps.
-fn python() -> String {
-    std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "python3".into())
-}
-
 /// mcpinit `settings` running parent.py `parent` with the server `server` (a shell line).
 fn start(settings: &[&str], parent: &[&str], server: &str) -> Run {
     let (python, script) = (python(), fixture("eof/parent.py"));

@@ -258,6 +258,80 @@ fn a_fork_storm_stays_bounded_and_mcpinit_still_answers_sigterm() {
     );
 }
 
+/// The main child forks 60 groups that ignore SIGTERM, far past a cap of 20, and times
+/// its own stalls while their kill grace (3 s) runs.
+const STALLING_FORKER: &str = r#"
+import os, signal, time
+conts, stall = 0, 0.0
+def on_cont(*_):
+    global conts
+    conts += 1
+signal.signal(signal.SIGCONT, on_cont)
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+last = time.monotonic()
+def tick():
+    global last, stall
+    now = time.monotonic()
+    stall, last = max(stall, now - last), now
+for _ in range(60):
+    if os.fork() == 0:
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(1000)
+        os._exit(0)
+    tick()
+end = time.monotonic() + 5
+while time.monotonic() < end:
+    time.sleep(0.001)
+    tick()
+print(f"conts={conts} stall_ms={int(stall * 1000)}", flush=True)
+"#;
+
+#[test]
+fn a_forker_that_jumps_the_cap_is_stopped_only_briefly() {
+    let python = python();
+    let mut run = Run::start(
+        &[
+            "--max-procs",
+            "20",
+            "--kill-grace",
+            "3s",
+            "--",
+            &python,
+            "-c",
+            STALLING_FORKER,
+        ],
+        &[],
+    );
+    assert_eq!(run.wait(LONG), Some(0), "{}", run.stdout());
+    let out = run.stdout();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("conts="))
+        .unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line:?}\n{out}"))
+    };
+    // Stopped while its units were ended (and continued: SIGCONT reached it), but not
+    // for their 3 s kill grace: the brake lets go after 100 ms.
+    assert!(
+        out.contains("event=storm_brake") || out.contains("fork storm:"),
+        "{out}"
+    );
+    assert!(
+        field("conts=") >= 1,
+        "the forker was never stopped and continued: {line}"
+    );
+    assert!(
+        field("stall_ms=") < 1500,
+        "the forker was held too long: {line}"
+    );
+    assert!(out.contains("fork storm over"), "{out}");
+    assert!(log_count(&run, "terminating cap unit") >= 40, "{out}");
+}
+
 #[test]
 fn dry_run_logs_and_kills_nothing() {
     let run = start(

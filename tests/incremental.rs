@@ -148,15 +148,22 @@ fn a_unit_about_to_be_touched_is_read_again() {
     scanner.look(Depth::Incremental);
     assert_eq!(scanner.reused(), 1, "once");
     assert!(scanner.confirm(&[pid]), "nothing changed");
+    // Stopped: no matter to a decision (the storm brake stops forkers itself).
     // SAFETY: our own unreaped child.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
-    assert!(
-        wait_until(Duration::from_secs(10), || proc_state(pid)
-            .filter(|&s| s == 'T'))
-        .is_some(),
-        "stopped"
-    );
-    assert!(!scanner.confirm(&[pid]), "a new state is seen");
+    let state = |want: char| {
+        wait_until(Duration::from_secs(10), || {
+            proc_state(pid).filter(|&s| s == want)
+        })
+        .is_some()
+    };
+    assert!(state('T'), "stopped");
+    assert!(scanner.confirm(&[pid]), "a stop changes no decision");
+    // Exited (a zombie, unreaped): that is seen.
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(state('Z'), "exited");
+    assert!(!scanner.confirm(&[pid]), "an exit is seen");
     let _ = child.kill();
     let _ = child.wait();
     println!("reread and confirm: ok");

@@ -34,6 +34,13 @@
  *                 the floor of any /proc scanner: with N idle children, list /proc
  *                 and read every PID/stat (openat, read, close) ROUNDS times; print
  *                 "floor_ns" (median per scan). Run as PID 1 of a namespace.
+ *   halt stop|freeze TRIALS [CGROUP]
+ *                 how fast a brake halts a forker: a child forks (and reaps) as fast
+ *                 as it can; 50 ms in, it is stopped, by SIGSTOP or by freezing the
+ *                 cgroup CGROUP (a v1 freezer or a v2 cgroup dir) it was moved into
+ *                 first; waits until the kernel says it is halted (state T, FROZEN,
+ *                 "frozen 1"). Prints the medians and maxima of "halt_us" (request to
+ *                 halted) and "leaked" (forks completed after the request).
  *   count PROCDIR CAP INTERVAL_US DURATION_MS [TIMELINE]
  *                 sample the number of processes under PROCDIR (the namespace's
  *                 /proc seen from outside; the init itself not counted) and print
@@ -50,6 +57,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -332,6 +340,130 @@ static int storm(int argc, char **argv)
     return 0;
 }
 
+/* ---- halt (the storm brake's mechanisms) -------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int write_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    close(fd);
+    return n < 0 ? -1 : 0;
+}
+
+/* Whether `path` holds `needle`. */
+static int file_has(const char *path, const char *needle)
+{
+    char buf[4096];
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    return strstr(buf, needle) != NULL;
+}
+
+static int halted(pid_t pid, const char *cg, int v1)
+{
+    char path[512];
+    if (!cg) {
+        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+        return file_has(path, ") T ");
+    }
+    snprintf(path, sizeof path, "%s/%s", cg, v1 ? "freezer.state" : "cgroup.events");
+    return file_has(path, v1 ? "FROZEN" : "frozen 1");
+}
+
+static int halt(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    int freeze = strcmp(argv[0], "freeze") == 0, trials = atoi(argv[1]);
+    const char *cg = freeze && argc > 2 ? argv[2] : NULL;
+    if ((freeze && !cg) || trials < 1 || trials > 1000)
+        return 2;
+    char probe[512];
+    snprintf(probe, sizeof probe, "%s/freezer.state", cg ? cg : ".");
+    int v1 = cg && access(probe, F_OK) == 0;
+    volatile long *forks = mmap(NULL, sizeof(long), PROT_READ | PROT_WRITE,
+                                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (forks == MAP_FAILED)
+        die("mmap");
+    uint64_t *lat = calloc(trials, sizeof *lat), *leak = calloc(trials, sizeof *leak);
+    if (!lat || !leak)
+        die("calloc");
+    for (int t = 0; t < trials; t++) {
+        int gate[2];
+        if (pipe(gate) != 0)
+            die("pipe");
+        *forks = 0;
+        pid_t forker = fork();
+        if (forker < 0)
+            die("fork");
+        if (forker == 0) {
+            char byte;
+            close(gate[1]);
+            if (read(gate[0], &byte, 1) != 1)
+                _exit(1);
+            signal(SIGCHLD, SIG_IGN); /* the kernel reaps: no zombies pile up */
+            for (;;) {
+                pid_t pid = fork();
+                if (pid == 0)
+                    _exit(0);
+                if (pid > 0)
+                    (*forks)++;
+            }
+        }
+        close(gate[0]);
+        char pid_text[32];
+        snprintf(pid_text, sizeof pid_text, "%d\n", forker);
+        if (cg && write_file(cg, "cgroup.procs", pid_text) != 0)
+            die("cgroup.procs");
+        if (write(gate[1], "x", 1) != 1)
+            die("gate");
+        close(gate[1]);
+        sleep_ns(50000000u);
+        uint64_t t0 = now_ns();
+        long c0 = *forks;
+        if (!cg)
+            kill(forker, SIGSTOP);
+        else if (write_file(cg, v1 ? "freezer.state" : "cgroup.freeze", v1 ? "FROZEN" : "1") != 0)
+            die("freeze");
+        while (!halted(forker, cg, v1) && now_ns() - t0 < 1000000000u)
+            ;
+        uint64_t t1 = now_ns();
+        sleep_ns(20000000u);
+        lat[t] = (t1 - t0) / 1000;
+        leak[t] = (uint64_t)(*forks - c0);
+        if (!cg)
+            kill(forker, SIGKILL);
+        else {
+            write_file(cg, v1 ? "freezer.state" : "cgroup.freeze", v1 ? "THAWED" : "0");
+            kill(forker, SIGKILL);
+        }
+        waitpid(forker, NULL, 0);
+        sleep_ns(20000000u); /* its last children go too */
+    }
+    qsort(lat, trials, sizeof *lat, cmp_u64);
+    qsort(leak, trials, sizeof *leak, cmp_u64);
+    printf("trials %d\nhalt_us %llu\nhalt_us_max %llu\nleaked %llu\nleaked_max %llu\n", trials,
+           (unsigned long long)lat[trials / 2], (unsigned long long)lat[trials - 1],
+           (unsigned long long)leak[trials / 2], (unsigned long long)leak[trials - 1]);
+    return 0;
+}
+
 /* ---- churn (the soak) --------------------------------------------------- */
 
 static int churn(int argc, char **argv)
@@ -539,7 +671,7 @@ int main(int argc, char **argv)
     if (getenv("BENCHKIT_IDLE"))
         idle_forever();
     if (argc < 2) {
-        fprintf(stderr, "usage: benchkit spawntime|tree|orphans|burst|storm|churn|procfloor|count ARGS...\n");
+        fprintf(stderr, "usage: benchkit spawntime|tree|orphans|burst|storm|halt|churn|procfloor|count ARGS...\n");
         return 2;
     }
     /* A workload must never outlive its namespace; an instrument never its caller. */
@@ -557,6 +689,8 @@ int main(int argc, char **argv)
         return burst(argc, argv);
     if (strcmp(cmd, "storm") == 0)
         return storm(argc, argv);
+    if (strcmp(cmd, "halt") == 0)
+        return halt(argc, argv);
     if (strcmp(cmd, "churn") == 0)
         return churn(argc, argv);
     if (strcmp(cmd, "procfloor") == 0)

@@ -354,6 +354,43 @@ class Bench:
                                  **{name: {"peak": median(peaks[name]),
                                            "forked": median(peaks.get(f"{name}/forked", [0]))}
                                     for name in NAMES}}
+        self.results["halt"] = self.halt(10 if self.quick else 40)
+
+    def halt(self, trials):
+        """The storm brake's mechanism beside the freezer's: how long from the request
+        to a halted forker, and how many forks it still completes, for SIGSTOP and for
+        each writable freezer (cgroup v1's freezer, v2's cgroup.freeze)."""
+        dirs = {"cgroup v1 freezer": Path("/sys/fs/cgroup/freezer"),
+                "cgroup v2 cgroup.freeze": Path("/sys/fs/cgroup/unified")}
+        if (Path("/sys/fs/cgroup") / "cgroup.freeze").exists() or \
+                (Path("/sys/fs/cgroup") / "cgroup.controllers").exists():
+            dirs["cgroup v2 cgroup.freeze"] = Path("/sys/fs/cgroup")
+        modes = [("SIGSTOP", ["stop", str(trials)], None)]
+        for label, base in dirs.items():
+            if base.is_dir() and os.access(base, os.W_OK):
+                cg = base / f"mcpinit-halt-{os.getpid()}"
+                try:
+                    cg.mkdir(exist_ok=True)
+                except OSError:
+                    continue
+                modes.append((label, ["freeze", str(trials), str(cg)], cg))
+        res = {}
+        for label, args, cg in modes:
+            try:
+                out = subprocess.run(
+                    ["unshare", "--pid", "--fork", "--mount-proc", "timeout", "-s", "KILL",
+                     "120", self.kit, "halt", *args],
+                    capture_output=True, text=True, timeout=180).stdout
+                values = dict(line.split() for line in out.splitlines() if " " in line)
+                if "halt_us" in values:
+                    res[label] = {k: int(v) for k, v in values.items()}
+            finally:
+                if cg:
+                    try:
+                        cg.rmdir()
+                    except OSError:
+                        pass
+        return res
 
     # -- 6. idle -------------------------------------------------------------
     def idle(self):

@@ -163,6 +163,13 @@ def scale_table(r):
     return table(head, rows)
 
 
+def halt_table(r):
+    rows = [[label, str(v["trials"]), num(v["halt_us"] / 1e3, 3), num(v["halt_us_max"] / 1e3, 3),
+             str(v["leaked"]), str(v["leaked_max"])] for label, v in r["halt"].items()]
+    return table(["mechanism", "trials", "to halted, median (ms)", "max (ms)",
+                  "forks after the request, median", "max"], rows)
+
+
 def scale_targets(r):
     s, pops = r.get("scale", {}), r.get("scale", {}).get("populations", {})
     rows = []
@@ -309,6 +316,12 @@ def markdown(r):
         "",
         comparison(r),
     ]
+    if r.get("halt"):
+        parts += ["", "### Storm brake: SIGSTOP against the cgroup freezer", "",
+                  "`benchkit halt`: a forker forking (and reaping) as fast as it can is halted "
+                  "50 ms in; time from the request until the kernel says it is halted (state "
+                  "T, `FROZEN`, `frozen 1`), and the forks it completes after the request "
+                  "(medians and maxima of the trials).", "", halt_table(r)]
     if "scan" in r:
         parts += ["", "### /proc scan scaling (criterion, in a PID namespace)", "",
                   scan_table(r)]

@@ -20,6 +20,7 @@ use nix::sys::time::TimeSpec;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+mod brake;
 mod exposition;
 mod phase;
 mod probe;
@@ -29,6 +30,7 @@ mod schedule;
 mod shutdown;
 mod signal_log;
 
+use brake::Brake;
 use exposition::Tally;
 use phase::Phase;
 use probe::{Mark, Probe, Quiet, Reading};
@@ -51,6 +53,8 @@ pub struct Supervisor {
     schedule: Schedule,
     probe: Probe,
     terminations: Terminations,
+    /// Forkers held stopped while the units they jumped the cap with are ended.
+    brake: Brake,
     publisher: Publisher,
     thresholds: Thresholds,
     counters: Counters,
@@ -101,6 +105,7 @@ impl Supervisor {
             schedule: Schedule::new(now, config.scan_interval),
             probe: Probe::new(config.max_procs, pids_current, now),
             terminations: Terminations::default(),
+            brake: Brake::default(),
             publisher: Publisher::new(statefile::choose_path(&config)),
             thresholds: Thresholds::default(),
             counters: Counters::default(),
@@ -132,6 +137,10 @@ impl Supervisor {
             self.serve(&sockets, Instant::now());
             let now = Instant::now();
             report::signal_lines(self.signal_log.due(now));
+            if !matches!(self.phase, Phase::Running) {
+                // Shutting down: nothing stays stopped, or it would not act on SIGTERM.
+                self.brake.release();
+            }
             let flow = match self.phase {
                 Phase::Running => self.govern(now),
                 Phase::Stopping { since, killed } => self.stopping(now, since, killed),
@@ -173,6 +182,7 @@ impl Supervisor {
                     Some(self.schedule.next_deadline()),
                     self.probe.next_deadline(),
                     self.terminations.next_deadline(),
+                    self.brake.next_deadline(),
                     self.publisher.next_deadline(),
                     endpoint,
                     signal_log,
@@ -231,6 +241,8 @@ impl Supervisor {
         if !self.phase.main_alive() {
             return;
         }
+        // A held forker (perhaps the main child) acts on the signal only once continued.
+        self.brake.release();
         let target = if self.config.kill_group {
             -self.main
         } else {
@@ -262,6 +274,12 @@ impl Supervisor {
             // A kill grace ran out: the scan after it sends the SIGKILL.
             self.schedule.scan_now(now, false);
         }
+        if self.brake.next_deadline().is_some_and(|at| now >= at) {
+            self.brake.release();
+        }
+        if let Some(storm) = self.brake.over(now) {
+            report::storm_over(&storm, now);
+        }
         let (probe, terminations) = (&self.probe, &self.terminations);
         // RSS moves without any event, so with a memory cap no look is ever skipped, and
         // every one reads every process; nor is one skipped while a unit is followed to
@@ -277,7 +295,9 @@ impl Supervisor {
         });
         if let Some(depth) = depth {
             let baseline = self.probe.read(&mut reading);
+            // What we signalled is read again: its state is ours to have changed.
             self.scanner.reread(self.terminations.pids());
+            self.scanner.reread(self.brake.pids());
             self.look(now, baseline, if exact { Depth::Full } else { depth });
         }
         if let Some(mark) = reading.taken() {
@@ -327,6 +347,14 @@ impl Supervisor {
         self.counters.peak_rss = self.counters.peak_rss.max(plan.rss);
         self.thresholds
             .watch(&plan, &units, &self.config, self.main);
+        let cap = self.config.max_procs;
+        if !self.config.dry_run {
+            // Stopped first, so that nothing forks while the units are being ended.
+            let forkers = brake::forkers(&plan.terminate, &units, &busy, &snapshot, self.me, cap);
+            if let Some(stopped) = self.brake.apply(&forkers, now) {
+                report::storm_began(&stopped, plan.live, cap);
+            }
+        }
         for decision in &plan.terminate {
             if let Some(unit) = units.iter().find(|u| u.id == decision.unit) {
                 self.terminate(unit, &snapshot, decision, now);
@@ -336,12 +364,12 @@ impl Supervisor {
         // next periodic look is not skipped while one is.
         let young_since = snapshot.now_ms.saturating_sub(YOUNG_MS);
         let young = snapshot.procs.iter().any(|p| p.started_ms > young_since);
-        let cap = self.config.max_procs;
         self.schedule.scanned(
             now,
             depth,
             Found {
                 over_cap: cap > 0 && plan.live > cap,
+                storm: self.brake.next_look(now),
                 following: self.terminations.in_flight(),
                 decide_at: self
                     .watcher
@@ -385,6 +413,7 @@ impl Supervisor {
         }
         let found = Found {
             over_cap: false,
+            storm: self.brake.next_look(now),
             following: self.terminations.in_flight(),
             decide_at: None,
         };

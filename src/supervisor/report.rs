@@ -45,6 +45,17 @@ impl Thresholds {
     }
 }
 
+pub(super) fn storm_began(stopped: &[i32], live: usize, cap: usize) {
+    let pids = join(stopped);
+    warn!(event = "storm_brake", pids = pids.as_str(), live = live, max_procs = cap; "fork storm: {live} live processes against a cap of {cap}; stopping their forker {pids} while the newest are ended");
+}
+
+pub(super) fn storm_over(storm: &super::brake::Storm, now: std::time::Instant) {
+    let lasted = now.saturating_duration_since(storm.started).as_millis() as u64;
+    let held = storm.longest_hold.as_millis() as u64;
+    info!(event = "storm_over", brakes = storm.brakes, lasted_ms = lasted, longest_hold_ms = held; "fork storm over: its forkers stopped {} times, at most {held} ms at once", storm.brakes);
+}
+
 pub(super) fn reaped(pid: i32, exit: Exit, warn_on_reap: bool) {
     let level = if warn_on_reap {
         log::Level::Warn

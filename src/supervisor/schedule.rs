@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 
 /// Scans triggered by SIGCHLD or the probe are at least this far apart.
 pub(super) const MIN_SCAN_GAP: Duration = Duration::from_millis(20);
+/// The first look comes this soon after the start, and each next one at most as far
+/// after the last as the start is before it (2, 4, 8 ... ms, up to the interval): a
+/// tree grows fastest as it starts (MetaMCP starts its servers at once; a fork storm
+/// from the entrypoint), and a look at a few processes costs microseconds.
+pub(super) const START_GAP: Duration = Duration::from_millis(2);
 /// Periodic looks skipped in a row at most when the probe only says that probably
 /// nothing changed (no cgroup task count to prove it): a look still happens at least
 /// every (1 + this) scan intervals.
@@ -33,6 +38,7 @@ pub(super) const LONGEST_WAIT: Duration = Duration::from_secs(60);
 
 pub(super) struct Schedule {
     interval: Duration,
+    started: Instant,
     next_scan: Instant,
     /// The next scan was pulled forward by something that may need a decision at once
     /// (a burst, a death that may orphan a unit, a kill deadline), not just the clock.
@@ -56,6 +62,8 @@ pub(super) struct Schedule {
 pub(super) struct Found {
     /// More live processes than the cap, busy units counted as gone.
     pub over_cap: bool,
+    /// In a fork storm (the brake applied a moment ago): the gap to the next look.
+    pub storm: Option<Duration>,
     /// A termination is in flight.
     pub following: bool,
     /// When a decision may fall due without a fork or an exit showing it.
@@ -67,9 +75,10 @@ impl Schedule {
     pub(super) fn new(now: Instant, interval: Duration) -> Schedule {
         Schedule {
             interval,
-            next_scan: now + MIN_SCAN_GAP,
+            started: now,
+            next_scan: now + START_GAP,
             urgent: false,
-            periodic_due: now + MIN_SCAN_GAP,
+            periodic_due: now + START_GAP,
             last_reaped: None,
             quiet_scans: 0,
             changed: true,
@@ -161,14 +170,17 @@ impl Schedule {
         // Over the cap, something keeps forking (the busy units are already counted as
         // gone): look again at the shortest gap, or a storm gains a probe interval's
         // worth of forks per beat.
-        let gap = if found.over_cap {
+        let gap = if let Some(gap) = found.storm {
+            gap
+        } else if found.over_cap {
             MIN_SCAN_GAP
         } else if found.following {
             self.interval.min(ESCALATION_SCAN)
         } else {
             self.interval
         };
-        self.next_scan = now + gap;
+        let ramp = now.saturating_duration_since(self.started).max(START_GAP);
+        self.next_scan = now + gap.min(ramp);
         self.periodic_due = self.next_scan;
         self.urgent = false;
         self.changed = false;

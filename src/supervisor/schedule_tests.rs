@@ -33,14 +33,21 @@ const FULL: Option<Depth> = Some(Depth::Full);
 
 const IDLE: Found = Found {
     over_cap: false,
+    storm: None,
     following: false,
     decide_at: None,
 };
 
+/// A schedule started long before `t0`: past the first looks' ramp.
+fn settled(t0: Instant, interval: Duration) -> Schedule {
+    let started = t0.checked_sub(Duration::from_secs(3600)).unwrap_or(t0);
+    Schedule::new(started, interval)
+}
+
 fn run(name: &str, steps: &[Step]) {
     let t0 = Instant::now();
     let at = |ms: u64| t0 + Duration::from_millis(ms);
-    let mut schedule = Schedule::new(t0, INTERVAL);
+    let mut schedule = settled(t0, INTERVAL);
     schedule.scanned(t0, Depth::Full, IDLE);
     for (i, &step) in steps.iter().enumerate() {
         match step {
@@ -242,9 +249,19 @@ fn the_gap_after_a_scan_follows_what_it_found() {
             },
             50 * MS,
         ),
+        (
+            INTERVAL,
+            Found {
+                over_cap: true,
+                storm: Some(7 * MS),
+                following: true,
+                ..IDLE
+            },
+            7 * MS,
+        ),
     ];
     for (interval, found, gap) in cases {
-        let mut schedule = Schedule::new(t0, interval);
+        let mut schedule = settled(t0, interval);
         schedule.scanned(t0, Depth::Incremental, found);
         assert_eq!(schedule.next_deadline(), t0 + gap, "{interval:?} {found:?}");
     }
@@ -254,12 +271,20 @@ fn the_gap_after_a_scan_follows_what_it_found() {
 fn the_first_scan_comes_shortly_after_the_start() {
     let t0 = Instant::now();
     let mut schedule = Schedule::new(t0, INTERVAL);
-    assert_eq!(schedule.next_deadline(), t0 + MIN_SCAN_GAP);
+    assert_eq!(schedule.next_deadline(), t0 + START_GAP);
     assert_eq!(
-        schedule.due(t0 + MIN_SCAN_GAP, || SURELY),
+        schedule.due(t0 + START_GAP, || SURELY),
         INC,
         "the first look is never skipped"
     );
+    // Then each gap at most the age: 2, 4, 8 ... ms, until the interval.
+    let mut at = t0 + START_GAP;
+    for expected in [2u64, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 1000] {
+        schedule.scanned(at, Depth::Incremental, IDLE);
+        let gap = schedule.next_deadline() - at;
+        assert_eq!(gap, Duration::from_millis(expected), "at {:?}", at - t0);
+        at += gap;
+    }
 }
 
 #[test]

@@ -11,6 +11,19 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+/// The python3 interpreter itself: a version manager's shim (pyenv's is a shell script
+/// that forks a dozen processes at every start) would trip the tests' small caps.
+pub fn python() -> String {
+    std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "python3".into())
+}
+
 /// Hard limit for any one mcpinit run; tests use far shorter bounds of their own.
 const HARD_LIMIT_SECS: u32 = 120;
 

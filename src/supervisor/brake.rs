@@ -1,0 +1,185 @@
+//! The storm brake. A look that finds the tree jumped well past the cap stops
+//! (SIGSTOP) whatever forked the units it ends, before ending them, and continues it
+//! (SIGCONT) a hold later. A forker that forks faster than looks can follow (thousands
+//! a second) then gains at most what it forks between two looks, instead of what it
+//! forks while mcpinit reads, decides and signals; and one that keeps at it is held
+//! twice as long each time, up to BRAKE_HOLD, so that mcpinit is not made to end
+//! thousands of units a second, one by one, for as long as the storm lasts.
+//!
+//! Why SIGSTOP and not the cgroup freezer: the freezer freezes a whole cgroup, and in
+//! a container mcpinit lives in the cgroup it governs (docs/benchmarks.md, "Fork storm").
+
+use crate::policy::{Decision, Reason};
+use crate::proctree::{self, Snapshot};
+use crate::terminate;
+use crate::units::{Unit, UnitId};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// The first hold of a storm, and the gap from a hold's end to the look after it: a
+/// forker forking 10,000 a second gains about 20 processes in 2 ms.
+pub(super) const STORM_GAP: Duration = Duration::from_millis(2);
+/// Each brake within a storm holds twice as long as the one before, never longer than
+/// this: the main child may be the forker, and every session waits on it.
+pub(super) const BRAKE_HOLD: Duration = Duration::from_millis(100);
+/// A storm is over once this long passed without a brake: the next one starts again
+/// from the shortest hold.
+pub(super) const STORM_WATCH: Duration = Duration::from_secs(1);
+
+/// A jump, not a creep: the look ends more than this many processes for the cap. A few
+/// servers past it (a new session) are ended without stopping anyone.
+pub(super) fn jump(cap: usize) -> usize {
+    (cap / 16).max(4)
+}
+
+/// The processes to stop before `decisions` are carried out: the live parents of the
+/// units ended for the cap, when those hold more than `jump(cap)` processes. Never
+/// mcpinit itself (it adopted them: nothing of ours forks them), nor a member of a unit
+/// being ended (it is about to be signalled as one). Whether one is stopped already is
+/// the effect's to read (`apply`): the state a look keeps may be from a stop of ours.
+/// Pure: (pid, start) pairs, so the effect can tell a reused pid.
+pub(super) fn forkers(
+    decisions: &[Decision],
+    units: &[Unit],
+    busy: &HashSet<UnitId>,
+    snapshot: &Snapshot,
+    me: i32,
+    cap: usize,
+) -> Vec<(i32, u64)> {
+    let ended = |id: UnitId| busy.contains(&id) || decisions.iter().any(|d| d.unit == id);
+    let capped: Vec<&Unit> = units
+        .iter()
+        .filter(|u| {
+            decisions
+                .iter()
+                .any(|d| d.unit == u.id && d.reason == Reason::Cap)
+        })
+        .collect();
+    if cap == 0 || capped.iter().map(|u| u.pids.len()).sum::<usize>() <= jump(cap) {
+        return Vec::new();
+    }
+    let ending: HashSet<i32> = units
+        .iter()
+        .filter(|u| ended(u.id))
+        .flat_map(|u| u.pids.iter().copied())
+        .collect();
+    let mut out: Vec<(i32, u64)> = Vec::new();
+    for unit in capped {
+        let Some(parent) = snapshot.get(unit.top).and_then(|t| snapshot.get(t.ppid)) else {
+            continue;
+        };
+        if parent.pid == me || parent.is_zombie() || ending.contains(&parent.pid) {
+            continue;
+        }
+        if !out.iter().any(|&(pid, _)| pid == parent.pid) {
+            out.push((parent.pid, parent.start));
+        }
+    }
+    out
+}
+
+/// The forkers held stopped, and until when.
+#[derive(Default)]
+pub(super) struct Brake {
+    held: Vec<(i32, u64)>,
+    until: Option<Instant>,
+    last_applied: Option<Instant>,
+    storm: Option<Storm>,
+}
+
+/// A storm, from its first brake to STORM_WATCH after its last: what its log lines say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Storm {
+    pub started: Instant,
+    pub brakes: u32,
+    pub longest_hold: Duration,
+}
+
+impl Brake {
+    /// Stop `forkers`, each read again first: one that is gone, was reused, or is
+    /// already stopped (by someone else: not ours to continue) is left alone. Returns
+    /// the pids stopped when this starts a storm, for its log line.
+    pub(super) fn apply(&mut self, forkers: &[(i32, u64)], now: Instant) -> Option<Vec<i32>> {
+        for &(pid, start) in forkers {
+            if self.held.contains(&(pid, start)) {
+                continue;
+            }
+            let running = proctree::stat_of(pid)
+                .is_some_and(|s| s.start == start && !matches!(s.state, b'T' | b't'));
+            if running && terminate::send(pid, start, libc::SIGSTOP) {
+                self.held.push((pid, start));
+            }
+        }
+        if self.held.is_empty() {
+            return None;
+        }
+        if !self.watching(now) {
+            self.storm = None;
+        }
+        let storm = self.storm.get_or_insert(Storm {
+            started: now,
+            brakes: 0,
+            longest_hold: Duration::ZERO,
+        });
+        storm.brakes += 1;
+        let hold = hold(storm.brakes);
+        storm.longest_hold = storm.longest_hold.max(hold);
+        self.until.get_or_insert(now + hold);
+        self.last_applied = Some(now);
+        (storm.brakes == 1).then(|| self.held.iter().map(|&(pid, _)| pid).collect())
+    }
+
+    /// Continue every forker held: the hold ran out, or something will not wait for
+    /// it (shutdown, a signal to forward: a stopped process would not act on either).
+    pub(super) fn release(&mut self) {
+        for (pid, start) in self.held.drain(..) {
+            terminate::send(pid, start, libc::SIGCONT);
+        }
+        self.until = None;
+    }
+
+    /// The storm, once it is over: STORM_WATCH without a brake, nothing held.
+    pub(super) fn over(&mut self, now: Instant) -> Option<Storm> {
+        if self.watching(now) || !self.held.is_empty() {
+            return None;
+        }
+        self.storm.take()
+    }
+
+    /// The pids held.
+    pub(super) fn pids(&self) -> impl Iterator<Item = i32> + '_ {
+        self.held.iter().map(|&(pid, _)| pid)
+    }
+
+    /// When the hold runs out.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.until
+    }
+
+    /// During a storm, how long after a look at `now` to look again: STORM_GAP after
+    /// the hold ends (nothing held forks before), or STORM_GAP when nothing is held.
+    pub(super) fn next_look(&self, now: Instant) -> Option<Duration> {
+        self.watching(now).then(|| {
+            self.until
+                .map_or(Duration::ZERO, |at| at.saturating_duration_since(now))
+                + STORM_GAP
+        })
+    }
+
+    fn watching(&self, now: Instant) -> bool {
+        self.last_applied
+            .is_some_and(|at| now.saturating_duration_since(at) < STORM_WATCH)
+    }
+}
+
+/// The hold of a storm's `brakes`-th brake: STORM_GAP, doubled each time, up to
+/// BRAKE_HOLD.
+pub(super) fn hold(brakes: u32) -> Duration {
+    STORM_GAP
+        .saturating_mul(1 << brakes.saturating_sub(1).min(16))
+        .min(BRAKE_HOLD)
+}
+
+#[cfg(test)]
+#[path = "brake_tests.rs"]
+mod tests;

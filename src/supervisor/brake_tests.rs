@@ -1,0 +1,131 @@
+//! Who the brake stops, from hand-built trees: the main child forking single-process
+//! groups past a cap of 16 (a jump is more than 4 processes).
+
+use super::*;
+use crate::testkit::{p, snapshot, MAIN, ME};
+use crate::units;
+
+const CAP: usize = 16;
+
+fn cap_decision(pgid: i32) -> Decision {
+    Decision {
+        unit: UnitId::Group(pgid),
+        reason: Reason::Cap,
+        kept: None,
+        idle_ms: None,
+    }
+}
+
+/// `n` idle processes forked by `parent`, each its own group, from pid `first`.
+fn forked(parent: i32, first: i32, n: i32) -> Vec<crate::proctree::Proc> {
+    (first..first + n)
+        .map(|pid| p(pid, parent, pid, 0, "sleep"))
+        .collect()
+}
+
+#[test]
+fn the_brake_stops_whoever_forked_a_jump_and_nobody_else() {
+    // (name, extra processes, decisions by group, busy groups, expected forkers)
+    type Case = (
+        &'static str,
+        Vec<crate::proctree::Proc>,
+        Vec<i32>,
+        Vec<i32>,
+        Vec<i32>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "a jump past the cap: its forker",
+            forked(MAIN, 100, 8),
+            (100..108).collect(),
+            vec![],
+            vec![MAIN],
+        ),
+        (
+            "a creep past the cap (4, not more): nobody",
+            forked(MAIN, 100, 4),
+            (100..104).collect(),
+            vec![],
+            vec![],
+        ),
+        (
+            "orphans forked by nothing of ours any more: not mcpinit",
+            forked(ME, 100, 8),
+            (100..108).collect(),
+            vec![],
+            vec![],
+        ),
+        (
+            "two forkers, each stopped once",
+            [
+                vec![p(50, MAIN, 50, 9, "a"), p(60, MAIN, 60, 9, "b")],
+                forked(50, 100, 4),
+                forked(60, 200, 4),
+            ]
+            .concat(),
+            [(100..104).collect::<Vec<_>>(), (200..204).collect()].concat(),
+            vec![],
+            vec![50, 60],
+        ),
+        (
+            "a forker that is itself being ended is signalled as one, not stopped",
+            [vec![p(50, MAIN, 50, 9, "a")], forked(50, 100, 8)].concat(),
+            (100..108).collect(),
+            vec![50],
+            vec![],
+        ),
+    ];
+    for (name, procs, decided, busy, expected) in cases {
+        let snap = snapshot(procs);
+        let units = units::units(&snap, Some(MAIN), &[]);
+        let decisions: Vec<Decision> = decided.into_iter().map(cap_decision).collect();
+        let busy: HashSet<UnitId> = busy.into_iter().map(UnitId::Group).collect();
+        let got: Vec<i32> = forkers(&decisions, &units, &busy, &snap, ME, CAP)
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .collect();
+        assert_eq!(got, expected, "{name}");
+    }
+}
+
+#[test]
+fn a_dead_forker_and_other_reasons_are_left_alone() {
+    let mut procs = vec![p(50, MAIN, 50, 9, "a")];
+    procs.extend(forked(50, 200, 8));
+    let mut snap = snapshot(procs);
+    for proc in snap.procs.iter_mut().filter(|p| p.pid == 50) {
+        proc.state = b'Z';
+    }
+    let units = units::units(&snap, Some(MAIN), &[]);
+    let decisions: Vec<Decision> = (200..208).map(cap_decision).collect();
+    assert!(forkers(&decisions, &units, &HashSet::new(), &snap, ME, CAP).is_empty());
+
+    let snap = snapshot(forked(MAIN, 100, 8));
+    let units = units::units(&snap, Some(MAIN), &[]);
+    let duplicates: Vec<Decision> = (100..108)
+        .map(|g| Decision {
+            reason: Reason::Duplicate,
+            ..cap_decision(g)
+        })
+        .collect();
+    assert!(
+        forkers(&duplicates, &units, &HashSet::new(), &snap, ME, CAP).is_empty(),
+        "only the cap's jumps brake"
+    );
+    assert!(
+        forkers(&duplicates, &units, &HashSet::new(), &snap, ME, 0).is_empty(),
+        "no cap, no brake"
+    );
+}
+
+#[test]
+fn a_storm_is_held_longer_each_time_up_to_the_limit() {
+    let ms = Duration::from_millis;
+    let holds: Vec<Duration> = (1..=10).map(hold).collect();
+    assert_eq!(
+        holds,
+        [2, 4, 8, 16, 32, 64, 100, 100, 100, 100].map(ms),
+        "from STORM_GAP, doubled, up to BRAKE_HOLD"
+    );
+    assert_eq!(hold(u32::MAX), BRAKE_HOLD);
+}
