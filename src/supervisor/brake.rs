@@ -22,6 +22,9 @@ pub(super) const STORM_GAP: Duration = Duration::from_millis(2);
 /// Each brake within a storm holds twice as long as the one before, never longer than
 /// this: the main child may be the forker, and every session waits on it.
 pub(super) const BRAKE_HOLD: Duration = Duration::from_millis(100);
+/// After a hold ends, the tree is looked at every STORM_GAP for at least this long: a
+/// continued forker may take a few milliseconds to reap and fork again.
+pub(super) const RESUME_WATCH: Duration = Duration::from_millis(20);
 /// A storm is over once this long passed without a brake: the next one starts again
 /// from the shortest hold.
 pub(super) const STORM_WATCH: Duration = Duration::from_secs(1);
@@ -83,6 +86,8 @@ pub(super) fn forkers(
 pub(super) struct Brake {
     held: Vec<(i32, u64)>,
     until: Option<Instant>,
+    /// When the last hold ended.
+    released: Option<Instant>,
     last_applied: Option<Instant>,
     storm: Option<Storm>,
 }
@@ -131,11 +136,15 @@ impl Brake {
 
     /// Continue every forker held: the hold ran out, or something will not wait for
     /// it (shutdown, a signal to forward: a stopped process would not act on either).
-    pub(super) fn release(&mut self) {
+    pub(super) fn release(&mut self, now: Instant) {
+        if self.held.is_empty() {
+            return;
+        }
         for (pid, start) in self.held.drain(..) {
             terminate::send(pid, start, libc::SIGCONT);
         }
         self.until = None;
+        self.released = Some(now);
     }
 
     /// The storm, once it is over: STORM_WATCH without a brake, nothing held.
@@ -156,14 +165,19 @@ impl Brake {
         self.until
     }
 
-    /// During a storm, how long after a look at `now` to look again: STORM_GAP after
-    /// the hold ends (nothing held forks before), or STORM_GAP when nothing is held.
-    pub(super) fn next_look(&self, now: Instant) -> Option<Duration> {
-        self.watching(now).then(|| {
-            self.until
-                .map_or(Duration::ZERO, |at| at.saturating_duration_since(now))
-                + STORM_GAP
-        })
+    /// How long after a look at `now` to look again, in a storm: STORM_GAP after the
+    /// hold ends (nothing held forks before); then every STORM_GAP for RESUME_WATCH, and
+    /// after that for as long as each look finds something `forked` since the one before
+    /// (a storm's forker forks again at once); the usual gaps once one finds nothing (a
+    /// burst's forker may never fork again, and is not followed every 2 ms for long).
+    pub(super) fn next_look(&self, now: Instant, forked: bool) -> Option<Duration> {
+        let resuming = self
+            .released
+            .is_some_and(|at| now.saturating_duration_since(at) < RESUME_WATCH);
+        match self.until {
+            Some(at) => Some(at.saturating_duration_since(now) + STORM_GAP),
+            None => ((resuming || forked) && self.watching(now)).then_some(STORM_GAP),
+        }
     }
 
     fn watching(&self, now: Instant) -> bool {

@@ -139,7 +139,7 @@ impl Supervisor {
             report::signal_lines(self.signal_log.due(now));
             if !matches!(self.phase, Phase::Running) {
                 // Shutting down: nothing stays stopped, or it would not act on SIGTERM.
-                self.brake.release();
+                self.brake.release(now);
             }
             let flow = match self.phase {
                 Phase::Running => self.govern(now),
@@ -242,7 +242,7 @@ impl Supervisor {
             return;
         }
         // A held forker (perhaps the main child) acts on the signal only once continued.
-        self.brake.release();
+        self.brake.release(now);
         let target = if self.config.kill_group {
             -self.main
         } else {
@@ -275,7 +275,7 @@ impl Supervisor {
             self.schedule.scan_now(now, false);
         }
         if self.brake.next_deadline().is_some_and(|at| now >= at) {
-            self.brake.release();
+            self.brake.release(now);
         }
         if let Some(storm) = self.brake.over(now) {
             report::storm_over(&storm, now);
@@ -369,7 +369,7 @@ impl Supervisor {
             depth,
             Found {
                 over_cap: cap > 0 && plan.live > cap,
-                storm: self.brake.next_look(now),
+                storm: self.brake.next_look(now, self.probe.forked(baseline)),
                 following: self.terminations.in_flight(),
                 decide_at: self
                     .watcher
@@ -413,7 +413,7 @@ impl Supervisor {
         }
         let found = Found {
             over_cap: false,
-            storm: self.brake.next_look(now),
+            storm: self.brake.next_look(now, true),
             following: self.terminations.in_flight(),
             decide_at: None,
         };

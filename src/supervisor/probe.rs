@@ -7,12 +7,14 @@ use crate::cgroup;
 use std::time::{Duration, Instant};
 
 /// How often the cheap fork-burst probe runs while a cap is set and the tree moves.
-/// 200 ms answers a burst well inside 250 ms at the median.
-pub(super) const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+/// A burst lands at any point of the period, so the probe alone takes half of it at the
+/// median: 100 ms answers one in about 70 ms (docs/benchmarks.md), and it costs only
+/// while the tree moves (below).
+pub(super) const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// After this long with the mark unchanged (nothing forked or exited), the probe runs
 /// only every IDLE_PROBE_INTERVAL. Each wake-up costs 75-90 us of CPU on this
 /// machine, most of it the kernel's (a bare C loop of the same three system calls
-/// costs as much), so at 200 ms an idle container pays 0.04 % of a core for wake-ups
+/// costs as much), so at 200 ms an idle container would pay 0.04 % of a core for wake-ups
 /// alone, over the 0.03 % target (docs/benchmarks.md). The price: a burst after a
 /// quiet spell is answered within IDLE_PROBE_INTERVAL instead of PROBE_INTERVAL.
 pub(super) const QUIET_BEFORE_BACKOFF: Duration = Duration::from_secs(10);
@@ -133,6 +135,12 @@ impl Probe {
         } else {
             Quiet::Probably
         }
+    }
+
+    /// Whether anything was forked between the last look and `mark` (unknown without
+    /// the pid cursor: then yes).
+    pub(super) fn forked(&self, mark: Mark) -> bool {
+        mark.last_pid.is_none() || mark.last_pid != self.baseline.last_pid
     }
 
     /// A look was taken at `now` with `baseline` the mark read just before. The

@@ -62,7 +62,7 @@ pub(super) struct Schedule {
 pub(super) struct Found {
     /// More live processes than the cap, busy units counted as gone.
     pub over_cap: bool,
-    /// In a fork storm (the brake applied a moment ago): the gap to the next look.
+    /// A forker is held by the storm brake: the gap to the look after its hold.
     pub storm: Option<Duration>,
     /// A termination is in flight.
     pub following: bool,
