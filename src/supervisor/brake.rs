@@ -29,8 +29,9 @@ pub(super) const RESUME_WATCH: Duration = Duration::from_millis(20);
 /// from the shortest hold.
 pub(super) const STORM_WATCH: Duration = Duration::from_secs(1);
 
-/// A jump, not a creep: the look ends more than this many processes for the cap. A few
-/// servers past it (a new session) are ended without stopping anyone.
+/// A jump, not a creep: the look ends more than this many processes for the cap (the
+/// probe's burst too is growth past it). A few servers past it (a new session) are
+/// ended without stopping anyone.
 pub(super) fn jump(cap: usize) -> usize {
     (cap / 16).max(4)
 }

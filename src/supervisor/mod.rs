@@ -53,7 +53,7 @@ pub struct Supervisor {
     schedule: Schedule,
     probe: Probe,
     terminations: Terminations,
-    /// Forkers held stopped while the units they jumped the cap with are ended.
+    /// Forkers held stopped, for a hold, while the units they jumped the cap with end.
     brake: Brake,
     publisher: Publisher,
     thresholds: Thresholds,

@@ -123,7 +123,8 @@ impl Probe {
     /// includes threads, so it only ever errs towards one scan too many.
     pub(super) fn burst(&self, mark: Mark) -> bool {
         let grown = mark.tasks.saturating_sub(self.baseline.tasks);
-        grown > (self.cap / 16).max(4) || self.last_projected as u64 + grown > self.cap
+        grown > super::brake::jump(self.cap as usize) as u64
+            || self.last_projected as u64 + grown > self.cap
     }
 
     /// What `mark`, against the one at the last look, proves.

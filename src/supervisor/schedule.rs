@@ -62,7 +62,7 @@ pub(super) struct Schedule {
 pub(super) struct Found {
     /// More live processes than the cap, busy units counted as gone.
     pub over_cap: bool,
-    /// A forker is held by the storm brake: the gap to the look after its hold.
+    /// In a fork storm (brake::Brake::next_look): the gap to the next look.
     pub storm: Option<Duration>,
     /// A termination is in flight.
     pub following: bool,
