@@ -276,22 +276,32 @@ class Bench:
 
     # -- 4. reaping ----------------------------------------------------------
     def reaping(self):
-        n, trials = (1000, 2) if self.quick else (10000, 7)
-        # mcpinit doing what the peers do: reap, no cap, orphans kept.
+        n, trials = (1000, 2) if self.quick else (10000, 9)
+        # mcpinit doing what the peers do: reap, no cap, orphans kept. The build before
+        # issue 14 runs in the same rotation: "no worse than today's" is a same-run ratio.
         env = {"MCPINIT_MAX_PROCS": "0", "MCPINIT_ORPHANS": "keep"}
+        names = list(NAMES)
+        if self.args.baseline and Path(self.args.baseline).exists():
+            names.append("baseline")
         runs = {}
         for trial in range(trials):
-            for name in random.sample(NAMES, len(NAMES)):
+            for name in random.sample(names, len(names)):
                 self.note_load("reaping")
-                space = self.ns(name, ["orphans", str(n)], env=env, limit=120,
-                                tag=f"orphans{trial}")
+                if name == "baseline":
+                    space = Namespace([self.args.baseline, "--"], [self.kit, "orphans", str(n)],
+                                      env=env, limit=120,
+                                      log_path=self.logs / f"orphans{trial}-{name}.log")
+                else:
+                    space = self.ns(name, ["orphans", str(n)], env=env, limit=120,
+                                    tag=f"orphans{trial}")
                 space.wait(120)
                 text = (self.logs / f"orphans{trial}-{name}.log").read_text()
                 values = dict(line.split() for line in text.splitlines()
                               if line.startswith(("reap_ns", "spawn_ns")))
                 runs.setdefault(name, []).append(
                     {k: int(v) / 1e6 for k, v in values.items()})
-        self.results["reaping"] = {"orphans": n, "trials": trials, **{
+        self.results["reaping"] = {"orphans": n, "trials": trials,
+                                   "baseline_rev": self.args.baseline_rev, **{
             name: {"reap_ms": median([r["reap_ns"] for r in rs]),
                    "reap_iqr_ms": list(quartiles([r["reap_ns"] for r in rs])),
                    "reap_runs_ms": [round(r["reap_ns"]) for r in rs],

@@ -16,9 +16,12 @@ use crate::units::{Unit, UnitId};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-/// The first hold of a storm, and the gap from a hold's end to the look after it: a
-/// forker forking 10,000 a second gains about 20 processes in 2 ms.
+/// The first hold of a storm, and the gap between looks while it lasts: a forker
+/// forking 10,000 a second gains about 20 processes in 2 ms.
 pub(super) const STORM_GAP: Duration = Duration::from_millis(2);
+/// From a hold's end to the look after it: what a continued forker forks before the
+/// next brake is most of a storm's peak.
+pub(super) const RESUME_GAP: Duration = Duration::from_millis(1);
 /// Each brake within a storm holds twice as long as the one before, never longer than
 /// this: the main child may be the forker, and every session waits on it.
 pub(super) const BRAKE_HOLD: Duration = Duration::from_millis(100);
@@ -166,7 +169,7 @@ impl Brake {
         self.until
     }
 
-    /// How long after a look at `now` to look again, in a storm: STORM_GAP after the
+    /// How long after a look at `now` to look again, in a storm: RESUME_GAP after the
     /// hold ends (nothing held forks before); then every STORM_GAP for RESUME_WATCH, and
     /// after that for as long as each look finds something `forked` since the one before
     /// (a storm's forker forks again at once); the usual gaps once one finds nothing (a
@@ -176,7 +179,7 @@ impl Brake {
             .released
             .is_some_and(|at| now.saturating_duration_since(at) < RESUME_WATCH);
         match self.until {
-            Some(at) => Some(at.saturating_duration_since(now) + STORM_GAP),
+            Some(at) => Some(at.saturating_duration_since(now) + RESUME_GAP),
             None => ((resuming || forked) && self.watching(now)).then_some(STORM_GAP),
         }
     }

@@ -129,3 +129,34 @@ fn a_storm_is_held_longer_each_time_up_to_the_limit() {
     );
     assert_eq!(hold(u32::MAX), BRAKE_HOLD);
 }
+
+#[test]
+fn the_look_after_a_hold_comes_soon_and_the_storm_is_followed_while_it_forks() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let brake = |until: Option<u64>, released: Option<u64>, applied: Option<u64>| Brake {
+        held: until.map(|_| vec![(MAIN, 1)]).unwrap_or_default(),
+        until: until.map(|m| t0 + ms(m)),
+        released: released.map(|m| t0 - ms(m)),
+        last_applied: applied.map(|m| t0 - ms(m)),
+        storm: None,
+    };
+    // (held until, released ago, last brake ago, forked since the last look; gap)
+    let cases = [
+        ((Some(50), None, Some(50)), false, Some(ms(50) + RESUME_GAP)),
+        ((Some(0), None, Some(2)), true, Some(RESUME_GAP)),
+        ((None, Some(5), Some(10)), false, Some(STORM_GAP)), // just continued
+        ((None, Some(30), Some(40)), true, Some(STORM_GAP)), // forking again
+        ((None, Some(30), Some(40)), false, None),           // a burst's forker: quiet
+        ((None, Some(5), Some(1500)), true, None),           // the storm is over
+        ((None, None, None), true, None),                    // never braked
+    ];
+    for ((until, released, applied), forked, gap) in cases {
+        let b = brake(until, released, applied);
+        assert_eq!(
+            b.next_look(t0, forked),
+            gap,
+            "held until {until:?}, released {released:?} ago, braked {applied:?} ago, forked {forked}"
+        );
+    }
+}

@@ -371,6 +371,8 @@ impl Supervisor {
                 over_cap: cap > 0 && plan.live > cap,
                 storm: self.brake.next_look(now, self.probe.forked(baseline)),
                 following: self.terminations.in_flight(),
+                live: Some(plan.live),
+                headroom: (cap > 0).then(|| cap.saturating_sub(plan.projected)),
                 decide_at: self
                     .watcher
                     .due()
@@ -416,6 +418,8 @@ impl Supervisor {
             storm: self.brake.next_look(now, true),
             following: self.terminations.in_flight(),
             decide_at: None,
+            live: None,
+            headroom: None,
         };
         self.schedule.scanned(now, depth, found);
         self.publisher.mark_dirty();

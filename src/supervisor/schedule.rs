@@ -15,6 +15,9 @@ pub(super) const MIN_SCAN_GAP: Duration = Duration::from_millis(20);
 /// tree grows fastest as it starts (MetaMCP starts its servers at once; a fork storm
 /// from the entrypoint), and a look at a few processes costs microseconds.
 pub(super) const START_GAP: Duration = Duration::from_millis(2);
+/// The shortest gap a growing tree gets, once the next look would find it at the cap:
+/// a look at a few hundred processes takes about half of it.
+pub(super) const FILL_GAP: Duration = Duration::from_millis(1);
 /// Periodic looks skipped in a row at most when the probe only says that probably
 /// nothing changed (no cgroup task count to prove it): a look still happens at least
 /// every (1 + this) scan intervals.
@@ -26,7 +29,8 @@ pub(super) const MAX_QUIET_SCANS: u32 = 4;
 /// 25 ms here, 0.04 % of a core spread over the minute (docs/benchmarks.md).
 pub(super) const FULL_READ_INTERVALS: u32 = 60;
 /// A probe or scan falling due this soon is done now: deadlines that drift a few
-/// milliseconds apart then share one wake-up instead of costing two.
+/// milliseconds apart then share one wake-up instead of costing two. A scan is taken
+/// at most a quarter of its gap early.
 pub(super) const COALESCE: Duration = Duration::from_millis(10);
 /// A periodic look waits while zombies keep coming (a mass exit): until this long after
 /// the last reap, and never more than MAX_QUIET_SCANS intervals in all.
@@ -55,6 +59,12 @@ pub(super) struct Schedule {
     decide_at: Option<Instant>,
     /// When the last full read was taken.
     last_full: Instant,
+    /// The last look: when, and the live descendants it counted.
+    last_look: (Instant, usize),
+    /// How early the next look may be taken to share a wake-up: COALESCE, less when
+    /// the gap is short (a look due in 2 ms taken now would find nothing new), never
+    /// in a storm.
+    coalesce: Duration,
 }
 
 /// What the last scan found, for when to look next.
@@ -68,6 +78,10 @@ pub(super) struct Found {
     pub following: bool,
     /// When a decision may fall due without a fork or an exit showing it.
     pub decide_at: Option<Instant>,
+    /// Live descendants counted (None: a blind look counted nothing), and how many
+    /// more the cap allows with the busy units counted as gone (None: no cap).
+    pub live: Option<usize>,
+    pub headroom: Option<usize>,
 }
 
 impl Schedule {
@@ -84,6 +98,8 @@ impl Schedule {
             changed: true,
             decide_at: None,
             last_full: now,
+            last_look: (now, 0),
+            coalesce: Duration::ZERO,
         }
     }
 
@@ -122,7 +138,7 @@ impl Schedule {
         if now >= self.next_scan && !self.urgent {
             self.hold_during_mass_exit(now);
         }
-        if now + COALESCE < self.next_scan {
+        if now + self.coalesce < self.next_scan {
             return None;
         }
         let full = now + COALESCE >= self.last_full + self.interval * FULL_READ_INTERVALS;
@@ -180,11 +196,39 @@ impl Schedule {
             self.interval
         };
         let ramp = now.saturating_duration_since(self.started).max(START_GAP);
-        self.next_scan = now + gap.min(ramp);
+        let mut gap = gap.min(ramp);
+        if let Some(fill) = self.fill_time(now, found).filter(|&fill| fill <= gap) {
+            // At the rate since the last look the tree reaches the cap before the next:
+            // a storm's first wave is met at the cap, not a doubled gap past it.
+            if found.storm.is_none() {
+                gap = fill.clamp(FILL_GAP, START_GAP);
+            }
+        }
+        if let Some(live) = found.live {
+            self.last_look = (now, live);
+        }
+        self.next_scan = now + gap;
+        self.coalesce = if found.storm.is_some() {
+            Duration::ZERO // the brake's gaps are timed to its holds
+        } else {
+            COALESCE.min(gap / 4)
+        };
         self.periodic_due = self.next_scan;
         self.urgent = false;
         self.changed = false;
         self.decide_at = found.decide_at;
+    }
+}
+
+impl Schedule {
+    /// How soon the tree, growing as it did since the last look, fills the headroom
+    /// the cap leaves; None when it does not grow or there is no cap.
+    fn fill_time(&self, now: Instant, found: Found) -> Option<Duration> {
+        let (then, before) = self.last_look;
+        let grown = found.live?.checked_sub(before).filter(|&g| g > 0)?;
+        let since = now.saturating_duration_since(then).as_nanos();
+        let nanos = found.headroom? as u128 * since / grown as u128;
+        Some(Duration::from_nanos(nanos.min(u64::MAX as u128) as u64))
     }
 }
 

@@ -36,6 +36,8 @@ const IDLE: Found = Found {
     storm: None,
     following: false,
     decide_at: None,
+    live: None,
+    headroom: None,
 };
 
 /// A schedule started long before `t0`: past the first looks' ramp.
@@ -288,6 +290,88 @@ fn the_first_scan_comes_shortly_after_the_start() {
 }
 
 #[test]
+fn a_tree_that_would_fill_the_cap_before_the_next_look_is_looked_at_by_then() {
+    let t0 = Instant::now();
+    // (live at the last look, ms before now; live now, headroom now; the gap after)
+    let cases = [
+        ((100, 1000), (100, Some(400)), INTERVAL),  // no growth
+        ((100, 1000), (300, Some(400)), INTERVAL),  // 200 a second: 400 left lasts 2 s
+        ((100, 1000), (500, Some(400)), START_GAP), // 400 a second fills 400 in one
+        ((100, 10), (104, Some(400)), START_GAP),   // 4 per 10 ms: 400 per second
+        ((100, 10), (103, Some(400)), INTERVAL),
+        ((100, 2), (140, Some(30)), 1500 * Duration::from_micros(1)), // full in 1.5 ms
+        ((100, 10), (150, Some(0)), FILL_GAP), // at the cap and still growing
+        ((100, 10), (90, Some(0)), INTERVAL),  // shrinking
+        ((100, 10), (500, None), INTERVAL),    // no cap
+        ((100, 10), (100, Some(0)), INTERVAL), // full, not growing
+    ];
+    for ((before, ago), (live, headroom), gap) in cases {
+        let mut schedule = settled(t0, INTERVAL);
+        let then = t0 - ago * MS;
+        let found = Found {
+            live: Some(before),
+            ..IDLE
+        };
+        schedule.scanned(then, Depth::Incremental, found);
+        let found = Found {
+            live: Some(live),
+            headroom,
+            ..IDLE
+        };
+        schedule.scanned(t0, Depth::Incremental, found);
+        assert_eq!(
+            schedule.next_deadline(),
+            t0 + gap,
+            "{before} {ago} ms ago, now {live} with {headroom:?} left"
+        );
+    }
+    // A blind look counts nothing: the next is measured from the last that did.
+    let mut schedule = settled(t0, INTERVAL);
+    let found = |live| Found {
+        live,
+        headroom: Some(400),
+        ..IDLE
+    };
+    schedule.scanned(t0 - 1000 * MS, Depth::Incremental, found(Some(100)));
+    schedule.scanned(t0 - 500 * MS, Depth::Incremental, found(None));
+    schedule.scanned(t0, Depth::Incremental, found(Some(300)));
+    assert_eq!(schedule.next_deadline(), t0 + INTERVAL);
+    // A storm's gap is the brake's own.
+    let mut schedule = settled(t0, INTERVAL);
+    schedule.scanned(t0 - 10 * MS, Depth::Incremental, found(Some(100)));
+    let storm = Found {
+        storm: Some(50 * MS),
+        ..found(Some(200))
+    };
+    schedule.scanned(t0, Depth::Incremental, storm);
+    assert_eq!(schedule.next_deadline(), t0 + 50 * MS);
+}
+
+#[test]
+fn a_storm_from_the_start_is_met_at_the_cap() {
+    // 10 forks a millisecond against a cap of 100: the ramp's looks at 2, 4, 8 ms,
+    // then at most START_GAP apart once the next doubled gap would carry it past the
+    // cap, and FILL_GAP once at it.
+    let t0 = Instant::now();
+    let mut schedule = Schedule::new(t0, INTERVAL);
+    let mut at = t0 + START_GAP;
+    let mut looks = Vec::new();
+    while at < t0 + 13 * MS {
+        let ms = (at - t0).as_millis() as usize;
+        let live = 10 * ms;
+        looks.push(ms);
+        let found = Found {
+            live: Some(live),
+            headroom: Some(100usize.saturating_sub(live)),
+            ..IDLE
+        };
+        schedule.scanned(at, Depth::Incremental, found);
+        at = schedule.next_deadline();
+    }
+    assert_eq!(looks, [2, 4, 8, 10, 11, 12]);
+}
+
+#[test]
 fn the_loop_wakes_at_the_earliest_deadline_never_in_the_past() {
     let t0 = Instant::now();
     let s = Duration::from_secs(1);
@@ -312,3 +396,40 @@ fn the_loop_wakes_at_the_earliest_deadline_never_in_the_past() {
         "a missed deadline is due now"
     );
 }
+
+#[test]
+fn a_short_gap_is_never_taken_early() {
+    let t0 = Instant::now();
+    // (what the look found, the gap, how early the next may be taken)
+    let cases = [
+        (IDLE, INTERVAL, COALESCE),
+        (
+            Found {
+                over_cap: true,
+                ..IDLE
+            },
+            MIN_SCAN_GAP,
+            MIN_SCAN_GAP / 4,
+        ),
+        (
+            Found {
+                storm: Some(STORM),
+                ..IDLE
+            },
+            STORM,
+            Duration::ZERO,
+        ),
+    ];
+    for (found, gap, early) in cases {
+        let mut schedule = settled(t0, INTERVAL);
+        schedule.scanned(t0, Depth::Incremental, found);
+        let just_before = t0 + gap - early - Duration::from_micros(1);
+        assert_eq!(schedule.due(just_before, || CHANGED), SKIP, "{found:?}");
+        assert!(
+            schedule.due(t0 + gap - early, || CHANGED).is_some(),
+            "{found:?}"
+        );
+    }
+}
+
+const STORM: Duration = Duration::from_millis(2);
