@@ -90,8 +90,10 @@ pub(super) fn forkers(
 pub(super) struct Brake {
     held: Vec<(i32, u64)>,
     until: Option<Instant>,
-    /// When the last hold ended.
+    /// When the last hold ended, and whom it continued: for RESUME_WATCH they are
+    /// stopped again as soon as the count jumps, before a look has read the tree.
     released: Option<Instant>,
+    resumed: Vec<(i32, u64)>,
     last_applied: Option<Instant>,
     storm: Option<Storm>,
 }
@@ -144,11 +146,37 @@ impl Brake {
         if self.held.is_empty() {
             return;
         }
-        for (pid, start) in self.held.drain(..) {
+        for &(pid, start) in &self.held {
             terminate::send(pid, start, libc::SIGCONT);
         }
+        self.resumed = std::mem::take(&mut self.held);
         self.until = None;
         self.released = Some(now);
+    }
+
+    /// Continue every forker held, not to be stopped again without a look: shutdown
+    /// or a signal to forward is why they run.
+    pub(super) fn release_for_good(&mut self, now: Instant) {
+        self.release(now);
+        self.resumed.clear();
+    }
+
+    /// The count jumped past the cap's jump again right after a hold ended: stop the
+    /// forkers just continued at once (each read again, as in `apply`), rather than
+    /// after the look that finds it, which is most of what a storm gains per beat.
+    /// True when one was stopped.
+    pub(super) fn rebrake(&mut self, now: Instant) -> bool {
+        if !self.resuming(now) || self.resumed.is_empty() || !self.held.is_empty() {
+            return false;
+        }
+        let forkers = std::mem::take(&mut self.resumed);
+        self.apply(&forkers, now);
+        !self.held.is_empty()
+    }
+
+    fn resuming(&self, now: Instant) -> bool {
+        self.released
+            .is_some_and(|at| now.saturating_duration_since(at) < RESUME_WATCH)
     }
 
     /// The storm, once it is over: STORM_WATCH without a brake, nothing held.
@@ -175,9 +203,7 @@ impl Brake {
     /// (a storm's forker forks again at once); the usual gaps once one finds nothing (a
     /// burst's forker may never fork again, and is not followed every 2 ms for long).
     pub(super) fn next_look(&self, now: Instant, forked: bool) -> Option<Duration> {
-        let resuming = self
-            .released
-            .is_some_and(|at| now.saturating_duration_since(at) < RESUME_WATCH);
+        let resuming = self.resuming(now);
         match self.until {
             Some(at) => Some(at.saturating_duration_since(now) + RESUME_GAP),
             None => ((resuming || forked) && self.watching(now)).then_some(STORM_GAP),

@@ -138,6 +138,7 @@ fn the_look_after_a_hold_comes_soon_and_the_storm_is_followed_while_it_forks() {
         held: until.map(|_| vec![(MAIN, 1)]).unwrap_or_default(),
         until: until.map(|m| t0 + ms(m)),
         released: released.map(|m| t0 - ms(m)),
+        resumed: Vec::new(),
         last_applied: applied.map(|m| t0 - ms(m)),
         storm: None,
     };
@@ -159,4 +160,38 @@ fn the_look_after_a_hold_comes_soon_and_the_storm_is_followed_while_it_forks() {
             "held until {until:?}, released {released:?} ago, braked {applied:?} ago, forked {forked}"
         );
     }
+}
+
+#[test]
+fn only_a_forker_just_continued_by_the_hold_is_stopped_again_without_a_look() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let gone = (i32::MAX, 1); // no such process: nothing is signalled
+    let brake = |released_ago: u64| Brake {
+        released: Some(t0 - ms(released_ago)),
+        resumed: vec![gone],
+        ..Brake::default()
+    };
+    // Long after the hold: the look decides.
+    assert!(!brake(RESUME_WATCH.as_millis() as u64).rebrake(t0));
+    // Just after it, but the forker is gone: nothing to stop, and it is not tried twice.
+    let mut b = brake(1);
+    assert!(!b.rebrake(t0));
+    assert!(b.resumed.is_empty());
+    // Continued for good (a signal forwarded, shutdown): never stopped again unseen.
+    let mut b = Brake {
+        held: vec![gone],
+        until: Some(t0 + ms(50)),
+        ..Brake::default()
+    };
+    b.release_for_good(t0);
+    assert!(b.held.is_empty() && b.resumed.is_empty() && b.until.is_none());
+    // A plain release remembers whom it continued.
+    let mut b = Brake {
+        held: vec![gone],
+        until: Some(t0),
+        ..Brake::default()
+    };
+    b.release(t0);
+    assert_eq!(b.resumed, vec![gone]);
 }

@@ -139,7 +139,7 @@ impl Supervisor {
             report::signal_lines(self.signal_log.due(now));
             if !matches!(self.phase, Phase::Running) {
                 // Shutting down: nothing stays stopped, or it would not act on SIGTERM.
-                self.brake.release(now);
+                self.brake.release_for_good(now);
             }
             let flow = match self.phase {
                 Phase::Running => self.govern(now),
@@ -242,7 +242,7 @@ impl Supervisor {
             return;
         }
         // A held forker (perhaps the main child) acts on the signal only once continued.
-        self.brake.release(now);
+        self.brake.release_for_good(now);
         let target = if self.config.kill_group {
             -self.main
         } else {
@@ -295,6 +295,9 @@ impl Supervisor {
         });
         if let Some(depth) = depth {
             let baseline = self.probe.read(&mut reading);
+            if !self.config.dry_run && self.probe.jumped(baseline) {
+                self.brake.rebrake(now);
+            }
             // What we signalled is read again: its state is ours to have changed.
             self.scanner.reread(self.terminations.pids());
             self.scanner.reread(self.brake.pids());

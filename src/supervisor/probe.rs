@@ -123,8 +123,13 @@ impl Probe {
     /// includes threads, so it only ever errs towards one scan too many.
     pub(super) fn burst(&self, mark: Mark) -> bool {
         let grown = mark.tasks.saturating_sub(self.baseline.tasks);
-        grown > super::brake::jump(self.cap as usize) as u64
-            || self.last_projected as u64 + grown > self.cap
+        self.jumped(mark) || self.last_projected as u64 + grown > self.cap
+    }
+
+    /// Growth since the last look of more than the brake's jump.
+    pub(super) fn jumped(&self, mark: Mark) -> bool {
+        let grown = mark.tasks.saturating_sub(self.baseline.tasks);
+        self.cap > 0 && grown > super::brake::jump(self.cap as usize) as u64
     }
 
     /// What `mark`, against the one at the last look, proves.
