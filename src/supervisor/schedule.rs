@@ -152,6 +152,7 @@ impl Schedule {
             if skip {
                 self.quiet_scans += 1;
                 self.next_scan = now + self.interval;
+                self.coalesce = COALESCE.min(self.interval / 4);
                 self.periodic_due = self.next_scan;
                 return None;
             }
@@ -197,12 +198,11 @@ impl Schedule {
         };
         let ramp = now.saturating_duration_since(self.started).max(START_GAP);
         let mut gap = gap.min(ramp);
-        if let Some(fill) = self.fill_time(now, found).filter(|&fill| fill <= gap) {
-            // At the rate since the last look the tree reaches the cap before the next:
-            // a storm's first wave is met at the cap, not a doubled gap past it.
-            if found.storm.is_none() {
-                gap = fill.clamp(FILL_GAP, START_GAP);
-            }
+        // At the rate since the last look the tree reaches the cap before the next: a
+        // storm's first wave is met at the cap, not a doubled gap past it.
+        let fill = self.fill_time(now, found).filter(|&fill| fill <= gap);
+        if let (Some(fill), None) = (fill, found.storm) {
+            gap = fill.clamp(FILL_GAP, START_GAP);
         }
         if let Some(live) = found.live {
             self.last_look = (now, live);

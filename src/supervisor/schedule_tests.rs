@@ -433,3 +433,22 @@ fn a_short_gap_is_never_taken_early() {
 }
 
 const STORM: Duration = Duration::from_millis(2);
+
+#[test]
+fn a_skipped_look_shares_its_wake_up_again() {
+    // After a look at a short gap, the periodic looks skipped after it coalesce by
+    // COALESCE again, so a probe and a look a few ms apart still wake the loop once.
+    let t0 = Instant::now();
+    let mut schedule = settled(t0, INTERVAL);
+    let over = Found {
+        over_cap: true,
+        ..IDLE
+    };
+    schedule.scanned(t0 - INTERVAL * FULL_READ_INTERVALS / 2, Depth::Full, IDLE);
+    schedule.scanned(t0, Depth::Incremental, over);
+    let skipped = t0 + MIN_SCAN_GAP;
+    assert_eq!(schedule.due(skipped, || SURELY), SKIP);
+    assert!(schedule
+        .due(skipped + INTERVAL - COALESCE, || CHANGED)
+        .is_some());
+}
