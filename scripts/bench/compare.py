@@ -199,6 +199,8 @@ class Bench:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.kit = args.benchkit
         self.inits = {"mcpinit": [args.mcpinit, "--"], **PEERS}
+        if args.baseline and Path(args.baseline).exists():
+            self.inits["baseline"] = [args.baseline, "--"]  # mcpinit before issue 14
         self.results = {"quick": self.quick, "loads": {}}
 
     def note_load(self, section):
@@ -207,7 +209,7 @@ class Bench:
     def ns(self, name, workload, env=None, limit=60, tag=""):
         path = self.logs / f"{tag or workload[0]}-{name}.log"
         return Namespace(self.inits[name], [self.kit, *workload],
-                         env=env if name == "mcpinit" else None, limit=limit,
+                         env=env if name in ("mcpinit", "baseline") else None, limit=limit,
                          log_path=path)
 
     # -- 1. start-up ---------------------------------------------------------
@@ -280,20 +282,13 @@ class Bench:
         # mcpinit doing what the peers do: reap, no cap, orphans kept. The build before
         # issue 14 runs in the same rotation: "no worse than today's" is a same-run ratio.
         env = {"MCPINIT_MAX_PROCS": "0", "MCPINIT_ORPHANS": "keep"}
-        names = list(NAMES)
-        if self.args.baseline and Path(self.args.baseline).exists():
-            names.append("baseline")
+        names = [*NAMES, *(["baseline"] if "baseline" in self.inits else [])]
         runs = {}
         for trial in range(trials):
             for name in random.sample(names, len(names)):
                 self.note_load("reaping")
-                if name == "baseline":
-                    space = Namespace([self.args.baseline, "--"], [self.kit, "orphans", str(n)],
-                                      env=env, limit=120,
-                                      log_path=self.logs / f"orphans{trial}-{name}.log")
-                else:
-                    space = self.ns(name, ["orphans", str(n)], env=env, limit=120,
-                                    tag=f"orphans{trial}")
+                space = self.ns(name, ["orphans", str(n)], env=env, limit=120,
+                                tag=f"orphans{trial}")
                 space.wait(120)
                 text = (self.logs / f"orphans{trial}-{name}.log").read_text()
                 values = dict(line.split() for line in text.splitlines()
@@ -471,9 +466,9 @@ class Bench:
         governing the same idle tree in its own namespace and cgroup, one population
         at a time: CPU and wake-ups over repeated windows, RSS and peak RSS after."""
         windows, seconds = (1, 5) if self.quick else (3, 20)
-        inits = {"current": [self.args.mcpinit, "--"]}
-        if self.args.baseline and Path(self.args.baseline).exists():
-            inits["baseline"] = [self.args.baseline, "--"]
+        inits = {"current": self.inits["mcpinit"]}
+        if "baseline" in self.inits:
+            inits["baseline"] = self.inits["baseline"]
         res = {"windows": windows, "seconds": seconds, "baseline_rev": self.args.baseline_rev,
                "populations": {}}
         for n in (SCALE_SIZES[1:3] if self.quick else SCALE_SIZES[1:]):
