@@ -5,10 +5,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mcpinit::config::Config;
-use mcpinit::policy::decide;
-use mcpinit::proctree::{parse_stat, Snapshot};
-use mcpinit::testkit::{p, server, snapshot, MAIN, NOW_MS};
-use mcpinit::units::units;
+use mcpinit::core::policy::decide;
+use mcpinit::core::process::{parse_stat, Snapshot};
+use mcpinit::core::testkit::{p, server, snapshot, MAIN, NOW_MS};
+use mcpinit::core::units::units;
 use std::collections::HashSet;
 use std::hint::black_box;
 
@@ -45,7 +45,7 @@ fn stat_parsing(c: &mut Criterion) {
 fn grouping_and_policy(c: &mut Criterion) {
     let config = Config::default();
     let busy = HashSet::new();
-    let activity = mcpinit::policy::Activity::new();
+    let activity = mcpinit::core::policy::Activity::new();
     for name in ["units", "decide", "decide_with_input"] {
         let mut group = c.benchmark_group(name);
         for n in [10, 100, 1_000, 10_000] {
@@ -53,13 +53,13 @@ fn grouping_and_policy(c: &mut Criterion) {
             let grouped = units(&snapshot, Some(MAIN), &config.dedupe);
             // Every instance watched, half of them with input a minute ago, half idle
             // for an hour: dedupe has to rank them all.
-            let watched: mcpinit::policy::Activity = grouped
+            let watched: mcpinit::core::policy::Activity = grouped
                 .iter()
                 .filter(|u| u.key.is_some())
                 .enumerate()
                 .map(|(i, u)| {
                     let input = (i % 2 == 0).then_some(NOW_MS - 60_000);
-                    let seen = mcpinit::activity::Use {
+                    let seen = mcpinit::core::activity::Use {
                         last_input_ms: input,
                         watched_since_ms: NOW_MS - 3_600_000,
                     };

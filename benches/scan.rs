@@ -15,9 +15,12 @@
 //! Every child dies with this process (PR_SET_PDEATHSIG), even if the bench is killed.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use mcpinit::activity::Tracker;
-use mcpinit::proctree::{self, Depth, Scanner, YOUNG_MS};
-use mcpinit::{cgroup, units, watch};
+use mcpinit::core::activity::Tracker;
+use mcpinit::core::process::Depth;
+use mcpinit::core::units;
+use mcpinit::supervisor::watch;
+use mcpinit::sys::cgroup;
+use mcpinit::sys::procfs::{self, Scanner, YOUNG_MS};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -111,7 +114,7 @@ fn scan(c: &mut Criterion) {
                     Some(file) => cgroup::current(file),
                     None => nix::sys::stat::stat(c"/proc").ok().map(|st| st.st_nlink),
                 };
-                black_box((tasks, proctree::last_pid(&loadavg)))
+                black_box((tasks, procfs::last_pid(&loadavg)))
             })
         });
         group.bench_with_input(BenchmarkId::new("cold", n), &n, |b, _| {

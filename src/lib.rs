@@ -1,33 +1,16 @@
-//! mcpinit as a library: the pure decision core (`config`, `launcher`, `units`,
-//! `policy`) and the thin effect layer around it (`proctree`, `spawn`, `reap`,
-//! `closeinput`, `terminate`, `statefile`, `supervisor`). The binary in main.rs only
-//! dispatches. Only what main.rs, tests/ and benches/ use is `pub`.
+//! mcpinit as a library, in floors that import only downwards:
+//!
+//! - `config`: the typed configuration, its one settings table, parsing, values;
+//! - `core`: the pure decision core (snapshot + configuration + clock → actions);
+//! - `sys`: every system call, behind thin functions tested against real processes;
+//! - `surface`: what the operator sees (logs, state document, status, health, metrics);
+//! - `supervisor`: the event loop, which applies the core's decisions through `sys`.
+//!
+//! The binary in main.rs only dispatches. Only what main.rs, tests/ and benches/ use is
+//! `pub`.
 
-pub mod activity;
-pub mod cgroup;
-pub mod closeinput;
 pub mod config;
-pub mod help;
-pub(crate) mod launcher;
-pub mod logging;
-pub mod metrics;
-pub mod output;
-pub mod policy;
-pub mod procmount;
-pub mod proctree;
-pub(crate) mod reap;
-pub mod reserve;
-pub mod settings;
-pub mod signals;
-pub mod spawn;
-pub mod statefile;
-pub mod status;
+pub mod core;
 pub mod supervisor;
-pub(crate) mod terminate;
-pub mod units;
-pub mod values;
-pub mod watch;
-
-/// Hand-built snapshots, shared by the unit tests and benches/core.rs.
-#[doc(hidden)]
-pub mod testkit;
+pub mod surface;
+pub mod sys;

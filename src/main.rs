@@ -7,13 +7,15 @@
 
 use log::info;
 use mcpinit::config::{self, Config, Invocation};
-use mcpinit::{cgroup, closeinput, logging, metrics, output, signals, spawn, status, supervisor};
+use mcpinit::supervisor;
+use mcpinit::surface::{logging, metrics, status};
+use mcpinit::sys::{cgroup, close_input as closeinput, output, signals, spawn};
 use std::ffi::{CStr, OsString};
 use std::os::unix::ffi::OsStringExt;
 
 /// A failed allocation must not abort PID 1: see src/reserve.rs.
 #[global_allocator]
-static ALLOCATOR: mcpinit::reserve::Allocator = mcpinit::reserve::Allocator;
+static ALLOCATOR: mcpinit::sys::reserve::Allocator = mcpinit::sys::reserve::Allocator;
 
 #[no_mangle]
 extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
@@ -30,7 +32,7 @@ extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
     let args = arguments(argc, argv);
     match config::parse(&args, |name| std::env::var_os(name)) {
         Ok(Invocation::Run(config)) => {
-            mcpinit::reserve::arm();
+            mcpinit::sys::reserve::arm();
             run(*config, inherited, waited)
         }
         Ok(Invocation::Status { json, state_file }) => status::status(json, state_file),
@@ -161,7 +163,7 @@ fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {
     for line in &c.retired {
         log::warn!(event = "retired_setting"; "{line}");
     }
-    if let Some(hidepid) = mcpinit::procmount::hidepid() {
+    if let Some(hidepid) = mcpinit::sys::procmount::hidepid() {
         log::warn!(event = "proc_hidepid", hidepid = hidepid;
             "/proc is mounted hidepid={hidepid}: processes of other users are hidden from mcpinit's uid (unless it may ptrace them or is in the mount's gid=), so they are neither counted nor governed, and health/status run as another user cannot see mcpinit");
     }

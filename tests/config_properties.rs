@@ -13,8 +13,8 @@
 mod common;
 
 use common::*;
+use mcpinit::config::settings::{Config, Kind, Setting, SETTINGS};
 use mcpinit::config::{self, Invocation};
-use mcpinit::settings::{Config, Kind, Setting, SETTINGS};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as Runner, FileFailurePersistence};
 use std::collections::HashMap;
@@ -95,7 +95,9 @@ impl Item {
                     b'e' => text
                         .and_then(|t| t.parse::<i32>().ok())
                         .is_none_or(|c| !(0..=255).contains(&c)),
-                    _ => text.and_then(mcpinit::signals::number).is_none(),
+                    _ => text
+                        .and_then(mcpinit::config::signal_names::number)
+                        .is_none(),
                 }
             }
             Item::Flags(_) => false,

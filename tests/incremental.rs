@@ -10,7 +10,8 @@
 mod common;
 
 use common::*;
-use mcpinit::proctree::{Depth, Proc, Scanner, Snapshot, YOUNG_MS};
+use mcpinit::core::process::{Depth, Proc, Snapshot};
+use mcpinit::sys::procfs::{Scanner, YOUNG_MS};
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::thread::sleep;

@@ -3,8 +3,10 @@
 //! a small multiple of the file's size. The case count and input sizes are fixed, so
 //! the run's time is bounded (a few seconds); PROPTEST_CASES raises it for a longer hunt.
 
-use mcpinit::statefile::{Blindness, Cgroup, Counters, Document, Role, Row, Settings, State};
-use mcpinit::status;
+use mcpinit::surface::statefile::{
+    Blindness, Cgroup, Counters, Document, Role, Row, Settings, State,
+};
+use mcpinit::surface::status;
 use proptest::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -9,10 +9,11 @@
 //! Why SIGSTOP and not the cgroup freezer: the freezer freezes a whole cgroup, and in
 //! a container mcpinit lives in the cgroup it governs (docs/benchmarks.md, "Fork storm").
 
-use crate::policy::{Decision, Reason};
-use crate::proctree::{self, Snapshot};
-use crate::terminate;
-use crate::units::{Unit, UnitId};
+use crate::core::policy::{Decision, Reason};
+use crate::core::process::Snapshot;
+use crate::core::units::{Unit, UnitId};
+use crate::supervisor::terminate;
+use crate::sys::procfs;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -115,7 +116,7 @@ impl Brake {
             if self.held.contains(&(pid, start)) {
                 continue;
             }
-            let running = proctree::stat_of(pid)
+            let running = procfs::stat_of(pid)
                 .is_some_and(|s| s.start == start && !matches!(s.state, b'T' | b't'));
             if running && terminate::send(pid, start, libc::SIGSTOP) {
                 self.held.push((pid, start));

@@ -2,8 +2,8 @@
 //! groups past a cap of 16 (a jump is more than 4 processes).
 
 use super::*;
-use crate::testkit::{p, snapshot, MAIN, ME};
-use crate::units;
+use crate::core::testkit::{p, snapshot, MAIN, ME};
+use crate::core::units;
 
 const CAP: usize = 16;
 
@@ -17,7 +17,7 @@ fn cap_decision(pgid: i32) -> Decision {
 }
 
 /// `n` idle processes forked by `parent`, each its own group, from pid `first`.
-fn forked(parent: i32, first: i32, n: i32) -> Vec<crate::proctree::Proc> {
+fn forked(parent: i32, first: i32, n: i32) -> Vec<crate::core::process::Proc> {
     (first..first + n)
         .map(|pid| p(pid, parent, pid, 0, "sleep"))
         .collect()
@@ -28,7 +28,7 @@ fn the_brake_stops_whoever_forked_a_jump_and_nobody_else() {
     // (name, extra processes, decisions by group, busy groups, expected forkers)
     type Case = (
         &'static str,
-        Vec<crate::proctree::Proc>,
+        Vec<crate::core::process::Proc>,
         Vec<i32>,
         Vec<i32>,
         Vec<i32>,

@@ -3,10 +3,12 @@
 //! `/healthz` verdict, the same one `health` gives.
 
 use super::Supervisor;
-use crate::metrics::{self, EndedCounts, Figures, Histogram, Reply, Roles, Route, REASONS};
-use crate::statefile::{self, Role};
-use crate::terminate::Event;
-use crate::units::UnitId;
+use crate::core::units::UnitId;
+use crate::supervisor::terminate::Event;
+use crate::surface::metrics::{
+    self, EndedCounts, Figures, Histogram, Reply, Roles, Route, REASONS,
+};
+use crate::surface::statefile::{self, Role};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -137,6 +139,6 @@ impl Supervisor {
         };
         let now = statefile::unix_ms();
         let state = view.document(now).with_processes(Vec::new());
-        crate::status::verdict(&state, now).map_err(|e| e.to_string())
+        crate::surface::status::verdict(&state, now).map_err(|e| e.to_string())
     }
 }

@@ -4,17 +4,18 @@
 //! endpoint. One `ppoll` (the signalfd, and the endpoint's sockets) bounded by the
 //! earliest of those deadlines, then one `match` on the phase.
 
-use crate::cgroup::{Cgroup, Limits};
 use crate::config::{Config, Orphans};
-use crate::metrics::Server;
-use crate::policy::{self, Reason};
-use crate::proctree::{Blind, Depth, Scanner, Snapshot, YOUNG_MS};
-use crate::reap::{self, Reaped};
-use crate::signals::{Received, Signals};
-use crate::statefile::{self, Counters};
-use crate::terminate::{Begun, Ended, Event, Graces, Terminations};
-use crate::units::{self, Unit, UnitId};
-use crate::watch::Watcher;
+use crate::core::policy::{self, Reason};
+use crate::core::process::{Blind, Depth, Snapshot};
+use crate::core::units::{self, Unit, UnitId};
+use crate::supervisor::terminate::{Begun, Ended, Event, Graces, Terminations};
+use crate::supervisor::watch::Watcher;
+use crate::surface::metrics::Server;
+use crate::surface::statefile::{self, Counters};
+use crate::sys::cgroup::{Cgroup, Limits};
+use crate::sys::procfs::{Scanner, YOUNG_MS};
+use crate::sys::reap::{self, Reaped};
+use crate::sys::signals::{Received, Signals};
 use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
 use std::os::fd::AsFd;
@@ -22,21 +23,22 @@ use std::time::{Duration, Instant};
 
 mod brake;
 mod exposition;
-mod phase;
 mod probe;
 mod publisher;
 mod report;
-mod schedule;
 mod shutdown;
 mod signal_log;
+pub(crate) mod terminate;
+pub mod watch;
 
+use crate::core::phase::Phase;
+use crate::core::schedule::Quiet;
+use crate::core::schedule::{self, Found, Schedule};
 use brake::Brake;
 use exposition::Tally;
-use phase::Phase;
-use probe::{Mark, Probe, Quiet, Reading};
+use probe::{Mark, Probe, Reading};
 use publisher::Publisher;
 use report::Thresholds;
-use schedule::{Found, Schedule};
 use signal_log::SignalLog;
 
 pub struct Supervisor {

@@ -2,8 +2,8 @@
 //! set, so a burst is answered by a look long before the periodic one. With the pid
 //! allocation cursor beside it, it is also what says a periodic look can be skipped.
 
-use super::schedule::COALESCE;
-use crate::cgroup;
+use crate::core::schedule::{Quiet, COALESCE};
+use crate::sys::cgroup;
 use std::time::{Duration, Instant};
 
 /// How often the cheap fork-burst probe runs while a cap is set and the tree moves.
@@ -43,19 +43,6 @@ pub(super) struct Probe {
 pub(super) struct Mark {
     pub tasks: u64,
     pub last_pid: Option<i32>,
-}
-
-/// What an unchanged mark proves about the tree since the last look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Quiet {
-    /// Something forked or exited.
-    Changed,
-    /// Probably nothing: the count is the host's, which an exit here and a fork
-    /// elsewhere leave as it was.
-    Probably,
-    /// Nothing forked (the cursor stayed) and nothing exited (the container's own
-    /// count stayed): no process came, went or changed parent.
-    Surely,
 }
 
 /// The probe's mark, read at most once per wake-up: the probe, the quiet check and a
@@ -162,7 +149,7 @@ impl Probe {
     pub(super) fn read(&self, reading: &mut Reading) -> Mark {
         *reading.0.get_or_insert_with(|| Mark {
             tasks: self.count(),
-            last_pid: self.loadavg.as_ref().and_then(crate::proctree::last_pid),
+            last_pid: self.loadavg.as_ref().and_then(crate::sys::procfs::last_pid),
         })
     }
 

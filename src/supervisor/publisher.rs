@@ -2,9 +2,9 @@
 //! when what it shows changed (at most every STATE_MIN_GAP), and as a heartbeat: a
 //! rewrite when a look was taken since, else a new modification time on the file.
 
-use crate::proctree::Snapshot;
-use crate::statefile::{self, Counters};
-use crate::units::UnitId;
+use crate::core::process::Snapshot;
+use crate::core::units::UnitId;
+use crate::surface::statefile::{self, Counters};
 use log::warn;
 use std::collections::HashSet;
 use std::path::PathBuf;

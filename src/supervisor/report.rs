@@ -2,13 +2,13 @@
 //! warnings (each said once per crossing).
 
 use super::signal_log;
+use crate::config::values::signal_name;
 use crate::config::Config;
-use crate::policy;
-use crate::proctree::Blind;
-use crate::reap::Exit;
-use crate::terminate::{Begun, Ended, Event};
-use crate::units::{Unit, UnitId};
-use crate::values::signal_name;
+use crate::core::phase::Exit;
+use crate::core::policy;
+use crate::core::process::Blind;
+use crate::core::units::{Unit, UnitId};
+use crate::supervisor::terminate::{Begun, Ended, Event};
 use log::{debug, error, info, warn};
 
 /// Which thresholds are crossed now, so each crossing is said once.
@@ -118,7 +118,7 @@ pub(super) fn terminating(unit: &Unit, pgid: i32, decision: &policy::Decision, d
         .map_or(-1, |ms| ms.min(i64::MAX as u64) as i64);
     let idle = decision
         .idle_ms
-        .map(|ms| format!(", idle {}", crate::status::duration(ms)))
+        .map(|ms| format!(", idle {}", crate::surface::status::duration(ms)))
         .unwrap_or_default();
     match decision.kept {
         Some(kept) => {

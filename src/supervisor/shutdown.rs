@@ -1,10 +1,11 @@
 //! Stopping and draining, in one place: the stop grace while the main child still
 //! runs, then SIGTERM to the rest, SIGKILL after the grace, and the exit status.
 
-use super::phase::{Drain, Phase, FINAL_REAP};
 use super::{Flow, Supervisor};
-use crate::reap::{Exit, Reaped};
-use crate::terminate;
+use crate::core::phase::Exit;
+use crate::core::phase::{Drain, Phase, FINAL_REAP};
+use crate::supervisor::terminate;
+use crate::sys::reap::Reaped;
 use log::{error, info, warn};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -115,7 +116,7 @@ impl Supervisor {
             terminated = c.terminated_duplicate + c.terminated_orphan + c.terminated_cap + c.terminated_memory,
             escalations = c.escalations, peak_procs = c.peak_procs;
             "exiting with status {status}");
-        crate::statefile::remove(self.publisher.path());
+        crate::surface::statefile::remove(self.publisher.path());
         status
     }
 }

@@ -4,7 +4,7 @@
 //! dies with the namespace, even if the test itself fails or hangs.
 #![allow(dead_code)]
 
-use mcpinit::proctree;
+use mcpinit::sys::procfs;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -232,7 +232,7 @@ pub fn children(pid: i32) -> Vec<i32> {
         else {
             continue;
         };
-        if proctree::stat_of(child).is_some_and(|s| s.ppid == pid) {
+        if procfs::stat_of(child).is_some_and(|s| s.ppid == pid) {
             found.push(child);
         }
     }
@@ -252,7 +252,7 @@ pub fn cmdline(pid: i32) -> String {
 
 /// Exited, or gone altogether.
 pub fn is_zombie(pid: i32) -> bool {
-    proctree::stat_of(pid).is_none_or(|s| s.is_zombie())
+    procfs::stat_of(pid).is_none_or(|s| s.is_zombie())
 }
 
 pub fn alive(pid: i32) -> bool {

@@ -1,0 +1,191 @@
+//! What a unit's input is and which process's input to shut down: the pure half of
+//! closing a server's input (sys::close_input does it). See sys/close_input.rs for why.
+
+/// What a process's fd 0 is, from its `/proc/PID/fd/0` link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// `socket:[INODE]`.
+    Socket(u64),
+    Pipe,
+    Tty,
+    /// Anything else: `/dev/null`, a file.
+    Other(String),
+    /// No fd 0, or the process is gone.
+    Closed,
+}
+
+/// Why the input of a unit was not closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fallback {
+    /// `pidfd_open` or `pidfd_getfd` is missing: kernel older than 5.3 / 5.6.
+    NoSyscall,
+    /// EPERM from `pidfd_getfd`: under a seccomp filter (Docker's default profile allows
+    /// it only with CAP_SYS_PTRACE), or no ptrace rights over the process.
+    Refused { pid: i32, seccomp: bool },
+    /// No process of the unit has a socket at fd 0: what the top's fd 0 is instead.
+    NotSocket(Input),
+    /// The socket is mcpinit's own fd 0, which the main child shares: shutting it down
+    /// would end the main child's input too.
+    Shared { pid: i32 },
+    /// The process changed or vanished between the look and the copy.
+    Gone { pid: i32 },
+    /// Any other error of the copy or of shutdown(2).
+    Failed { pid: i32, errno: i32 },
+}
+
+impl Fallback {
+    /// A short word for the log's `cause` field.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Fallback::NoSyscall => "kernel",
+            Fallback::Refused { seccomp: true, .. } => "seccomp",
+            Fallback::Refused { .. } => "permission",
+            Fallback::NotSocket(Input::Pipe) => "pipe",
+            Fallback::NotSocket(Input::Tty) => "tty",
+            Fallback::NotSocket(Input::Closed) => "no_input",
+            Fallback::NotSocket(_) => "not_socket",
+            Fallback::Shared { .. } => "shared",
+            Fallback::Gone { .. } => "gone",
+            Fallback::Failed { .. } => "error",
+        }
+    }
+
+    /// The sentence for the operator: why, and what would make it work.
+    pub fn describe(&self) -> String {
+        match self {
+            Fallback::NoSyscall => "the kernel has no pidfd_getfd (Linux 5.6 or later is needed)".into(),
+            Fallback::Refused { pid, seccomp: true } => format!(
+                "pidfd_getfd on {pid} refused (EPERM) under a seccomp filter; Docker's default profile allows it only with CAP_SYS_PTRACE (cap_add: [SYS_PTRACE])"
+            ),
+            Fallback::Refused { pid, .. } => {
+                format!("no ptrace rights over {pid} for pidfd_getfd (EPERM)")
+            }
+            Fallback::NotSocket(Input::Pipe) => "its fd 0 is a pipe, not a socket".into(),
+            Fallback::NotSocket(Input::Tty) => "its fd 0 is a terminal, which is never shut down".into(),
+            Fallback::NotSocket(Input::Closed) => "it has no fd 0".into(),
+            Fallback::NotSocket(Input::Other(what)) => format!("its fd 0 is {what}, not a socket"),
+            Fallback::NotSocket(Input::Socket(_)) => "its fd 0 is not a socket".into(),
+            Fallback::Shared { pid } => {
+                format!("the socket at fd 0 of {pid} is mcpinit's own input, shared with the main child")
+            }
+            Fallback::Gone { pid } => format!("{pid} changed or exited before its input was reached"),
+            Fallback::Failed { pid, errno } => format!(
+                "closing the input of {pid} failed: {}",
+                std::io::Error::from_raw_os_error(*errno)
+            ),
+        }
+    }
+}
+
+/// Read a `/proc/PID/fd/0` link text.
+pub fn classify(link: Option<&str>) -> Input {
+    let Some(link) = link else {
+        return Input::Closed;
+    };
+    if let Some(inode) = link
+        .strip_prefix("socket:[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|n| n.parse().ok())
+    {
+        return Input::Socket(inode);
+    }
+    if link.starts_with("pipe:[") {
+        return Input::Pipe;
+    }
+    let tty = link.starts_with("/dev/pts/")
+        || link.starts_with("/dev/tty")
+        || link == "/dev/console"
+        || link == "/dev/ptmx";
+    if tty {
+        Input::Tty
+    } else {
+        Input::Other(link.to_string())
+    }
+}
+
+/// Which process's fd 0 to shut down: the first (top first) holding a socket that is
+/// not `own`, mcpinit's own input. Pure, so the search is table-tested.
+pub fn choose(inputs: &[(i32, Input)], own: Option<u64>) -> Result<(i32, u64), Fallback> {
+    let mut shared = None;
+    for (pid, input) in inputs {
+        if let Input::Socket(inode) = *input {
+            if Some(inode) == own {
+                shared.get_or_insert(*pid);
+            } else {
+                return Ok((*pid, inode));
+            }
+        }
+    }
+    if let Some(pid) = shared {
+        return Err(Fallback::Shared { pid });
+    }
+    let top = inputs.first().map_or(Input::Closed, |(_, i)| i.clone());
+    Err(Fallback::NotSocket(top))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_classified() {
+        let table = [
+            (Some("socket:[12345]"), Input::Socket(12345)),
+            (Some("pipe:[77]"), Input::Pipe),
+            (Some("/dev/pts/3"), Input::Tty),
+            (Some("/dev/tty1"), Input::Tty),
+            (Some("/dev/console"), Input::Tty),
+            (Some("/dev/null"), Input::Other("/dev/null".into())),
+            (Some("socket:[x]"), Input::Other("socket:[x]".into())),
+            (
+                Some("anon_inode:[eventfd]"),
+                Input::Other("anon_inode:[eventfd]".into()),
+            ),
+            (None, Input::Closed),
+        ];
+        for (link, want) in table {
+            assert_eq!(classify(link), want, "{link:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_socket_top_first_is_chosen() {
+        use Input::*;
+        type Case<'a> = (
+            &'a [(i32, Input)],
+            Option<u64>,
+            Result<(i32, u64), Fallback>,
+        );
+        let table: &[Case] = &[
+            // npx: every level holds the socket; the top is taken.
+            (
+                &[(10, Socket(5)), (11, Socket(5)), (12, Socket(5))],
+                None,
+                Ok((10, 5)),
+            ),
+            // a launcher whose top moved stdin away: found lower.
+            (
+                &[(10, Other("/dev/null".into())), (11, Socket(7))],
+                None,
+                Ok((11, 7)),
+            ),
+            // mcpinit's own input is never shut down; another socket lower still is.
+            (&[(10, Socket(3)), (11, Socket(9))], Some(3), Ok((11, 9))),
+            (
+                &[(10, Socket(3))],
+                Some(3),
+                Err(Fallback::Shared { pid: 10 }),
+            ),
+            (
+                &[(10, Pipe), (11, Pipe)],
+                None,
+                Err(Fallback::NotSocket(Pipe)),
+            ),
+            (&[(10, Tty)], None, Err(Fallback::NotSocket(Tty))),
+            (&[], None, Err(Fallback::NotSocket(Closed))),
+        ];
+        for (inputs, own, want) in table {
+            assert_eq!(&choose(inputs, *own), want, "{inputs:?} own {own:?}");
+        }
+    }
+}

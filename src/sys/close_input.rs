@@ -1,0 +1,162 @@
+//! Closing a server's input: the MCP specification's stdio shutdown, and the only end
+//! MetaMCP does not count as a crash (a stdio server reads EOF and exits 0, while any
+//! signal death of an instance it tracks wipes the whole server).
+//!
+//! The server's fd 0 is one end of a Unix socketpair; the backend holds the other.
+//! mcpinit takes a copy of it (`pidfd_getfd`), shuts down the copy's read side, which
+//! is the socket's, so every process holding it reads EOF, and closes the copy. A
+//! launcher may keep the socket at fd 0 while its child moves its own stdin elsewhere
+//! (`uv` does, for Python), so the unit's processes are searched top first.
+//!
+//! When the input cannot be closed, the caller falls back to SIGTERM and logs the
+//! `Fallback` said here.
+
+use crate::core::input::{choose, classify, Fallback, Input};
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+/// Close the input of the unit whose live members are `members` ((pid, start time),
+/// top first): on success the pid whose fd 0 was shut down.
+pub fn close_input(members: &[(i32, u64)]) -> Result<i32, Fallback> {
+    let inputs: Vec<(i32, Input)> = members
+        .iter()
+        .map(|&(pid, _)| {
+            (
+                pid,
+                classify(fd0_link(&format!("/proc/{pid}/fd/0")).as_deref()),
+            )
+        })
+        .collect();
+    let own = own_socket();
+    let (pid, inode) = choose(&inputs, own)?;
+    let start = members
+        .iter()
+        .find(|&&(p, _)| p == pid)
+        .map_or(0, |&(_, s)| s);
+    let copy = copy_fd0(pid, start)?;
+    // fd 0 may have been replaced since the look: only that very socket is shut down,
+    // never whatever (a terminal) took its place.
+    let file = File::from(copy);
+    match file.metadata() {
+        Ok(m) if m.file_type().is_socket() && m.ino() == inode => {}
+        Ok(_) => return Err(Fallback::Gone { pid }),
+        Err(e) => return Err(failed(pid, e.raw_os_error())),
+    }
+    match nix::sys::socket::shutdown(file.as_raw_fd(), nix::sys::socket::Shutdown::Read) {
+        Ok(()) => Ok(pid),
+        Err(errno) => Err(Fallback::Failed {
+            pid,
+            errno: errno as i32,
+        }),
+    }
+}
+
+/// Whether inputs can be closed here at all, asked of mcpinit itself at start: a copy of
+/// its own fd 0 needs no ptrace rights, so only a missing syscall or a seccomp filter
+/// (Docker's default profile without CAP_SYS_PTRACE) refuses it.
+pub fn available() -> Result<(), Fallback> {
+    let me = std::process::id() as i32;
+    // SAFETY: pidfd_open takes a pid and flags; the result is a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, me, 0) };
+    if raw < 0 {
+        return match errno() {
+            libc::ENOSYS => Err(Fallback::NoSyscall),
+            _ => Ok(()),
+        };
+    }
+    // SAFETY: raw is a pidfd just opened and owned by nobody else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
+    // SAFETY: pidfd_getfd(pidfd, targetfd, flags) with a live pidfd we own.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), 0, 0) };
+    if raw >= 0 {
+        // SAFETY: raw is a new fd owned by nobody else; dropping it closes it.
+        drop(unsafe { OwnedFd::from_raw_fd(raw as RawFd) });
+        return Ok(());
+    }
+    match errno() {
+        libc::ENOSYS => Err(Fallback::NoSyscall),
+        libc::EPERM => Err(Fallback::Refused {
+            pid: me,
+            seccomp: under_seccomp(),
+        }),
+        // EBADF: no fd 0 of our own, which says nothing about the servers'.
+        _ => Ok(()),
+    }
+}
+
+/// mcpinit's own input socket, read once: nothing in mcpinit ever replaces its fd 0,
+/// and a storm ends thousands of units a second.
+fn own_socket() -> Option<u64> {
+    static OWN: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| match classify(fd0_link("/proc/self/fd/0").as_deref()) {
+        Input::Socket(inode) => Some(inode),
+        _ => None,
+    })
+}
+
+fn fd0_link(path: &str) -> Option<String> {
+    std::fs::read_link(path)
+        .ok()
+        .map(|l| l.to_string_lossy().into_owned())
+}
+
+fn failed(pid: i32, errno: Option<i32>) -> Fallback {
+    Fallback::Failed {
+        pid,
+        errno: errno.unwrap_or(libc::EIO),
+    }
+}
+
+/// A copy of fd 0 of `pid`, proven to be the process that started at `start`: the
+/// pidfd pins it, so the check after opening it cannot be fooled by pid reuse.
+fn copy_fd0(pid: i32, start: u64) -> Result<OwnedFd, Fallback> {
+    // SAFETY: pidfd_open takes a pid and flags; the result is a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return Err(match errno() {
+            libc::ENOSYS => Fallback::NoSyscall,
+            libc::ESRCH => Fallback::Gone { pid },
+            e => Fallback::Failed { pid, errno: e },
+        });
+    }
+    // SAFETY: raw is a pidfd just opened and owned by nobody else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
+    let same = crate::sys::procfs::stat_of(pid).is_some_and(|s| s.start == start && !s.is_zombie());
+    if !same {
+        return Err(Fallback::Gone { pid });
+    }
+    // SAFETY: pidfd_getfd(pidfd, targetfd, flags) with a live pidfd we own; the result
+    // is a new fd (close-on-exec, as the kernel always sets) or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), 0, 0) };
+    if raw < 0 {
+        return Err(match errno() {
+            libc::ENOSYS => Fallback::NoSyscall,
+            libc::EPERM => Fallback::Refused {
+                pid,
+                seccomp: under_seccomp(),
+            },
+            libc::ESRCH | libc::EBADF => Fallback::Gone { pid },
+            e => Fallback::Failed { pid, errno: e },
+        });
+    }
+    // SAFETY: raw is a new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw as RawFd) })
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// mcpinit runs under a seccomp filter (`Seccomp: 2` in /proc/self/status).
+fn under_seccomp() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.strip_prefix("Seccomp:").is_some_and(|v| v.trim() == "2"))
+    })
+}
+
+// The effects (pidfd_getfd, shutdown, the pid-reuse check) are tested against real
+// processes in a PID namespace: tests/eof.rs.

@@ -1,0 +1,11 @@
+//! The effect layer: every system call mcpinit makes, and every `unsafe` block.
+
+pub mod cgroup;
+pub mod close_input;
+pub mod output;
+pub mod procfs;
+pub mod procmount;
+pub(crate) mod reap;
+pub mod reserve;
+pub mod signals;
+pub mod spawn;
