@@ -3,6 +3,8 @@
 //! `no_main`: Rust's runtime start-up would set SIGPIPE to ignored before our first
 //! line runs, and the child must inherit exactly the dispositions we were given. It
 //! also makes start-up cheaper, which matters for a process on every container start.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![no_main]
 
 use log::info;
@@ -123,12 +125,10 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
     supervisor::Supervisor::new(config, me, main, signals, metrics, cgroup).run()
 }
 
-/// `-p`: the signal mcpinit gets when its parent dies. libc, not nix: nix's `Signal`
-/// has no real-time signals, and `-p` accepts any signal number.
+/// `-p`: the signal mcpinit gets when its parent dies.
 fn set_parent_death_signal(signal: i32) {
-    // SAFETY: PR_SET_PDEATHSIG takes a plain integer and touches no memory.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) } != 0 {
-        let error = std::io::Error::last_os_error().to_string();
+    if let Err(error) = signals::set_parent_death_signal(signal) {
+        let error = error.to_string();
         log::warn!(event = "pdeathsig_error", signal = signal, error = error.as_str();
             "cannot set the parent-death signal ({error}): mcpinit will not notice its parent's death");
     }

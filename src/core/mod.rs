@@ -2,7 +2,10 @@
 //! returning what to do. Nothing here touches the kernel, the file system or the clock
 //! (`Instant`s come in as arguments), so all of it is tested with tables.
 
+#![forbid(unsafe_code)]
+
 pub mod activity;
+pub mod escalation;
 pub mod input;
 pub(crate) mod launcher;
 pub mod phase;

@@ -4,6 +4,14 @@
 
 use nix::errno::Errno;
 use std::rc::Rc;
+/// A process as mcpinit knows it: its pid and its start time (clock ticks since boot).
+/// A pid alone may be reused; the pair names one process for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProcId {
+    pub pid: i32,
+    pub start: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Proc {
     pub pid: i32,
@@ -25,6 +33,13 @@ pub struct Proc {
 }
 
 impl Proc {
+    pub fn id(&self) -> ProcId {
+        ProcId {
+            pid: self.pid,
+            start: self.start,
+        }
+    }
+
     pub fn is_zombie(&self) -> bool {
         is_dead(self.state)
     }

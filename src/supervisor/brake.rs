@@ -10,10 +10,9 @@
 //! a container mcpinit lives in the cgroup it governs (docs/benchmarks.md, "Fork storm").
 
 use crate::core::policy::{Decision, Reason};
-use crate::core::process::Snapshot;
+use crate::core::process::{ProcId, Snapshot};
 use crate::core::units::{Unit, UnitId};
-use crate::supervisor::terminate;
-use crate::sys::procfs;
+use crate::sys::kernel::Kernel;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -53,7 +52,7 @@ pub(super) fn forkers(
     snapshot: &Snapshot,
     me: i32,
     cap: usize,
-) -> Vec<(i32, u64)> {
+) -> Vec<ProcId> {
     let ended = |id: UnitId| busy.contains(&id) || decisions.iter().any(|d| d.unit == id);
     let capped: Vec<&Unit> = units
         .iter()
@@ -71,7 +70,7 @@ pub(super) fn forkers(
         .filter(|u| ended(u.id))
         .flat_map(|u| u.pids.iter().copied())
         .collect();
-    let mut out: Vec<(i32, u64)> = Vec::new();
+    let mut out: Vec<ProcId> = Vec::new();
     for unit in capped {
         let Some(parent) = snapshot.get(unit.top).and_then(|t| snapshot.get(t.ppid)) else {
             continue;
@@ -79,8 +78,8 @@ pub(super) fn forkers(
         if parent.pid == me || parent.is_zombie() || ending.contains(&parent.pid) {
             continue;
         }
-        if !out.iter().any(|&(pid, _)| pid == parent.pid) {
-            out.push((parent.pid, parent.start));
+        if !out.iter().any(|f| f.pid == parent.pid) {
+            out.push(parent.id());
         }
     }
     out
@@ -89,12 +88,12 @@ pub(super) fn forkers(
 /// The forkers held stopped, and until when.
 #[derive(Default)]
 pub(super) struct Brake {
-    held: Vec<(i32, u64)>,
+    held: Vec<ProcId>,
     until: Option<Instant>,
     /// When the last hold ended, and whom it continued: for RESUME_WATCH they are
     /// stopped again as soon as the count jumps, before a look has read the tree.
     released: Option<Instant>,
-    resumed: Vec<(i32, u64)>,
+    resumed: Vec<ProcId>,
     last_applied: Option<Instant>,
     storm: Option<Storm>,
 }
@@ -111,15 +110,20 @@ impl Brake {
     /// Stop `forkers`, each read again first: one that is gone, was reused, or is
     /// already stopped (by someone else: not ours to continue) is left alone. Returns
     /// the pids stopped when this starts a storm, for its log line.
-    pub(super) fn apply(&mut self, forkers: &[(i32, u64)], now: Instant) -> Option<Vec<i32>> {
-        for &(pid, start) in forkers {
-            if self.held.contains(&(pid, start)) {
+    pub(super) fn apply(
+        &mut self,
+        kernel: &mut impl Kernel,
+        forkers: &[ProcId],
+        now: Instant,
+    ) -> Option<Vec<i32>> {
+        for &who in forkers {
+            if self.held.contains(&who) {
                 continue;
             }
-            let running = procfs::stat_of(pid)
-                .is_some_and(|s| s.start == start && !matches!(s.state, b'T' | b't'));
-            if running && terminate::send(pid, start, libc::SIGSTOP) {
-                self.held.push((pid, start));
+            let running = (kernel.stat(who.pid))
+                .is_some_and(|s| s.start == who.start && !matches!(s.state, b'T' | b't'));
+            if running && kernel.send(who, &[libc::SIGSTOP]) {
+                self.held.push(who);
             }
         }
         if self.held.is_empty() {
@@ -138,17 +142,17 @@ impl Brake {
         storm.longest_hold = storm.longest_hold.max(hold);
         self.until.get_or_insert(now + hold);
         self.last_applied = Some(now);
-        (storm.brakes == 1).then(|| self.held.iter().map(|&(pid, _)| pid).collect())
+        (storm.brakes == 1).then(|| self.held.iter().map(|f| f.pid).collect())
     }
 
     /// Continue every forker held: the hold ran out, or something will not wait for
     /// it (shutdown, a signal to forward: a stopped process would not act on either).
-    pub(super) fn release(&mut self, now: Instant) {
+    pub(super) fn release(&mut self, kernel: &mut impl Kernel, now: Instant) {
         if self.held.is_empty() {
             return;
         }
-        for &(pid, start) in &self.held {
-            terminate::send(pid, start, libc::SIGCONT);
+        for &who in &self.held {
+            kernel.send(who, &[libc::SIGCONT]);
         }
         self.resumed = std::mem::take(&mut self.held);
         self.until = None;
@@ -157,8 +161,8 @@ impl Brake {
 
     /// Continue every forker held, not to be stopped again without a look: shutdown
     /// or a signal to forward is why they run.
-    pub(super) fn release_for_good(&mut self, now: Instant) {
-        self.release(now);
+    pub(super) fn release_for_good(&mut self, kernel: &mut impl Kernel, now: Instant) {
+        self.release(kernel, now);
         self.resumed.clear();
     }
 
@@ -166,12 +170,12 @@ impl Brake {
     /// forkers just continued at once (each read again, as in `apply`), rather than
     /// after the look that finds it, which is most of what a storm gains per beat.
     /// True when one was stopped.
-    pub(super) fn rebrake(&mut self, now: Instant) -> bool {
+    pub(super) fn rebrake(&mut self, kernel: &mut impl Kernel, now: Instant) -> bool {
         if !self.resuming(now) || self.resumed.is_empty() || !self.held.is_empty() {
             return false;
         }
         let forkers = std::mem::take(&mut self.resumed);
-        self.apply(&forkers, now);
+        self.apply(kernel, &forkers, now);
         !self.held.is_empty()
     }
 
@@ -190,7 +194,7 @@ impl Brake {
 
     /// The pids held.
     pub(super) fn pids(&self) -> impl Iterator<Item = i32> + '_ {
-        self.held.iter().map(|&(pid, _)| pid)
+        self.held.iter().map(|f| f.pid)
     }
 
     /// When the hold runs out.

@@ -4,6 +4,7 @@
 use super::*;
 use crate::core::testkit::{p, snapshot, MAIN, ME};
 use crate::core::units;
+use crate::sys::fake::Fake;
 
 const CAP: usize = 16;
 
@@ -82,7 +83,7 @@ fn the_brake_stops_whoever_forked_a_jump_and_nobody_else() {
         let busy: HashSet<UnitId> = busy.into_iter().map(UnitId::Group).collect();
         let got: Vec<i32> = forkers(&decisions, &units, &busy, &snap, ME, CAP)
             .into_iter()
-            .map(|(pid, _)| pid)
+            .map(|f| f.pid)
             .collect();
         assert_eq!(got, expected, "{name}");
     }
@@ -135,7 +136,14 @@ fn the_look_after_a_hold_comes_soon_and_the_storm_is_followed_while_it_forks() {
     let t0 = Instant::now();
     let ms = Duration::from_millis;
     let brake = |until: Option<u64>, released: Option<u64>, applied: Option<u64>| Brake {
-        held: until.map(|_| vec![(MAIN, 1)]).unwrap_or_default(),
+        held: until
+            .map(|_| {
+                vec![ProcId {
+                    pid: MAIN,
+                    start: 1,
+                }]
+            })
+            .unwrap_or_default(),
         until: until.map(|m| t0 + ms(m)),
         released: released.map(|m| t0 - ms(m)),
         resumed: Vec::new(),
@@ -166,17 +174,21 @@ fn the_look_after_a_hold_comes_soon_and_the_storm_is_followed_while_it_forks() {
 fn only_a_forker_just_continued_by_the_hold_is_stopped_again_without_a_look() {
     let t0 = Instant::now();
     let ms = Duration::from_millis;
-    let gone = (i32::MAX, 1); // no such process: nothing is signalled
+    let gone = ProcId {
+        pid: i32::MAX,
+        start: 1,
+    }; // no such process: nothing is signalled
+    let mut kernel = Fake::default();
     let brake = |released_ago: u64| Brake {
         released: Some(t0 - ms(released_ago)),
         resumed: vec![gone],
         ..Brake::default()
     };
     // Long after the hold: the look decides.
-    assert!(!brake(RESUME_WATCH.as_millis() as u64).rebrake(t0));
+    assert!(!brake(RESUME_WATCH.as_millis() as u64).rebrake(&mut kernel, t0));
     // Just after it, but the forker is gone: nothing to stop, and it is not tried twice.
     let mut b = brake(1);
-    assert!(!b.rebrake(t0));
+    assert!(!b.rebrake(&mut kernel, t0));
     assert!(b.resumed.is_empty());
     // Continued for good (a signal forwarded, shutdown): never stopped again unseen.
     let mut b = Brake {
@@ -184,7 +196,7 @@ fn only_a_forker_just_continued_by_the_hold_is_stopped_again_without_a_look() {
         until: Some(t0 + ms(50)),
         ..Brake::default()
     };
-    b.release_for_good(t0);
+    b.release_for_good(&mut kernel, t0);
     assert!(b.held.is_empty() && b.resumed.is_empty() && b.until.is_none());
     // A plain release remembers whom it continued.
     let mut b = Brake {
@@ -192,6 +204,29 @@ fn only_a_forker_just_continued_by_the_hold_is_stopped_again_without_a_look() {
         until: Some(t0),
         ..Brake::default()
     };
-    b.release(t0);
+    b.release(&mut kernel, t0);
     assert_eq!(b.resumed, vec![gone]);
+    assert!(kernel.sent.is_empty());
+}
+
+#[test]
+fn a_forker_is_stopped_and_continued_unless_someone_else_stopped_it() {
+    let snap = snapshot(vec![p(20, MAIN, MAIN, 5, "sh"), p(21, MAIN, MAIN, 5, "sh")]);
+    let mut kernel = Fake::of(&snap);
+    kernel.procs.get_mut(&21).unwrap().state = b'T';
+    let forkers: Vec<ProcId> = [20, 21]
+        .iter()
+        .map(|&pid| snap.get(pid).unwrap().id())
+        .collect();
+    let t0 = Instant::now();
+    let mut b = Brake::default();
+    assert_eq!(b.apply(&mut kernel, &forkers, t0), Some(vec![20]));
+    assert_eq!(kernel.signals_to(20), [libc::SIGSTOP]);
+    assert!(
+        kernel.signals_to(21).is_empty(),
+        "not ours to stop or continue"
+    );
+    b.release(&mut kernel, t0 + hold(1));
+    assert_eq!(kernel.signals_to(20), [libc::SIGSTOP, libc::SIGCONT]);
+    assert!(kernel.signals_to(21).is_empty());
 }

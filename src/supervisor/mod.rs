@@ -5,17 +5,19 @@
 //! earliest of those deadlines, then one `match` on the phase.
 
 use crate::config::{Config, Orphans};
+use crate::core::escalation::{Ended, Graces};
 use crate::core::policy::{self, Reason};
 use crate::core::process::{Blind, Depth, Snapshot};
 use crate::core::units::{self, Unit, UnitId};
-use crate::supervisor::terminate::{Begun, Ended, Event, Graces, Terminations};
+use crate::supervisor::terminate::{Begun, Event, Terminations};
 use crate::supervisor::watch::Watcher;
 use crate::surface::metrics::Server;
 use crate::surface::statefile::{self, Counters};
 use crate::sys::cgroup::{Cgroup, Limits};
+use crate::sys::kernel::Linux;
 use crate::sys::procfs::{Scanner, YOUNG_MS};
 use crate::sys::reap::{self, Reaped};
-use crate::sys::signals::{Received, Signals};
+use crate::sys::signals::{self, Received, Signals};
 use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
 use std::os::fd::AsFd;
@@ -141,7 +143,7 @@ impl Supervisor {
             report::signal_lines(self.signal_log.due(now));
             if !matches!(self.phase, Phase::Running) {
                 // Shutting down: nothing stays stopped, or it would not act on SIGTERM.
-                self.brake.release_for_good(now);
+                self.brake.release_for_good(&mut Linux, now);
             }
             let flow = match self.phase {
                 Phase::Running => self.govern(now),
@@ -244,16 +246,14 @@ impl Supervisor {
             return;
         }
         // A held forker (perhaps the main child) acts on the signal only once continued.
-        self.brake.release_for_good(now);
+        self.brake.release_for_good(&mut Linux, now);
         let target = if self.config.kill_group {
             -self.main
         } else {
             self.main
         };
-        // libc, not nix: nix's `Signal` has no real-time signals, and every signal is
-        // forwarded. The main child is ours and unreaped, so its pid cannot be reused.
-        // SAFETY: kill(2) takes plain integers and touches no memory.
-        unsafe { libc::kill(target, signal) };
+        // The main child is ours and unreaped, so its pid cannot be reused.
+        signals::forward(target, signal);
         self.counters.signals_forwarded += 1;
         self.publisher.mark_dirty();
         report::signal_lines(self.signal_log.forwarded(signal, target, now));
@@ -277,7 +277,7 @@ impl Supervisor {
             self.schedule.scan_now(now, false);
         }
         if self.brake.next_deadline().is_some_and(|at| now >= at) {
-            self.brake.release(now);
+            self.brake.release(&mut Linux, now);
         }
         if let Some(storm) = self.brake.over(now) {
             report::storm_over(&storm, now);
@@ -298,7 +298,7 @@ impl Supervisor {
         if let Some(depth) = depth {
             let baseline = self.probe.read(&mut reading);
             if !self.config.dry_run && self.probe.jumped(baseline) {
-                self.brake.rebrake(now);
+                self.brake.rebrake(&mut Linux, now);
             }
             // What we signalled is read again: its state is ours to have changed.
             self.scanner.reread(self.terminations.pids());
@@ -325,7 +325,7 @@ impl Supervisor {
         // look after this one makes them again (`blinded`).
         self.last.1 = Vec::new();
         let mut units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
-        for event in self.terminations.refresh(&snapshot, now) {
+        for event in self.terminations.refresh(&mut Linux, &snapshot, now) {
             count_event(&mut self.counters, &event);
             self.tally.event(&event);
             report::escalation(&event);
@@ -356,7 +356,7 @@ impl Supervisor {
         if !self.config.dry_run {
             // Stopped first, so that nothing forks while the units are being ended.
             let forkers = brake::forkers(&plan.terminate, &units, &busy, &snapshot, self.me, cap);
-            if let Some(stopped) = self.brake.apply(&forkers, now) {
+            if let Some(stopped) = self.brake.apply(&mut Linux, &forkers, now) {
                 report::storm_began(&stopped, plan.live, cap);
             }
         }
@@ -448,9 +448,15 @@ impl Supervisor {
             eof: self.config.eof_grace,
             kill: self.config.kill_grace,
         };
-        let begun = self
-            .terminations
-            .start(unit, snapshot, decision.reason, graces, dry, now);
+        let begun = self.terminations.start(
+            &mut Linux,
+            unit,
+            snapshot,
+            decision.reason,
+            graces,
+            dry,
+            now,
+        );
         if let Begun::Fallback(_) = begun {
             self.counters.eof_fallbacks += 1;
         }

@@ -4,11 +4,12 @@
 use super::signal_log;
 use crate::config::values::signal_name;
 use crate::config::Config;
+use crate::core::escalation::Ended;
 use crate::core::phase::Exit;
 use crate::core::policy;
 use crate::core::process::Blind;
 use crate::core::units::{Unit, UnitId};
-use crate::supervisor::terminate::{Begun, Ended, Event};
+use crate::supervisor::terminate::{Begun, Event};
 use log::{debug, error, info, warn};
 
 /// Which thresholds are crossed now, so each crossing is said once.

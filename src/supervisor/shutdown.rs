@@ -4,7 +4,7 @@
 use super::{Flow, Supervisor};
 use crate::core::phase::Exit;
 use crate::core::phase::{Drain, Phase, FINAL_REAP};
-use crate::supervisor::terminate;
+use crate::sys::kernel;
 use crate::sys::reap::Reaped;
 use log::{error, info, warn};
 use nix::sys::signal::{kill, Signal};
@@ -91,12 +91,12 @@ impl Supervisor {
             let _ = kill(Pid::from_raw(-1), signal);
         } else {
             for p in &live {
-                terminate::send(p.pid, p.start, signal as i32);
+                kernel::send(p.id(), &[signal as i32]);
             }
         }
         if signal == Signal::SIGTERM {
             for p in &live {
-                terminate::send(p.pid, p.start, libc::SIGCONT);
+                kernel::send(p.id(), &[libc::SIGCONT]);
             }
         }
         live.len()

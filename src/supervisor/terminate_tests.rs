@@ -1,81 +1,221 @@
-//! Which processes an escalation still follows, on hand-built snapshots.
+//! Escalation carried out through the kernel seam, against the fake: deadlines,
+//! refusals, dry runs, and processes that vanish or are reused between look and act.
 
 use super::*;
 use crate::core::testkit::{p, snapshot, MAIN};
+use crate::core::units::units;
+use crate::sys::fake::Fake;
+use libc::{SIGCONT, SIGKILL, SIGTERM};
 
-fn escalation(id: UnitId, members: &[(i32, u64)]) -> Escalation {
-    Escalation {
-        id,
-        group: 0,
-        reason: Reason::Orphan,
-        members: members.to_vec(),
-        stage: Stage::Term {
-            kill_at: Instant::now(),
+const EOF_GRACE: Duration = Duration::from_secs(3);
+const KILL_GRACE: Duration = Duration::from_secs(5);
+const GRACES: Graces = Graces {
+    eof: EOF_GRACE,
+    kill: KILL_GRACE,
+};
+
+fn s(secs: u64) -> Duration {
+    Duration::from_secs(secs)
+}
+
+/// A server in its own group 40 (npm exec -> sh -> node), and an orphan subtree 30 -> 31
+/// in the main child's group.
+fn tree() -> Snapshot {
+    snapshot(vec![
+        p(30, 1, MAIN, 50, "sleep 100"),
+        p(31, 30, MAIN, 50, "sleep 100"),
+        p(40, MAIN, 40, 50, "npm exec @x/a"),
+        p(41, 40, 40, 50, "sh -c a"),
+        p(42, 41, 40, 50, "node a"),
+    ])
+}
+
+fn unit(snap: &Snapshot, id: UnitId) -> Unit {
+    let all = units(snap, Some(MAIN), &["npm exec".into()]);
+    all.into_iter().find(|u| u.id == id).expect("the unit")
+}
+
+fn without(snap: &Snapshot, pids: &[i32]) -> Snapshot {
+    let mut less = snap.clone();
+    less.procs.retain(|p| !pids.contains(&p.pid));
+    less
+}
+
+#[test]
+fn a_closed_input_is_given_the_eof_grace_then_term_then_kill() {
+    let snap = tree();
+    let server = unit(&snap, UnitId::Group(40));
+    let mut kernel = Fake::of(&snap);
+    kernel.ignore_term = vec![40, 41, 42];
+    let mut t = Terminations::default();
+    let t0 = Instant::now();
+    let begun = t.start(
+        &mut kernel,
+        &server,
+        &snap,
+        Reason::Duplicate,
+        GRACES,
+        false,
+        t0,
+    );
+    assert_eq!(begun, Begun::InputClosed(40));
+    assert!(
+        kernel.sent.is_empty(),
+        "nothing is signalled while EOF may end it"
+    );
+    assert_eq!(t.next_deadline(), Some(t0 + EOF_GRACE));
+
+    // (seconds after the start, the signals the group has had by then, the event)
+    let table: &[(u64, &[i32], Option<&str>)] = &[
+        (1, &[], None),
+        (3, &[SIGTERM, SIGCONT], Some("termed")),
+        (4, &[SIGTERM, SIGCONT], None),
+        (8, &[SIGTERM, SIGCONT, SIGKILL], Some("killed")),
+    ];
+    for &(at, signals, event) in table {
+        let events = t.refresh(&mut kernel, &snap, t0 + s(at));
+        assert_eq!(kernel.signals_to(-40), signals, "at {at} s");
+        let got = events.first().map(|e| match e {
+            Event::Termed { .. } => "termed",
+            Event::Killed { .. } => "killed",
+            Event::Gone { .. } => "gone",
+            Event::Stuck { .. } => "stuck",
+        });
+        assert_eq!(got, event, "at {at} s");
+    }
+    let events = t.refresh(&mut kernel, &without(&snap, &[40, 41, 42]), t0 + s(9));
+    assert!(matches!(
+        events[..],
+        [Event::Gone {
+            ended: Ended::Kill,
+            ..
+        }]
+    ));
+    assert!(!t.in_flight());
+}
+
+#[test]
+fn a_unit_gone_within_the_eof_grace_ended_at_eof_unsignalled() {
+    let snap = tree();
+    let server = unit(&snap, UnitId::Group(40));
+    let mut kernel = Fake::of(&snap);
+    let mut t = Terminations::default();
+    let t0 = Instant::now();
+    t.start(
+        &mut kernel,
+        &server,
+        &snap,
+        Reason::Duplicate,
+        GRACES,
+        false,
+        t0,
+    );
+    let events = t.refresh(&mut kernel, &without(&snap, &[40, 41, 42]), t0 + s(1));
+    assert!(matches!(
+        events[..],
+        [Event::Gone {
+            ended: Ended::Eof,
+            ..
+        }]
+    ));
+    assert!(kernel.sent.is_empty());
+}
+
+#[test]
+fn an_input_that_cannot_be_closed_falls_back_to_sigterm_at_once() {
+    let refusals = [
+        Fallback::Refused {
+            pid: 40,
+            seccomp: true,
         },
-        kill_grace: Duration::from_secs(5),
-        started: Instant::now(),
-        dry_run: false,
+        Fallback::NoSyscall,
+        Fallback::Gone { pid: 40 },
+    ];
+    for why in refusals {
+        let snap = tree();
+        let server = unit(&snap, UnitId::Group(40));
+        let mut kernel = Fake::of(&snap);
+        kernel.close = Some(why.clone());
+        let mut t = Terminations::default();
+        let t0 = Instant::now();
+        let begun = t.start(&mut kernel, &server, &snap, Reason::Cap, GRACES, false, t0);
+        assert_eq!(begun, Begun::Fallback(why.clone()));
+        assert_eq!(kernel.signals_to(-40), [SIGTERM, SIGCONT], "{why:?}");
+        assert_eq!(t.next_deadline(), Some(t0 + KILL_GRACE), "{why:?}");
     }
 }
 
-fn pids(members: Vec<(i32, u64)>) -> Vec<i32> {
-    let mut pids: Vec<i32> = members.into_iter().map(|(pid, _)| pid).collect();
-    pids.sort();
-    pids
-}
-
-fn start_of(snapshot: &Snapshot, pid: i32) -> u64 {
-    snapshot.get(pid).map(|p| p.start).expect("in the snapshot")
+#[test]
+fn a_member_gone_or_reused_between_look_and_act_is_never_signalled() {
+    let snap = tree();
+    let orphan = unit(&snap, UnitId::Subtree(30));
+    let mut kernel = Fake::of(&snap);
+    // 30 exited after the look; 31's pid was taken by another process.
+    kernel.procs.remove(&30);
+    kernel.procs.get_mut(&31).unwrap().start += 1;
+    let mut t = Terminations::default();
+    let zero = Graces {
+        eof: Duration::ZERO,
+        kill: KILL_GRACE,
+    };
+    let begun = t.start(
+        &mut kernel,
+        &orphan,
+        &snap,
+        Reason::Orphan,
+        zero,
+        false,
+        Instant::now(),
+    );
+    assert_eq!(begun, Begun::Signalled);
+    assert!(kernel.sent.is_empty(), "{:?}", kernel.sent);
 }
 
 #[test]
-fn a_group_unit_follows_its_whole_group_and_what_forks_into_it() {
-    let mut zombie = p(43, 40, 40, 5, "node");
-    zombie.state = b'Z';
-    let snap = snapshot(vec![
-        p(40, MAIN, 40, 5, "npm exec @x/a"),
-        p(41, 40, 40, 5, "sh -c a"),
-        // Joined the group after the SIGTERM: followed all the same.
-        p(42, 41, 40, 1, "node a"),
-        zombie,
-        // Forked into a group of its own: another unit, not this one.
-        p(44, 41, 44, 1, "node detached"),
-        p(50, MAIN, 50, 5, "npm exec @x/b"),
-    ]);
-    let e = escalation(UnitId::Group(40), &[(40, start_of(&snap, 40))]);
-    assert_eq!(pids(e.current_members(&snap)), vec![40, 41, 42]);
+fn members_forked_after_the_sigterm_get_it_too() {
+    let snap = tree();
+    let orphan = unit(&snap, UnitId::Subtree(30));
+    let mut kernel = Fake::of(&snap);
+    kernel.ignore_term = vec![30, 31, 32];
+    let mut t = Terminations::default();
+    let t0 = Instant::now();
+    let zero = Graces {
+        eof: Duration::ZERO,
+        kill: KILL_GRACE,
+    };
+    t.start(&mut kernel, &orphan, &snap, Reason::Orphan, zero, false, t0);
+    assert_eq!(kernel.signals_to(30), [SIGTERM, SIGCONT]);
+    let mut grown = snap.clone();
+    grown.procs.push(p(32, 31, MAIN, 0, "sleep 1"));
+    grown.procs.sort_by_key(|p| p.pid);
+    kernel.procs = Fake::of(&grown).procs;
+    t.refresh(&mut kernel, &grown, t0 + s(1));
+    assert_eq!(kernel.signals_to(32), [SIGTERM, SIGCONT]);
+    assert_eq!(kernel.signals_to(30), [SIGTERM, SIGCONT], "not twice");
 }
 
 #[test]
-fn a_subtree_unit_follows_descendants_in_its_group_only() {
-    let snap = snapshot(vec![
-        p(30, MAIN, MAIN, 5, "sleep 100"),
-        p(31, 30, MAIN, 5, "sh"),
-        p(32, 31, MAIN, 1, "sh"),
-        p(33, 30, 33, 1, "own group"),
-        // Same group, not a descendant: the main child's other subtree.
-        p(34, MAIN, MAIN, 5, "node backend"),
-    ]);
-    let e = escalation(UnitId::Subtree(30), &[(30, start_of(&snap, 30))]);
-    assert_eq!(pids(e.current_members(&snap)), vec![30, 31, 32]);
-}
-
-#[test]
-fn a_reused_pid_is_not_a_member() {
-    let snap = snapshot(vec![
-        p(30, MAIN, MAIN, 5, "someone else"),
-        p(31, 30, MAIN, 1, "sh"),
-    ]);
-    let old_start = start_of(&snap, 30) - 1;
-    let e = escalation(UnitId::Subtree(30), &[(30, old_start)]);
-    assert!(e.current_members(&snap).is_empty(), "the unit is gone");
-}
-
-#[test]
-fn members_that_exited_are_gone() {
-    let mut zombie = p(30, MAIN, MAIN, 5, "sleep 100");
-    zombie.state = b'Z';
-    let snap = snapshot(vec![zombie]);
-    let e = escalation(UnitId::Subtree(30), &[(30, start_of(&snap, 30))]);
-    assert!(e.current_members(&snap).is_empty());
+fn a_dry_run_follows_the_unit_and_never_signals() {
+    let snap = tree();
+    let server = unit(&snap, UnitId::Group(40));
+    let mut kernel = Fake::of(&snap);
+    let mut t = Terminations::default();
+    let t0 = Instant::now();
+    let begun = t.start(
+        &mut kernel,
+        &server,
+        &snap,
+        Reason::Duplicate,
+        GRACES,
+        true,
+        t0,
+    );
+    assert_eq!(begun, Begun::Signalled);
+    assert!(t.busy().contains(&UnitId::Group(40)));
+    assert!(!t.in_flight());
+    assert_eq!(t.next_deadline(), None);
+    assert!(t.refresh(&mut kernel, &snap, t0 + s(60)).is_empty());
+    assert!(kernel.sent.is_empty() && kernel.closed.is_empty());
+    t.refresh(&mut kernel, &without(&snap, &[40, 41, 42]), t0 + s(61));
+    assert!(t.busy().is_empty(), "a unit gone is no longer followed");
 }

@@ -12,16 +12,19 @@
 //! `Fallback` said here.
 
 use crate::core::input::{choose, classify, Fallback, Input};
+use crate::core::process::ProcId;
+use crate::sys::{pidfd, procfs};
+use nix::errno::Errno;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 /// Close the input of the unit whose live members are `members` ((pid, start time),
 /// top first): on success the pid whose fd 0 was shut down.
-pub fn close_input(members: &[(i32, u64)]) -> Result<i32, Fallback> {
+pub fn close_input(members: &[ProcId]) -> Result<i32, Fallback> {
     let inputs: Vec<(i32, Input)> = members
         .iter()
-        .map(|&(pid, _)| {
+        .map(|&ProcId { pid, .. }| {
             (
                 pid,
                 classify(fd0_link(&format!("/proc/{pid}/fd/0")).as_deref()),
@@ -30,11 +33,11 @@ pub fn close_input(members: &[(i32, u64)]) -> Result<i32, Fallback> {
         .collect();
     let own = own_socket();
     let (pid, inode) = choose(&inputs, own)?;
-    let start = members
+    let who = members
         .iter()
-        .find(|&&(p, _)| p == pid)
-        .map_or(0, |&(_, s)| s);
-    let copy = copy_fd0(pid, start)?;
+        .find(|m| m.pid == pid)
+        .map_or(ProcId { pid, start: 0 }, |&m| m);
+    let copy = copy_fd0(who)?;
     // fd 0 may have been replaced since the look: only that very socket is shut down,
     // never whatever (a terminal) took its place.
     let file = File::from(copy);
@@ -57,31 +60,20 @@ pub fn close_input(members: &[(i32, u64)]) -> Result<i32, Fallback> {
 /// (Docker's default profile without CAP_SYS_PTRACE) refuses it.
 pub fn available() -> Result<(), Fallback> {
     let me = std::process::id() as i32;
-    // SAFETY: pidfd_open takes a pid and flags; the result is a new fd or -1.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, me, 0) };
-    if raw < 0 {
-        return match errno() {
-            libc::ENOSYS => Err(Fallback::NoSyscall),
-            _ => Ok(()),
-        };
-    }
-    // SAFETY: raw is a pidfd just opened and owned by nobody else.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
-    // SAFETY: pidfd_getfd(pidfd, targetfd, flags) with a live pidfd we own.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), 0, 0) };
-    if raw >= 0 {
-        // SAFETY: raw is a new fd owned by nobody else; dropping it closes it.
-        drop(unsafe { OwnedFd::from_raw_fd(raw as RawFd) });
-        return Ok(());
-    }
-    match errno() {
-        libc::ENOSYS => Err(Fallback::NoSyscall),
-        libc::EPERM => Err(Fallback::Refused {
+    let pidfd = match pidfd::open(me) {
+        Ok(pidfd) => pidfd,
+        Err(Errno::ENOSYS) => return Err(Fallback::NoSyscall),
+        Err(_) => return Ok(()),
+    };
+    match pidfd::getfd(&pidfd, 0) {
+        Ok(_copy) => Ok(()),
+        Err(Errno::ENOSYS) => Err(Fallback::NoSyscall),
+        Err(Errno::EPERM) => Err(Fallback::Refused {
             pid: me,
             seccomp: under_seccomp(),
         }),
         // EBADF: no fd 0 of our own, which says nothing about the servers'.
-        _ => Ok(()),
+        Err(_) => Ok(()),
     }
 }
 
@@ -108,46 +100,33 @@ fn failed(pid: i32, errno: Option<i32>) -> Fallback {
     }
 }
 
-/// A copy of fd 0 of `pid`, proven to be the process that started at `start`: the
-/// pidfd pins it, so the check after opening it cannot be fooled by pid reuse.
-fn copy_fd0(pid: i32, start: u64) -> Result<OwnedFd, Fallback> {
-    // SAFETY: pidfd_open takes a pid and flags; the result is a new fd or -1.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if raw < 0 {
-        return Err(match errno() {
-            libc::ENOSYS => Fallback::NoSyscall,
-            libc::ESRCH => Fallback::Gone { pid },
-            e => Fallback::Failed { pid, errno: e },
-        });
-    }
-    // SAFETY: raw is a pidfd just opened and owned by nobody else.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
-    let same = crate::sys::procfs::stat_of(pid).is_some_and(|s| s.start == start && !s.is_zombie());
-    if !same {
+/// A copy of fd 0 of `who`, proven to be the process seen: the pidfd pins it, so the
+/// check after opening it cannot be fooled by pid reuse.
+fn copy_fd0(who: ProcId) -> Result<OwnedFd, Fallback> {
+    let pid = who.pid;
+    let pidfd = pidfd::open(pid).map_err(|errno| match errno {
+        Errno::ENOSYS => Fallback::NoSyscall,
+        Errno::ESRCH => Fallback::Gone { pid },
+        e => Fallback::Failed {
+            pid,
+            errno: e as i32,
+        },
+    })?;
+    if !procfs::is_alive(who) {
         return Err(Fallback::Gone { pid });
     }
-    // SAFETY: pidfd_getfd(pidfd, targetfd, flags) with a live pidfd we own; the result
-    // is a new fd (close-on-exec, as the kernel always sets) or -1.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), 0, 0) };
-    if raw < 0 {
-        return Err(match errno() {
-            libc::ENOSYS => Fallback::NoSyscall,
-            libc::EPERM => Fallback::Refused {
-                pid,
-                seccomp: under_seccomp(),
-            },
-            libc::ESRCH | libc::EBADF => Fallback::Gone { pid },
-            e => Fallback::Failed { pid, errno: e },
-        });
-    }
-    // SAFETY: raw is a new fd owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw as RawFd) })
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
+    pidfd::getfd(&pidfd, 0).map_err(|errno| match errno {
+        Errno::ENOSYS => Fallback::NoSyscall,
+        Errno::EPERM => Fallback::Refused {
+            pid,
+            seccomp: under_seccomp(),
+        },
+        Errno::ESRCH | Errno::EBADF => Fallback::Gone { pid },
+        e => Fallback::Failed {
+            pid,
+            errno: e as i32,
+        },
+    })
 }
 
 /// mcpinit runs under a seccomp filter (`Seccomp: 2` in /proc/self/status).

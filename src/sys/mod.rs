@@ -2,10 +2,16 @@
 
 pub mod cgroup;
 pub mod close_input;
+pub mod kernel;
 pub mod output;
+pub mod pidfd;
 pub mod procfs;
 pub mod procmount;
 pub(crate) mod reap;
 pub mod reserve;
 pub mod signals;
 pub mod spawn;
+
+/// The test double of `kernel::Kernel`.
+#[cfg(test)]
+pub mod fake;

@@ -2,7 +2,7 @@
 //! A process that vanishes or cannot be read mid-scan is skipped: it is either gone
 //! (its parent or we reap it) or will be seen on the next scan.
 
-use crate::core::process::{parse_stat, Blind, Depth, Proc, Snapshot, Stat};
+use crate::core::process::{parse_stat, Blind, Depth, Proc, ProcId, Snapshot, Stat};
 use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag, AT_FDCWD};
@@ -668,11 +668,30 @@ pub fn boottime_ms() -> u64 {
     })
 }
 
-/// Read one process's stat, for identity checks right before a signal.
+/// `who` still runs: the same process (its start time), not a zombie.
+pub fn is_alive(who: ProcId) -> bool {
+    stat_of(who.pid).is_some_and(|s| s.start == who.start && !s.is_zombie())
+}
+
+/// Read one process's stat, for identity checks right before a signal. On the stack:
+/// a storm signals thousands of processes a second.
 pub fn stat_of(pid: i32) -> Option<Stat> {
-    let path = std::ffi::CString::new(format!("/proc/{pid}/stat")).ok()?;
-    let mut buf = vec![0; 1024];
-    let len = read_at(AT_FDCWD, &path, &mut buf).ok()?;
+    use std::io::Write;
+    let mut path = [0u8; 32];
+    let mut cursor = &mut path[..];
+    write!(cursor, "/proc/{pid}/stat\0").ok()?;
+    let path = std::ffi::CStr::from_bytes_until_nul(&path).ok()?;
+    let fd = openat(
+        AT_FDCWD,
+        path,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    // One read is the whole file (procfs makes it in one go); the fields we need come
+    // well within the first 2 KiB whatever the rest holds.
+    let mut buf = [0u8; 2048];
+    let len = nix::unistd::read(&fd, &mut buf).ok()?;
     parse_stat(&buf[..len])
 }
 

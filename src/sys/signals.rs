@@ -133,3 +133,20 @@ impl AsFd for Signals {
         self.0.as_fd()
     }
 }
+
+/// Send `signal` (any number: real-time ones too, which nix's `Signal` lacks) to
+/// `target` as kill(2) reads it (negative: a process group).
+pub fn forward(target: i32, signal: i32) {
+    // SAFETY: kill(2) takes plain integers and touches no memory.
+    unsafe { libc::kill(target, signal) };
+}
+
+/// `-p`: the signal mcpinit gets when its parent dies. libc, not nix: nix's `Signal`
+/// has no real-time signals, and `-p` accepts any signal number.
+pub fn set_parent_death_signal(signal: i32) -> std::io::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes a plain integer and touches no memory.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

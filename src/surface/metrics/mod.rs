@@ -17,7 +17,7 @@ use std::time::Duration;
 /// Why a unit was terminated, in the order of the `reason` label.
 pub const REASONS: [&str; 4] = ["duplicate", "orphan", "cap", "memory"];
 
-pub use crate::supervisor::terminate::Ended;
+pub use crate::core::escalation::Ended;
 
 /// Terminations that ended, by reason (index into `REASONS`) and by how.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -23,16 +23,14 @@ pub fn choose_path(config: &Config) -> PathBuf {
     }
     // Whether we may create files in /run, for our effective uid (1001 may not; a
     // read-only /run says EROFS): one system call, nothing created.
-    // SAFETY: a valid NUL-terminated path.
-    let writable = unsafe {
-        libc::faccessat(
-            libc::AT_FDCWD,
-            c"/run".as_ptr(),
-            libc::W_OK,
-            libc::AT_EACCESS,
-        )
-    };
-    PathBuf::from(if writable == 0 { PRIMARY } else { FALLBACK })
+    let writable = nix::unistd::faccessat(
+        nix::fcntl::AT_FDCWD,
+        "/run",
+        nix::unistd::AccessFlags::W_OK,
+        nix::fcntl::AtFlags::AT_EACCESS,
+    )
+    .is_ok();
+    PathBuf::from(if writable { PRIMARY } else { FALLBACK })
 }
 
 /// Why the state file was not written.
@@ -113,8 +111,7 @@ fn ours(path: &Path) -> Result<bool, WriteError> {
     };
     let kind = meta.file_type();
     let what = if kind.is_file() {
-        // SAFETY: geteuid has no preconditions.
-        let me = unsafe { libc::geteuid() };
+        let me = nix::unistd::geteuid().as_raw();
         return if meta.uid() == me {
             Ok(true)
         } else {
@@ -181,13 +178,10 @@ pub fn touch(file: &std::fs::File) -> Result<(), WriteError> {
 
 /// Nanoseconds of the monotonic clock: a different temporary name at every write.
 fn unique() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000) ^ ts.tv_nsec as u64
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(0, |ts| {
+        (ts.tv_sec() as u64).wrapping_mul(1_000_000_000) ^ ts.tv_nsec() as u64
+    })
 }
 
 pub fn unix_ms() -> u64 {

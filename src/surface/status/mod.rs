@@ -259,8 +259,7 @@ fn check_running(pid: i32) -> Result<(), StaleWhy> {
         Some(_) => return Err(StaleWhy::Gone),
         // Unreadable: gone, or hidden from this user by hidepid.
         None => {
-            // SAFETY: geteuid takes nothing and cannot fail.
-            let root = unsafe { libc::geteuid() } == 0;
+            let root = nix::unistd::geteuid().is_root();
             return Err(hidden_or_gone(crate::sys::procmount::hidepid(), root));
         }
     }

@@ -1,0 +1,230 @@
+//! One termination, as a state machine, in the MCP specification's stdio order: the
+//! unit's input closed, SIGTERM to the whole unit after the EOF grace, SIGKILL to what
+//! is left after the kill grace. `advance` is given a snapshot and the clock and says
+//! what to send; the supervisor sends it (supervisor/terminate.rs).
+
+use crate::core::policy::Reason;
+use crate::core::process::{ProcId, Snapshot};
+use crate::core::units::UnitId;
+use std::time::{Duration, Instant};
+
+/// A unit that survives SIGKILL this long is stuck in the kernel (D state); stop trying.
+pub const GIVE_UP_AFTER_KILL: Duration = Duration::from_secs(30);
+
+/// SIGTERM, then SIGCONT so that a stopped member acts on it.
+pub const TERM: &[i32] = &[libc::SIGTERM, libc::SIGCONT];
+pub const KILL: &[i32] = &[libc::SIGKILL];
+
+/// How a termination ended: the last step taken before the unit was gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Its input was closed and it exited within the EOF grace, no signal sent.
+    Eof,
+    Term,
+    Kill,
+}
+
+impl Ended {
+    /// In the order of the metrics' `ended` label.
+    pub const ALL: [Ended; 3] = [Ended::Eof, Ended::Term, Ended::Kill];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ended::Eof => "eof",
+            Ended::Term => "term",
+            Ended::Kill => "kill",
+        }
+    }
+}
+
+/// The two graces of a termination. `eof` zero: the input is not closed.
+#[derive(Debug, Clone, Copy)]
+pub struct Graces {
+    pub eof: Duration,
+    pub kill: Duration,
+}
+
+/// Where a termination stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Input closed; SIGTERM falls due at `term_at`.
+    Eof {
+        term_at: Instant,
+    },
+    /// SIGTERM sent; SIGKILL falls due at `kill_at`.
+    Term {
+        kill_at: Instant,
+    },
+    Killed {
+        at: Instant,
+    },
+}
+
+/// What one step of a termination asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing due.
+    Wait,
+    /// Send `signals` to `to`; `escalated` when this is the step to SIGTERM or SIGKILL
+    /// (the log's line), not a follow-up for members forked since.
+    Signal {
+        to: Vec<ProcId>,
+        signals: &'static [i32],
+        escalated: bool,
+    },
+    /// Nothing of the unit is alive: it ended at this stage.
+    Gone(Ended),
+    /// Still alive `GIVE_UP_AFTER_KILL` after SIGKILL: given up.
+    Stuck,
+}
+
+#[derive(Debug)]
+pub struct Escalation {
+    pub id: UnitId,
+    /// For the log only: the unit's process group (a subtree's: its top's).
+    pub group: i32,
+    pub reason: Reason,
+    /// Every member seen so far, top first at the start.
+    pub members: Vec<ProcId>,
+    pub stage: Stage,
+    pub kill_grace: Duration,
+    pub started: Instant,
+}
+
+impl Escalation {
+    /// A termination that begins now: at `Eof` when the input was closed, else at
+    /// `Term` (the caller sends the first SIGTERM).
+    pub fn begin(
+        id: UnitId,
+        group: i32,
+        reason: Reason,
+        members: Vec<ProcId>,
+        input_closed: bool,
+        graces: Graces,
+        now: Instant,
+    ) -> Escalation {
+        let stage = if input_closed {
+            Stage::Eof {
+                term_at: now + graces.eof,
+            }
+        } else {
+            Stage::Term {
+                kill_at: now + graces.kill,
+            }
+        };
+        Escalation {
+            id,
+            group,
+            reason,
+            members,
+            stage,
+            kill_grace: graces.kill,
+            started: now,
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.stage {
+            Stage::Eof { term_at } => Some(term_at),
+            Stage::Term { kill_at } => Some(kill_at),
+            Stage::Killed { .. } => None,
+        }
+    }
+
+    pub fn ended(&self) -> Ended {
+        match self.stage {
+            Stage::Eof { .. } => Ended::Eof,
+            Stage::Term { .. } => Ended::Term,
+            Stage::Killed { .. } => Ended::Kill,
+        }
+    }
+
+    pub fn pids(&self) -> Vec<i32> {
+        self.members.iter().map(|m| m.pid).collect()
+    }
+
+    /// Follow the unit's membership in `snapshot` and move to the next stage when its
+    /// deadline has come.
+    pub fn advance(&mut self, snapshot: &Snapshot, now: Instant) -> Step {
+        let current = self.current_members(snapshot);
+        if current.is_empty() {
+            return Step::Gone(self.ended());
+        }
+        let fresh: Vec<ProcId> = current
+            .iter()
+            .filter(|m| !self.members.contains(m))
+            .copied()
+            .collect();
+        self.members = current;
+        let all = || self.members.clone();
+        match self.stage {
+            // Members forked after the input was closed share it (or were started by
+            // something that is about to read EOF): nothing to do until the grace ends.
+            Stage::Eof { term_at } if now >= term_at => {
+                self.stage = Stage::Term {
+                    kill_at: now + self.kill_grace,
+                };
+                escalate(all(), TERM)
+            }
+            Stage::Eof { .. } => Step::Wait,
+            Stage::Term { kill_at } if now >= kill_at => {
+                self.stage = Stage::Killed { at: now };
+                escalate(all(), KILL)
+            }
+            Stage::Term { .. } if fresh.is_empty() => Step::Wait,
+            Stage::Term { .. } => follow_up(fresh, TERM),
+            Stage::Killed { at } if now.duration_since(at) > GIVE_UP_AFTER_KILL => Step::Stuck,
+            Stage::Killed { .. } => follow_up(all(), KILL),
+        }
+    }
+
+    /// Live members now: the ones already known, the rest of the process group, and
+    /// anything they forked into their own group since.
+    pub fn current_members(&self, snapshot: &Snapshot) -> Vec<ProcId> {
+        let live = || snapshot.procs.iter().filter(|p| !p.is_zombie());
+        let mut current: Vec<(ProcId, i32)> = live()
+            .filter(|p| self.members.contains(&p.id()) || UnitId::Group(p.pgid) == self.id)
+            .map(|p| (p.id(), p.pgid))
+            .collect();
+        // Bounded: each pass adds at least one process or stops.
+        loop {
+            let before = current.len();
+            for p in live() {
+                let parent_in = current
+                    .iter()
+                    .any(|&(m, pgid)| m.pid == p.ppid && pgid == p.pgid);
+                if parent_in && !current.iter().any(|&(m, _)| m.pid == p.pid) {
+                    current.push((p.id(), p.pgid));
+                }
+            }
+            if current.len() == before {
+                break;
+            }
+        }
+        current.into_iter().map(|(m, _)| m).collect()
+    }
+}
+
+fn escalate(to: Vec<ProcId>, signals: &'static [i32]) -> Step {
+    Step::Signal {
+        to,
+        signals,
+        escalated: true,
+    }
+}
+
+fn follow_up(to: Vec<ProcId>, signals: &'static [i32]) -> Step {
+    Step::Signal {
+        to,
+        signals,
+        escalated: false,
+    }
+}
+
+#[cfg(test)]
+#[path = "escalation_tests.rs"]
+mod tests;
