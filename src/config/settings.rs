@@ -38,6 +38,9 @@ pub struct Config {
     /// How long a termination waits after closing an instance's input before SIGTERM;
     /// zero skips the close-input step.
     pub eof_grace: Duration,
+    /// After the EOF grace, make a tracked instance that ignored EOF exit with status 0
+    /// from the inside (ptrace) before any signal reaches it.
+    pub exit_step: bool,
     pub stop_grace: Duration,
     pub scan_interval: Duration,
     pub dry_run: bool,
@@ -68,6 +71,7 @@ impl Default for Config {
             orphans: Orphans::Term,
             kill_grace: Duration::from_secs(5),
             eof_grace: Duration::from_secs(3),
+            exit_step: true,
             stop_grace: Duration::from_secs(8),
             scan_interval: Duration::from_secs(1),
             dry_run: false,
@@ -318,6 +322,10 @@ pub static SETTINGS: &[Setting] = &[
         "SIGTERM -> SIGKILL grace when mcpinit terminates a unit"),
     Setting::duration("MCPINIT_EOF_GRACE", "--eof-grace", |c| &mut c.eof_grace,
         "wait after closing an instance's input before SIGTERM; 0 = skip that step"),
+    Setting::text("MCPINIT_EXIT_STEP", "--exit-step", "on|off",
+        |c, v| set(&mut c.exit_step, choose(&[("on", true), ("off", false)], v), "'on' or 'off'"),
+        |c| (if c.exit_step { "on" } else { "off" }).into(),
+        "after the EOF grace, make a tracked server exit 0 from the inside, then SIGTERM"),
     Setting::duration("MCPINIT_STOP_GRACE", "--stop-grace", |c| &mut c.stop_grace,
         "shutdown grace before SIGKILL, below Docker's 10s stop timeout"),
     Setting::new("MCPINIT_SCAN_INTERVAL", "--scan-interval",

@@ -20,13 +20,15 @@ pub const KILL: &[i32] = &[libc::SIGKILL];
 pub enum Ended {
     /// Its input was closed and it exited within the EOF grace, no signal sent.
     Eof,
+    /// It ignored EOF and was made to exit with status 0 (the exit step), no signal sent.
+    Exit,
     Term,
     Kill,
 }
 
 impl Ended {
     /// In the order of the metrics' `ended` label.
-    pub const ALL: [Ended; 3] = [Ended::Eof, Ended::Term, Ended::Kill];
+    pub const ALL: [Ended; 4] = [Ended::Eof, Ended::Exit, Ended::Term, Ended::Kill];
 
     pub fn index(self) -> usize {
         self as usize
@@ -35,24 +37,31 @@ impl Ended {
     pub fn as_str(self) -> &'static str {
         match self {
             Ended::Eof => "eof",
+            Ended::Exit => "exit",
             Ended::Term => "term",
             Ended::Kill => "kill",
         }
     }
 }
 
-/// The two graces of a termination. `eof` zero: the input is not closed.
+/// The graces of a termination. `eof` zero: the input is not closed. `exit`: how long
+/// a server told to exit (the exit step) has before SIGTERM; `None`: no exit step.
 #[derive(Debug, Clone, Copy)]
 pub struct Graces {
     pub eof: Duration,
+    pub exit: Option<Duration>,
     pub kill: Duration,
 }
 
 /// Where a termination stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// Input closed; SIGTERM falls due at `term_at`.
+    /// Input closed; the exit step or SIGTERM falls due at `term_at`.
     Eof {
+        term_at: Instant,
+    },
+    /// Told to exit 0 (the exit step); SIGTERM falls due at `term_at`.
+    Exit {
         term_at: Instant,
     },
     /// SIGTERM sent; SIGKILL falls due at `kill_at`.
@@ -76,6 +85,9 @@ pub enum Step {
         signals: &'static [i32],
         escalated: bool,
     },
+    /// Make the unit exit with status 0 (the exit step), from the inside; when that
+    /// cannot be done the supervisor calls `exit_refused`.
+    Exit { to: Vec<ProcId> },
     /// Nothing of the unit is alive: it ended at this stage.
     Gone(Ended),
     /// Still alive `GIVE_UP_AFTER_KILL` after SIGKILL: given up.
@@ -92,6 +104,9 @@ pub struct Escalation {
     pub members: Vec<ProcId>,
     pub stage: Stage,
     pub kill_grace: Duration,
+    /// The exit step's grace, while the step is still to come; `None` once taken or
+    /// when it is not for this unit (an orphan: no gateway tracks it any more).
+    pub exit_grace: Option<Duration>,
     pub started: Instant,
 }
 
@@ -107,6 +122,7 @@ impl Escalation {
         graces: Graces,
         now: Instant,
     ) -> Escalation {
+        // Without a closed input there is no clean end to wait for: SIGTERM at once.
         let stage = if input_closed {
             Stage::Eof {
                 term_at: now + graces.eof,
@@ -123,13 +139,20 @@ impl Escalation {
             members,
             stage,
             kill_grace: graces.kill,
+            exit_grace: graces.exit.filter(|_| input_closed),
             started: now,
         }
     }
 
+    /// The exit step could not be taken (no process of the unit could be made to
+    /// exit): SIGTERM now.
+    pub fn exit_refused(&mut self, now: Instant) -> Step {
+        self.to_term(now)
+    }
+
     pub fn deadline(&self) -> Option<Instant> {
         match self.stage {
-            Stage::Eof { term_at } => Some(term_at),
+            Stage::Eof { term_at } | Stage::Exit { term_at } => Some(term_at),
             Stage::Term { kill_at } => Some(kill_at),
             Stage::Killed { .. } => None,
         }
@@ -138,6 +161,7 @@ impl Escalation {
     pub fn ended(&self) -> Ended {
         match self.stage {
             Stage::Eof { .. } => Ended::Eof,
+            Stage::Exit { .. } => Ended::Exit,
             Stage::Term { .. } => Ended::Term,
             Stage::Killed { .. } => Ended::Kill,
         }
@@ -164,13 +188,17 @@ impl Escalation {
         match self.stage {
             // Members forked after the input was closed share it (or were started by
             // something that is about to read EOF): nothing to do until the grace ends.
-            Stage::Eof { term_at } if now >= term_at => {
-                self.stage = Stage::Term {
-                    kill_at: now + self.kill_grace,
-                };
-                escalate(all(), TERM)
-            }
-            Stage::Eof { .. } => Step::Wait,
+            Stage::Eof { term_at } if now >= term_at => match self.exit_grace.take() {
+                Some(grace) => {
+                    self.stage = Stage::Exit {
+                        term_at: now + grace,
+                    };
+                    Step::Exit { to: all() }
+                }
+                None => self.to_term(now),
+            },
+            Stage::Exit { term_at } if now >= term_at => self.to_term(now),
+            Stage::Eof { .. } | Stage::Exit { .. } => Step::Wait,
             Stage::Term { kill_at } if now >= kill_at => {
                 self.stage = Stage::Killed { at: now };
                 escalate(all(), KILL)
@@ -180,6 +208,13 @@ impl Escalation {
             Stage::Killed { at } if now.duration_since(at) > GIVE_UP_AFTER_KILL => Step::Stuck,
             Stage::Killed { .. } => follow_up(all(), KILL),
         }
+    }
+
+    fn to_term(&mut self, now: Instant) -> Step {
+        self.stage = Stage::Term {
+            kill_at: now + self.kill_grace,
+        };
+        escalate(self.members.clone(), TERM)
     }
 
     /// Live members now: the ones already known, the rest of the process group, and

@@ -10,6 +10,7 @@ fn escalation(id: UnitId, members: &[(i32, u64)]) -> Escalation {
         .collect();
     let graces = Graces {
         eof: Duration::from_secs(3),
+        exit: None,
         kill: Duration::from_secs(5),
     };
     Escalation::begin(

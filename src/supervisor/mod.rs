@@ -444,8 +444,12 @@ impl Supervisor {
         if !dry {
             count_termination(&mut self.counters, decision.reason);
         }
+        // The exit step is for an instance a gateway still tracks: an orphan's
+        // launcher is gone, and whatever is left of it may simply be signalled.
+        let tracked = !unit.orphaned;
         let graces = Graces {
             eof: self.config.eof_grace,
+            exit: (self.config.exit_step && tracked).then_some(self.config.eof_grace),
             kill: self.config.kill_grace,
         };
         let begun = self.terminations.start(
@@ -496,10 +500,14 @@ fn count_event(counters: &mut Counters, event: &Event) {
         Event::Killed { .. } => counters.escalations += 1,
         Event::Gone { ended, .. } => match ended {
             Ended::Eof => counters.ended_eof += 1,
+            Ended::Exit => counters.ended_exit += 1,
             Ended::Term => counters.ended_term += 1,
             Ended::Kill => counters.ended_kill += 1,
         },
-        Event::Termed { .. } | Event::Stuck { .. } => {}
+        Event::Termed { .. }
+        | Event::Stuck { .. }
+        | Event::Exited { .. }
+        | Event::ExitRefused { .. } => {}
     }
 }
 

@@ -168,12 +168,21 @@ pub(super) fn escalation(event: &Event) {
         } => {
             let how = match ended {
                 Ended::Eof => "at EOF",
+                Ended::Exit => "by the exit step, status 0",
                 Ended::Term => "after SIGTERM",
                 Ended::Kill => "after SIGKILL",
             };
             info!(event = "unit_gone", unit = unit_name(*id).as_str(), reason = reason.as_str(),
                 ended = ended.as_str(), after_ms = after.as_millis() as u64;
                 "{} is gone, ended {how}", unit_name(*id));
+        }
+        Event::Exited { id, pid } => {
+            info!(event = "exit_step", unit = unit_name(*id).as_str(), pid = pid;
+                "{} still alive after the EOF grace: made {pid} exit with status 0", unit_name(*id));
+        }
+        Event::ExitRefused { id, why } => {
+            info!(event = "exit_refused", unit = unit_name(*id).as_str(), cause = why.cause;
+                "{} still alive after the EOF grace and cannot be made to exit ({}): sending SIGTERM", unit_name(*id), why.why);
         }
         Event::Stuck { id, pids } => {
             let pids = join(pids);

@@ -9,7 +9,7 @@ use crate::core::input::Fallback;
 use crate::core::policy::Reason;
 use crate::core::process::{ProcId, Snapshot};
 use crate::core::units::{Unit, UnitId};
-use crate::sys::kernel::Kernel;
+use crate::sys::kernel::{Kernel, NotEnded};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,16 @@ pub enum Event {
     Stuck {
         id: UnitId,
         pids: Vec<i32>,
+    },
+    /// The EOF grace ran out: the exit step made `pid` exit 0.
+    Exited {
+        id: UnitId,
+        pid: i32,
+    },
+    /// The EOF grace ran out and the exit step could not be taken: SIGTERM sent.
+    ExitRefused {
+        id: UnitId,
+        why: NotEnded,
     },
 }
 
@@ -156,6 +166,18 @@ impl Terminations {
                     } else {
                         Event::Killed { id, pgid, pids }
                     });
+                }
+                true
+            }
+            Step::Exit { to } => {
+                match kernel.end_cleanly(&to) {
+                    Ok(pid) => events.push(Event::Exited { id: e.id, pid }),
+                    Err(why) => {
+                        if let Step::Signal { to, signals, .. } = e.exit_refused(now) {
+                            signal(kernel, e, snapshot, &to, signals);
+                        }
+                        events.push(Event::ExitRefused { id: e.id, why });
+                    }
                 }
                 true
             }

@@ -11,7 +11,12 @@ const EOF_GRACE: Duration = Duration::from_secs(3);
 const KILL_GRACE: Duration = Duration::from_secs(5);
 const GRACES: Graces = Graces {
     eof: EOF_GRACE,
+    exit: None,
     kill: KILL_GRACE,
+};
+const WITH_EXIT: Graces = Graces {
+    exit: Some(EOF_GRACE),
+    ..GRACES
 };
 
 fn s(secs: u64) -> Duration {
@@ -80,6 +85,8 @@ fn a_closed_input_is_given_the_eof_grace_then_term_then_kill() {
             Event::Killed { .. } => "killed",
             Event::Gone { .. } => "gone",
             Event::Stuck { .. } => "stuck",
+            Event::Exited { .. } => "exited",
+            Event::ExitRefused { .. } => "exit refused",
         });
         assert_eq!(got, event, "at {at} s");
     }
@@ -156,6 +163,7 @@ fn a_member_gone_or_reused_between_look_and_act_is_never_signalled() {
     let mut t = Terminations::default();
     let zero = Graces {
         eof: Duration::ZERO,
+        exit: None,
         kill: KILL_GRACE,
     };
     let begun = t.start(
@@ -181,6 +189,7 @@ fn members_forked_after_the_sigterm_get_it_too() {
     let t0 = Instant::now();
     let zero = Graces {
         eof: Duration::ZERO,
+        exit: None,
         kill: KILL_GRACE,
     };
     t.start(&mut kernel, &orphan, &snap, Reason::Orphan, zero, false, t0);
@@ -218,4 +227,130 @@ fn a_dry_run_follows_the_unit_and_never_signals() {
     assert!(kernel.sent.is_empty() && kernel.closed.is_empty());
     t.refresh(&mut kernel, &without(&snap, &[40, 41, 42]), t0 + s(61));
     assert!(t.busy().is_empty(), "a unit gone is no longer followed");
+}
+
+#[test]
+fn a_server_that_ignores_eof_is_made_to_exit_before_any_signal() {
+    let snap = tree();
+    let server = unit(&snap, UnitId::Group(40));
+    let mut kernel = Fake::of(&snap);
+    let mut t = Terminations::default();
+    let t0 = Instant::now();
+    t.start(
+        &mut kernel,
+        &server,
+        &snap,
+        Reason::Duplicate,
+        WITH_EXIT,
+        false,
+        t0,
+    );
+    assert!(t.refresh(&mut kernel, &snap, t0 + s(1)).is_empty());
+    let events = t.refresh(&mut kernel, &snap, t0 + EOF_GRACE);
+    assert_eq!(
+        events,
+        [Event::Exited {
+            id: UnitId::Group(40),
+            pid: 42
+        }]
+    );
+    assert_eq!(t.next_deadline(), Some(t0 + EOF_GRACE * 2));
+    let events = t.refresh(&mut kernel, &without(&snap, &[40, 41, 42]), t0 + s(4));
+    assert!(matches!(
+        events[..],
+        [Event::Gone {
+            ended: Ended::Exit,
+            ..
+        }]
+    ));
+    assert!(
+        kernel.sent.is_empty(),
+        "no signal ever reached it: {:?}",
+        kernel.sent
+    );
+}
+
+#[test]
+fn what_survives_the_exit_step_gets_sigterm_after_its_grace() {
+    let snap = tree();
+    let server = unit(&snap, UnitId::Group(40));
+    let mut kernel = Fake::of(&snap);
+    let mut t = Terminations::default();
+    let t0 = Instant::now();
+    t.start(
+        &mut kernel,
+        &server,
+        &snap,
+        Reason::Duplicate,
+        WITH_EXIT,
+        false,
+        t0,
+    );
+    t.refresh(&mut kernel, &snap, t0 + EOF_GRACE);
+    // A helper the server left behind is still in the group.
+    let helper = without(&snap, &[40, 41, 42]);
+    let mut helper = helper;
+    helper.procs.push(p(43, 1, 40, 1, "helper"));
+    helper.procs.sort_by_key(|p| p.pid);
+    kernel.procs = Fake::of(&helper).procs;
+    assert!(t.refresh(&mut kernel, &helper, t0 + s(4)).is_empty());
+    let events = t.refresh(&mut kernel, &helper, t0 + EOF_GRACE * 2);
+    assert!(matches!(events[..], [Event::Termed { .. }]));
+    assert_eq!(kernel.signals_to(-40), [SIGTERM, SIGCONT]);
+}
+
+#[test]
+fn an_exit_step_that_cannot_be_taken_falls_back_to_sigterm_at_once() {
+    let snap = tree();
+    let server = unit(&snap, UnitId::Group(40));
+    let mut kernel = Fake::of(&snap);
+    let why = NotEnded {
+        cause: "not_in_syscall",
+        why: "busy".into(),
+    };
+    kernel.exit = Some(why.clone());
+    let mut t = Terminations::default();
+    let t0 = Instant::now();
+    t.start(
+        &mut kernel,
+        &server,
+        &snap,
+        Reason::Duplicate,
+        WITH_EXIT,
+        false,
+        t0,
+    );
+    let events = t.refresh(&mut kernel, &snap, t0 + EOF_GRACE);
+    assert_eq!(
+        events,
+        [Event::ExitRefused {
+            id: UnitId::Group(40),
+            why
+        }]
+    );
+    assert_eq!(kernel.signals_to(-40), [SIGTERM, SIGCONT]);
+    assert_eq!(t.next_deadline(), Some(t0 + EOF_GRACE + KILL_GRACE));
+}
+
+#[test]
+fn without_a_closed_input_there_is_no_exit_step() {
+    let snap = tree();
+    let server = unit(&snap, UnitId::Group(40));
+    let mut kernel = Fake::of(&snap);
+    kernel.close = Some(Fallback::NoSyscall);
+    kernel.ignore_term = vec![40, 41, 42];
+    let mut t = Terminations::default();
+    let t0 = Instant::now();
+    t.start(
+        &mut kernel,
+        &server,
+        &snap,
+        Reason::Cap,
+        WITH_EXIT,
+        false,
+        t0,
+    );
+    t.refresh(&mut kernel, &snap, t0 + KILL_GRACE);
+    assert!(kernel.exited.is_empty());
+    assert_eq!(kernel.signals_to(-40), [SIGTERM, SIGCONT, SIGKILL]);
 }

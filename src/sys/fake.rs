@@ -2,7 +2,7 @@
 //! and a signal that ends a process (TERM, KILL) removes it unless the test made it
 //! immune. Inputs close when the test says they can.
 
-use super::kernel::Kernel;
+use super::kernel::{Kernel, NotEnded};
 use crate::core::input::Fallback;
 use crate::core::process::{ProcId, Stat};
 use std::collections::BTreeMap;
@@ -19,6 +19,10 @@ pub struct Fake {
     pub closed: Vec<i32>,
     /// Pids that ignore SIGTERM.
     pub ignore_term: Vec<i32>,
+    /// What the exit step answers; `None`: every member exits 0.
+    pub exit: Option<NotEnded>,
+    /// Pids made to exit by the exit step.
+    pub exited: Vec<i32>,
 }
 
 impl Fake {
@@ -94,6 +98,18 @@ impl Kernel for Fake {
         let top = members.first().map_or(0, |m| m.pid);
         self.closed.push(top);
         Ok(top)
+    }
+
+    fn end_cleanly(&mut self, members: &[ProcId]) -> Result<i32, NotEnded> {
+        if let Some(why) = &self.exit {
+            return Err(why.clone());
+        }
+        let leaf = members.last().map_or(0, |m| m.pid);
+        for m in members {
+            self.procs.remove(&m.pid);
+        }
+        self.exited.push(leaf);
+        Ok(leaf)
     }
 }
 

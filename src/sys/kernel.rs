@@ -24,6 +24,17 @@ pub trait Kernel {
     /// Close the input of the unit whose live members are `members`, top first: the
     /// pid whose socket was shut down.
     fn close_input(&mut self, members: &[ProcId]) -> Result<i32, Fallback>;
+
+    /// Make the unit exit with status 0 from the inside (the exit step): the pid that
+    /// was made to call `exit_group(0)`, or why none could be.
+    fn end_cleanly(&mut self, members: &[ProcId]) -> Result<i32, NotEnded>;
+}
+
+/// Why the exit step could not be taken: a short word for logs and the sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotEnded {
+    pub cause: &'static str,
+    pub why: String,
 }
 
 /// The real kernel.
@@ -57,6 +68,10 @@ impl Kernel for Linux {
 
     fn close_input(&mut self, members: &[ProcId]) -> Result<i32, Fallback> {
         close_input::close_input(members)
+    }
+
+    fn end_cleanly(&mut self, members: &[ProcId]) -> Result<i32, NotEnded> {
+        close_input::end_cleanly(members)
     }
 }
 

@@ -21,7 +21,7 @@ pub use crate::core::escalation::Ended;
 
 /// Terminations that ended, by reason (index into `REASONS`) and by how.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct EndedCounts([[u64; 3]; 4]);
+pub struct EndedCounts([[u64; Ended::ALL.len()]; 4]);
 
 impl EndedCounts {
     pub fn add(&mut self, reason: usize, ended: Ended) {

@@ -106,6 +106,8 @@ pub struct Counters {
     /// How terminations ended: the unit gone within the EOF grace, after SIGTERM, after
     /// SIGKILL.
     pub ended_eof: u64,
+    /// Made to exit 0 by the exit step after ignoring EOF.
+    pub ended_exit: u64,
     pub ended_term: u64,
     pub ended_kill: u64,
     /// Terminations whose input could not be closed (the `eof_fallback` line).
@@ -132,6 +134,9 @@ struct CountersDoc {
 #[derive(Default, Serialize, Deserialize)]
 struct Ended {
     eof: u64,
+    /// Added with the exit step: an older document reads as none ended that way.
+    #[serde(default)]
+    exit: u64,
     term: u64,
     kill: u64,
 }
@@ -155,6 +160,7 @@ impl From<CountersDoc> for Counters {
             terminated_memory: d.terminated.memory,
             escalations: d.escalations,
             ended_eof: d.ended.eof,
+            ended_exit: d.ended.exit,
             ended_term: d.ended.term,
             ended_kill: d.ended.kill,
             eof_fallbacks: d.eof_fallbacks,
@@ -178,6 +184,7 @@ impl From<Counters> for CountersDoc {
             escalations: c.escalations,
             ended: Ended {
                 eof: c.ended_eof,
+                exit: c.ended_exit,
                 term: c.ended_term,
                 kill: c.ended_kill,
             },

@@ -133,13 +133,14 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
     let _ = writeln!(
         out,
         "counters   terminated {terminated} (duplicate {}, orphan {}, cap {}, memory {}), \
-         ended eof {} term {} kill {} (input not closed {}), \
+         ended eof {} exit {} term {} kill {} (input not closed {}), \
          escalations {}, zombies reaped {}, signals forwarded {}",
         c.terminated_duplicate,
         c.terminated_orphan,
         c.terminated_cap,
         c.terminated_memory,
         c.ended_eof,
+        c.ended_exit,
         c.ended_term,
         c.ended_kill,
         c.eof_fallbacks,
