@@ -147,7 +147,7 @@ impl Escalation {
     /// The exit step could not be taken (no process of the unit could be made to
     /// exit): SIGTERM now.
     pub fn exit_refused(&mut self, now: Instant) -> Step {
-        self.to_term(now)
+        self.sigterm(now)
     }
 
     pub fn deadline(&self) -> Option<Instant> {
@@ -195,9 +195,9 @@ impl Escalation {
                     };
                     Step::Exit { to: all() }
                 }
-                None => self.to_term(now),
+                None => self.sigterm(now),
             },
-            Stage::Exit { term_at } if now >= term_at => self.to_term(now),
+            Stage::Exit { term_at } if now >= term_at => self.sigterm(now),
             Stage::Eof { .. } | Stage::Exit { .. } => Step::Wait,
             Stage::Term { kill_at } if now >= kill_at => {
                 self.stage = Stage::Killed { at: now };
@@ -210,7 +210,7 @@ impl Escalation {
         }
     }
 
-    fn to_term(&mut self, now: Instant) -> Step {
+    fn sigterm(&mut self, now: Instant) -> Step {
         self.stage = Stage::Term {
             kill_at: now + self.kill_grace,
         };
