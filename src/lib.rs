@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod closeinput;
 pub mod config;
 pub mod help;
+pub mod inject;
 pub(crate) mod launcher;
 pub mod logging;
 pub mod metrics;
