@@ -1,6 +1,7 @@
 //! The effect layer: every system call mcpinit makes, and every `unsafe` block.
 
 pub mod cgroup;
+pub mod inject;
 pub mod close_input;
 pub mod kernel;
 pub mod output;
