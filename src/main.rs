@@ -122,7 +122,32 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
         }
     };
     info!(event = "spawn", pid = main, command = config.command[0].to_string_lossy().as_ref(); "started child {main}");
+    if !config.eof_grace.is_zero() && !config.dry_run {
+        log_routes(&config);
+    }
     supervisor::Supervisor::new(config, me, main, signals, metrics, cgroup).run()
+}
+
+/// How servers will be ended here, found after the child is spawned (the ptrace probe
+/// forks a victim of its own, which a container's start need not wait for).
+fn log_routes(c: &Config) {
+    let routes = closeinput::routes();
+    let refused = routes.refused.join("; ");
+    let route = routes.close.as_str();
+    let exit = if c.exit_step && routes.exit {
+        "on"
+    } else {
+        "off"
+    };
+    match routes.close {
+        closeinput::Route::None => {
+            log::warn!(event = "routes", close = route, exit = exit, refused = refused.as_str();
+            "server inputs cannot be closed here ({refused}): dedupe and the idle rule leave instances a gateway tracks alone; the caps still end them with SIGTERM, which MetaMCP counts as a crash")
+        }
+        _ => info!(event = "routes", close = route, exit = exit, refused = refused.as_str();
+            "inputs are closed through {route}; the exit step is {exit}{}",
+            if refused.is_empty() { String::new() } else { format!(" ({refused})") }),
+    }
 }
 
 /// `-p`: the signal mcpinit gets when its parent dies.
@@ -153,13 +178,6 @@ fn log_start(c: &Config, me: i32, limits: cgroup::Limits) {
         scan_interval_ms = c.scan_interval.as_millis() as u64, dry_run = c.dry_run,
         cgroup_pids_max = pids_max.as_str(), cgroup_memory_max = memory_max.as_str();
         "mcpinit {} as pid {me}{}", env!("CARGO_PKG_VERSION"), if me == 1 { "" } else { " (subreaper)" });
-    if !c.eof_grace.is_zero() && !c.dry_run {
-        if let Err(why) = closeinput::available() {
-            log::warn!(event = "eof_unavailable", cause = why.cause();
-                "server inputs cannot be closed here ({}): terminations begin with SIGTERM, which MetaMCP counts as a crash",
-                why.describe());
-        }
-    }
     for line in &c.retired {
         log::warn!(event = "retired_setting"; "{line}");
     }

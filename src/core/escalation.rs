@@ -51,6 +51,9 @@ pub struct Graces {
     pub eof: Duration,
     pub exit: Option<Duration>,
     pub kill: Duration,
+    /// A gateway still tracks the unit (it is not an orphan): a signal death of it is a
+    /// crash to a gateway that counts them as MetaMCP does.
+    pub tracked: bool,
 }
 
 /// Where a termination stands.
@@ -92,6 +95,8 @@ pub enum Step {
     Gone(Ended),
     /// Still alive `GIVE_UP_AFTER_KILL` after SIGKILL: given up.
     Stuck,
+    /// No clean end worked and the unit may not be signalled: left alone.
+    Spare,
 }
 
 #[derive(Debug)]
@@ -107,6 +112,9 @@ pub struct Escalation {
     /// The exit step's grace, while the step is still to come; `None` once taken or
     /// when it is not for this unit (an orphan: no gateway tracks it any more).
     pub exit_grace: Option<Duration>,
+    /// A gateway tracks it: a signal now is a crash to it. No longer once the exit step
+    /// made it exit 0: what is left is orphaned.
+    pub tracked: bool,
     pub started: Instant,
 }
 
@@ -140,6 +148,7 @@ impl Escalation {
             stage,
             kill_grace: graces.kill,
             exit_grace: graces.exit.filter(|_| input_closed),
+            tracked: graces.tracked,
             started: now,
         }
     }
@@ -211,6 +220,9 @@ impl Escalation {
     }
 
     fn sigterm(&mut self, now: Instant) -> Step {
+        if !may_signal(self.tracked, self.reason) {
+            return Step::Spare;
+        }
         self.stage = Stage::Term {
             kill_at: now + self.kill_grace,
         };
@@ -242,6 +254,13 @@ impl Escalation {
         }
         current.into_iter().map(|(m, _)| m).collect()
     }
+}
+
+/// Whether a unit may be signalled when no clean end worked: not an instance a gateway
+/// tracks that dedupe or the idle rule ends. Only the caps, the last resort, may cost a
+/// gateway a crash; such an instance is left alone instead.
+pub fn may_signal(tracked: bool, reason: Reason) -> bool {
+    !tracked || matches!(reason, Reason::Cap | Reason::Memory)
 }
 
 fn escalate(to: Vec<ProcId>, signals: &'static [i32]) -> Step {

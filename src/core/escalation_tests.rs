@@ -12,6 +12,7 @@ fn escalation(id: UnitId, members: &[(i32, u64)]) -> Escalation {
         eof: Duration::from_secs(3),
         exit: None,
         kill: Duration::from_secs(5),
+        tracked: false,
     };
     Escalation::begin(
         id,

@@ -1,6 +1,8 @@
 //! What a unit's input is and which process's input to shut down: the pure half of
 //! closing a server's input (sys::close_input does it). See sys/close_input.rs for why.
 
+use crate::core::process::ProcId;
+
 /// What a process's fd 0 is, from its `/proc/PID/fd/0` link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -31,6 +33,20 @@ pub enum Fallback {
     Gone { pid: i32 },
     /// Any other error of the copy or of shutdown(2).
     Failed { pid: i32, errno: i32 },
+    /// The ptrace route could not make a holder of the socket shut it down.
+    Ptrace {
+        pid: i32,
+        cause: &'static str,
+        detail: String,
+    },
+    /// Neither route is open here: what refused each (said at start too).
+    NoRoute,
+    /// A process outside the unit holds the socket too: shutting it down would end
+    /// that one's input as well.
+    SharedOutside { pid: i32, holder: i32 },
+    /// fd 0 is a socket, but not a connected Unix stream (a listening or TCP socket, a
+    /// datagram): not a server's stdio, and shutting it down may break its owner.
+    NotStdio { pid: i32 },
 }
 
 impl Fallback {
@@ -47,6 +63,10 @@ impl Fallback {
             Fallback::Shared { .. } => "shared",
             Fallback::Gone { .. } => "gone",
             Fallback::Failed { .. } => "error",
+            Fallback::Ptrace { cause, .. } => cause,
+            Fallback::NoRoute => "no_route",
+            Fallback::SharedOutside { .. } => "shared",
+            Fallback::NotStdio { .. } => "not_stdio",
         }
     }
 
@@ -69,6 +89,16 @@ impl Fallback {
                 format!("the socket at fd 0 of {pid} is mcpinit's own input, shared with the main child")
             }
             Fallback::Gone { pid } => format!("{pid} changed or exited before its input was reached"),
+            Fallback::Ptrace { pid, detail, .. } => {
+                format!("the ptrace route could not close the input of {pid}: {detail}")
+            }
+            Fallback::NoRoute => "no route to close inputs here (see the start line)".into(),
+            Fallback::SharedOutside { pid, holder } => format!(
+                "the socket at fd 0 of {pid} is also held by {holder}, outside the unit"
+            ),
+            Fallback::NotStdio { pid } => {
+                format!("fd 0 of {pid} is not a connected Unix stream socket")
+            }
             Fallback::Failed { pid, errno } => format!(
                 "closing the input of {pid} failed: {}",
                 std::io::Error::from_raw_os_error(*errno)
@@ -121,6 +151,34 @@ pub fn choose(inputs: &[(i32, Input)], own: Option<u64>) -> Result<(i32, u64), F
     }
     let top = inputs.first().map_or(Input::Closed, |(_, i)| i.clone());
     Err(Fallback::NotSocket(top))
+}
+
+/// A process of a unit that holds the unit's input socket, at descriptor `fd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    pub who: ProcId,
+    pub fd: i32,
+    pub threads: u32,
+}
+
+/// Where to make the `shutdown` call, best first: single-threaded holders (a launcher's
+/// `sh`, waiting in wait4, where nothing else can run while it is ours), then the rest;
+/// top first within each. `holders` is top first.
+pub fn shutdown_order(holders: &[Holder]) -> Vec<&Holder> {
+    let (single, multi): (Vec<&Holder>, Vec<&Holder>) =
+        holders.iter().partition(|h| h.threads == 1);
+    single.into_iter().chain(multi).collect()
+}
+
+/// Whom the exit step makes call `exit_group(0)`, best first: the deepest holder of the
+/// input (the server; the launchers above it pass its status up), then every other
+/// member deepest first. Both lists are top first.
+pub fn exit_order(holders: &[Holder], members: &[ProcId]) -> Vec<ProcId> {
+    let server = holders.last().map(|h| h.who);
+    server
+        .into_iter()
+        .chain(members.iter().rev().copied().filter(|m| Some(*m) != server))
+        .collect()
 }
 
 #[cfg(test)]

@@ -98,6 +98,10 @@ impl Supervisor {
             ],
             ended: self.tally.ended.clone(),
             escalations: c.escalations,
+            crashes: c.crashes,
+            spared: c.spared,
+            input_route: crate::sys::close_input::known_routes()
+                .map_or("unprobed", |r| r.close.as_str()),
             zombies_reaped: c.zombies_reaped,
             signals_forwarded: c.signals_forwarded,
             live: units.iter().map(|u| u.pids.len()).sum(),

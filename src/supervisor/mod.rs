@@ -14,6 +14,7 @@ use crate::supervisor::watch::Watcher;
 use crate::surface::metrics::Server;
 use crate::surface::statefile::{self, Counters};
 use crate::sys::cgroup::{Cgroup, Limits};
+use crate::sys::inject;
 use crate::sys::kernel::Linux;
 use crate::sys::procfs::{Scanner, YOUNG_MS};
 use crate::sys::reap::{self, Reaped};
@@ -78,6 +79,9 @@ pub struct Supervisor {
 /// queue): the rest wait for the next turn, which comes at once.
 const SIGNALS_PER_TURN: usize = 64;
 
+/// While a ptrace call waits to be finished, how often the loop looks at it.
+const SETTLE_POLL: Duration = Duration::from_millis(10);
+
 /// Whether the loop goes on.
 #[derive(PartialEq, Eq)]
 enum Flow {
@@ -139,6 +143,10 @@ impl Supervisor {
                 }
             }
             self.serve(&sockets, Instant::now());
+            // A ptrace call that outlived its budget is finished once its process stops.
+            if inject::pending() > 0 {
+                inject::settle();
+            }
             let now = Instant::now();
             report::signal_lines(self.signal_log.due(now));
             if !matches!(self.phase, Phase::Running) {
@@ -179,6 +187,7 @@ impl Supervisor {
     fn next_deadline(&self, now: Instant) -> Instant {
         let endpoint = self.endpoint.as_ref().and_then(Server::next_deadline);
         let signal_log = self.signal_log.next_deadline();
+        let settle = (inject::pending() > 0).then(|| now + SETTLE_POLL);
         match self.phase {
             Phase::Running => schedule::earliest(
                 now,
@@ -190,6 +199,7 @@ impl Supervisor {
                     self.publisher.next_deadline(),
                     endpoint,
                     signal_log,
+                    settle,
                 ],
             ),
             // Stopping or draining: no scans, probes or state writes any more, so only
@@ -200,6 +210,7 @@ impl Supervisor {
                     phase.next_deadline(now, self.config.stop_grace),
                     endpoint,
                     signal_log,
+                    settle,
                 ],
             ),
         }
@@ -361,7 +372,12 @@ impl Supervisor {
             }
         }
         for decision in &plan.terminate {
-            if let Some(unit) = units.iter().find(|u| u.id == decision.unit) {
+            let unit = units.iter().find(|u| u.id == decision.unit);
+            // Left alone once: not tried (nor said) again while it lives.
+            let spared = |u: &&Unit| {
+                decision.reason == Reason::Duplicate && self.terminations.spared(u, &snapshot)
+            };
+            if let Some(unit) = unit.filter(|u| !spared(u)) {
                 self.terminate(unit, &snapshot, decision, now);
             }
         }
@@ -451,6 +467,7 @@ impl Supervisor {
             eof: self.config.eof_grace,
             exit: (self.config.exit_step && tracked).then_some(self.config.eof_grace),
             kill: self.config.kill_grace,
+            tracked,
         };
         let begun = self.terminations.start(
             &mut Linux,
@@ -463,8 +480,14 @@ impl Supervisor {
         );
         if let Begun::Fallback(_) = begun {
             self.counters.eof_fallbacks += 1;
+            if tracked {
+                self.counters.crashes += 1;
+            }
         }
-        report::begun(unit.top, &begun);
+        if let Begun::Spared(_) = begun {
+            self.counters.spared += 1;
+        }
+        report::begun(unit.top, tracked, &begun);
     }
 
     fn publish_if_due(&mut self, now: Instant) {
@@ -504,10 +527,12 @@ fn count_event(counters: &mut Counters, event: &Event) {
             Ended::Term => counters.ended_term += 1,
             Ended::Kill => counters.ended_kill += 1,
         },
+        Event::Termed { crash: true, .. } => counters.crashes += 1,
         Event::Termed { .. }
         | Event::Stuck { .. }
         | Event::Exited { .. }
         | Event::ExitRefused { .. } => {}
+        Event::Spared { .. } => counters.spared += 1,
     }
 }
 

@@ -135,25 +135,40 @@ pub(super) fn terminating(unit: &Unit, pgid: i32, decision: &policy::Decision, d
 
 /// How a termination began: the input closed (debug), or the one line saying why it
 /// could not be, the unit getting SIGTERM at once.
-pub(super) fn begun(top: i32, begun: &Begun) {
+pub(super) fn begun(top: i32, tracked: bool, begun: &Begun) {
     match begun {
         Begun::InputClosed(pid) => {
             debug!(event = "input_closed", top = top, pid = pid; "closed the input of unit {top} (fd 0 of {pid})")
         }
         Begun::Fallback(why) => {
             info!(event = "eof_fallback", top = top, cause = why.cause();
-                "cannot close the input of unit {top}, sending SIGTERM: {}", why.describe())
+                "cannot close the input of unit {top}, sending SIGTERM{}: {}",
+                if tracked { " (the gateway that tracks it will count a crash)" } else { "" }, why.describe())
         }
         Begun::Signalled => {}
+        Begun::Spared(why) => {
+            warn!(event = "spared", top = top, cause = why.cause();
+                "leaving unit {top} alone: its input cannot be closed ({}) and a signal would be a crash to the gateway that tracks it", why.describe())
+        }
     }
 }
 
 pub(super) fn escalation(event: &Event) {
     match event {
-        Event::Termed { id, pgid, pids } => {
+        Event::Termed {
+            id,
+            crash,
+            pgid,
+            pids,
+        } => {
             let pids = join(pids);
-            info!(event = "eof_timeout", unit = unit_name(*id).as_str(), pgid = pgid, pids = pids.as_str();
-                "{} still alive after the EOF grace, sending SIGTERM", unit_name(*id));
+            let crash_note = if *crash {
+                " (the gateway that tracks it will count a crash)"
+            } else {
+                ""
+            };
+            info!(event = "eof_timeout", unit = unit_name(*id).as_str(), pgid = pgid, pids = pids.as_str(), crash = crash;
+                "{} still alive after the EOF grace, sending SIGTERM{crash_note}", unit_name(*id));
         }
         Event::Killed { id, pgid, pids } => {
             let pids = join(pids);
@@ -183,6 +198,11 @@ pub(super) fn escalation(event: &Event) {
         Event::ExitRefused { id, why } => {
             info!(event = "exit_refused", unit = unit_name(*id).as_str(), cause = why.cause;
                 "{} still alive after the EOF grace and cannot be made to exit ({}): sending SIGTERM", unit_name(*id), why.why);
+        }
+        Event::Spared { id, pids } => {
+            let pids = join(pids);
+            warn!(event = "spared", unit = unit_name(*id).as_str(), pids = pids.as_str();
+                "leaving {} alone: it ignored EOF, cannot be made to exit, and a signal would be a crash to the gateway that tracks it", unit_name(*id));
         }
         Event::Stuck { id, pids } => {
             let pids = join(pids);

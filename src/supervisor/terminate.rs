@@ -4,7 +4,7 @@
 //! pid is never hit. The table is refreshed after every scan: members forked meanwhile
 //! are signalled too, and a unit leaves the table only when nothing of it is alive.
 
-use crate::core::escalation::{Ended, Escalation, Graces, Step, TERM};
+use crate::core::escalation::{self, Ended, Escalation, Graces, Step, TERM};
 use crate::core::input::Fallback;
 use crate::core::policy::Reason;
 use crate::core::process::{ProcId, Snapshot};
@@ -22,6 +22,8 @@ pub enum Begun {
     Fallback(Fallback),
     /// The EOF step is off (`MCPINIT_EOF_GRACE=0`) or this is a dry run.
     Signalled,
+    /// The input could not be closed and the unit may not be signalled: left alone.
+    Spared(Fallback),
 }
 
 /// What a refresh did, for the log.
@@ -30,6 +32,8 @@ pub enum Event {
     /// The EOF grace ran out: SIGTERM sent.
     Termed {
         id: UnitId,
+        /// A gateway still tracked it: a crash to it.
+        crash: bool,
         /// The unit's process group (a subtree's: its top's), as at the start.
         pgid: i32,
         pids: Vec<i32>,
@@ -54,10 +58,16 @@ pub enum Event {
         id: UnitId,
         pid: i32,
     },
-    /// The EOF grace ran out and the exit step could not be taken: SIGTERM sent.
+    /// The EOF grace ran out and the exit step could not be taken: SIGTERM sent, or
+    /// nothing when the unit may not be signalled (`Spared` follows).
     ExitRefused {
         id: UnitId,
         why: NotEnded,
+    },
+    /// No clean end worked and the unit may not be signalled: it is left alone.
+    Spared {
+        id: UnitId,
+        pids: Vec<i32>,
     },
 }
 
@@ -67,6 +77,9 @@ pub struct Terminations {
     /// Dry run: units that would be ended, followed so that they are not decided on
     /// again, never signalled.
     watched: Vec<Escalation>,
+    /// Units left alone (no clean end, and a signal would be a crash), by their top:
+    /// not tried again while it lives.
+    spared: Vec<(UnitId, Option<ProcId>)>,
 }
 
 impl Terminations {
@@ -87,6 +100,12 @@ impl Terminations {
     /// again, however settled they are.
     pub fn pids(&self) -> impl Iterator<Item = i32> + '_ {
         self.all().flat_map(|e| e.members.iter().map(|m| m.pid))
+    }
+
+    /// `unit` was left alone and its top still is the process it was.
+    pub fn spared(&self, unit: &Unit, snapshot: &Snapshot) -> bool {
+        let top = snapshot.get(unit.top).map(|p| p.id());
+        self.spared.iter().any(|&(id, t)| id == unit.id && t == top)
     }
 
     pub fn in_flight(&self) -> bool {
@@ -119,10 +138,21 @@ impl Terminations {
         let begun = if dry_run || graces.eof.is_zero() {
             Begun::Signalled
         } else {
-            match kernel.close_input(&members) {
+            let outside: Vec<i32> = (snapshot.procs.iter())
+                .filter(|p| !p.is_zombie() && !unit.pids.contains(&p.pid))
+                .map(|p| p.pid)
+                .collect();
+            match kernel.close_input(&members, &outside) {
                 Ok(pid) => Begun::InputClosed(pid),
                 Err(why) => Begun::Fallback(why),
             }
+        };
+        let begun = match begun {
+            Begun::Fallback(why) if !escalation::may_signal(graces.tracked, reason) => {
+                self.spared.push((unit.id, members.first().copied()));
+                return Begun::Spared(why);
+            }
+            begun => begun,
         };
         let closed = matches!(begun, Begun::InputClosed(_));
         let group = unit.process_group(snapshot);
@@ -146,6 +176,9 @@ impl Terminations {
         snapshot: &Snapshot,
         now: Instant,
     ) -> Vec<Event> {
+        self.spared.retain(|&(_, top)| {
+            top.is_some_and(|t| snapshot.get(t.pid).is_some_and(|p| p.id() == t))
+        });
         self.watched.retain_mut(|e| {
             e.members = e.current_members(snapshot);
             !e.members.is_empty()
@@ -162,7 +195,13 @@ impl Terminations {
                 if escalated {
                     let (id, pgid, pids) = (e.id, e.group, e.pids());
                     events.push(if signals == TERM {
-                        Event::Termed { id, pgid, pids }
+                        let crash = e.tracked;
+                        Event::Termed {
+                            id,
+                            crash,
+                            pgid,
+                            pids,
+                        }
                     } else {
                         Event::Killed { id, pgid, pids }
                     });
@@ -171,15 +210,28 @@ impl Terminations {
             }
             Step::Exit { to } => {
                 match kernel.end_cleanly(&to) {
-                    Ok(pid) => events.push(Event::Exited { id: e.id, pid }),
+                    Ok(pid) => {
+                        e.tracked = false;
+                        events.push(Event::Exited { id: e.id, pid });
+                    }
                     Err(why) => {
-                        if let Step::Signal { to, signals, .. } = e.exit_refused(now) {
-                            signal(kernel, e, snapshot, &to, signals);
-                        }
                         events.push(Event::ExitRefused { id: e.id, why });
+                        match e.exit_refused(now) {
+                            Step::Signal { to, signals, .. } => {
+                                signal(kernel, e, snapshot, &to, signals)
+                            }
+                            _ => {
+                                events.push(spared(e));
+                                return false;
+                            }
+                        }
                     }
                 }
                 true
+            }
+            Step::Spare => {
+                events.push(spared(e));
+                false
             }
             Step::Gone(ended) => {
                 events.push(Event::Gone {
@@ -199,6 +251,13 @@ impl Terminations {
             }
         });
         events
+    }
+}
+
+fn spared(e: &Escalation) -> Event {
+    Event::Spared {
+        id: e.id,
+        pids: e.pids(),
     }
 }
 

@@ -13,9 +13,12 @@ const GRACES: Graces = Graces {
     eof: EOF_GRACE,
     exit: None,
     kill: KILL_GRACE,
+    tracked: false,
 };
+/// A server a gateway tracks: the exit step comes before any signal.
 const WITH_EXIT: Graces = Graces {
     exit: Some(EOF_GRACE),
+    tracked: true,
     ..GRACES
 };
 
@@ -87,6 +90,7 @@ fn a_closed_input_is_given_the_eof_grace_then_term_then_kill() {
             Event::Stuck { .. } => "stuck",
             Event::Exited { .. } => "exited",
             Event::ExitRefused { .. } => "exit refused",
+            Event::Spared { .. } => "spared",
         });
         assert_eq!(got, event, "at {at} s");
     }
@@ -165,6 +169,7 @@ fn a_member_gone_or_reused_between_look_and_act_is_never_signalled() {
         eof: Duration::ZERO,
         exit: None,
         kill: KILL_GRACE,
+        tracked: false,
     };
     let begun = t.start(
         &mut kernel,
@@ -191,6 +196,7 @@ fn members_forked_after_the_sigterm_get_it_too() {
         eof: Duration::ZERO,
         exit: None,
         kill: KILL_GRACE,
+        tracked: false,
     };
     t.start(&mut kernel, &orphan, &snap, Reason::Orphan, zero, false, t0);
     assert_eq!(kernel.signals_to(30), [SIGTERM, SIGCONT]);
@@ -315,7 +321,7 @@ fn an_exit_step_that_cannot_be_taken_falls_back_to_sigterm_at_once() {
         &mut kernel,
         &server,
         &snap,
-        Reason::Duplicate,
+        Reason::Cap,
         WITH_EXIT,
         false,
         t0,
@@ -353,4 +359,91 @@ fn without_a_closed_input_there_is_no_exit_step() {
     t.refresh(&mut kernel, &snap, t0 + KILL_GRACE);
     assert!(kernel.exited.is_empty());
     assert_eq!(kernel.signals_to(-40), [SIGTERM, SIGCONT, SIGKILL]);
+}
+
+#[test]
+fn a_tracked_duplicate_with_no_clean_end_is_left_alone_and_said_once() {
+    let snap = tree();
+    let server = unit(&snap, UnitId::Group(40));
+    let t0 = Instant::now();
+    // No input route: never started, never signalled.
+    let mut kernel = Fake::of(&snap);
+    kernel.close = Some(Fallback::NoRoute);
+    let mut t = Terminations::default();
+    let begun = t.start(
+        &mut kernel,
+        &server,
+        &snap,
+        Reason::Duplicate,
+        WITH_EXIT,
+        false,
+        t0,
+    );
+    assert_eq!(begun, Begun::Spared(Fallback::NoRoute));
+    assert!(t.spared(&server, &snap) && !t.in_flight());
+    t.refresh(&mut kernel, &snap, t0 + s(60));
+    assert!(kernel.sent.is_empty());
+    assert!(t.spared(&server, &snap), "still remembered while it lives");
+    t.refresh(&mut kernel, &without(&snap, &[40, 41, 42]), t0 + s(61));
+    assert!(!t.spared(&server, &snap), "forgotten once gone");
+
+    // Input closed, EOF ignored, the exit step refused: left alone too.
+    let mut kernel = Fake::of(&snap);
+    kernel.exit = Some(NotEnded {
+        cause: "traced",
+        why: "a debugger".into(),
+    });
+    let mut t = Terminations::default();
+    t.start(
+        &mut kernel,
+        &server,
+        &snap,
+        Reason::Duplicate,
+        WITH_EXIT,
+        false,
+        t0,
+    );
+    let events = t.refresh(&mut kernel, &snap, t0 + EOF_GRACE);
+    assert!(matches!(
+        events[..],
+        [Event::ExitRefused { .. }, Event::Spared { .. }]
+    ));
+    assert!(kernel.sent.is_empty() && !t.in_flight());
+}
+
+#[test]
+fn a_cap_may_signal_a_tracked_instance_and_says_it_is_a_crash() {
+    let snap = tree();
+    let server = unit(&snap, UnitId::Group(40));
+    let mut kernel = Fake::of(&snap);
+    kernel.ignore_term = vec![40, 41, 42];
+    let mut t = Terminations::default();
+    let t0 = Instant::now();
+    let no_exit = Graces {
+        exit: None,
+        ..WITH_EXIT
+    };
+    t.start(&mut kernel, &server, &snap, Reason::Cap, no_exit, false, t0);
+    let events = t.refresh(&mut kernel, &snap, t0 + EOF_GRACE);
+    assert!(matches!(events[..], [Event::Termed { crash: true, .. }]));
+    // After the exit step what is left is orphaned: no crash.
+    let mut kernel = Fake::of(&snap);
+    kernel.exited.clear();
+    let mut t = Terminations::default();
+    t.start(
+        &mut kernel,
+        &server,
+        &snap,
+        Reason::Duplicate,
+        WITH_EXIT,
+        false,
+        t0,
+    );
+    t.refresh(&mut kernel, &snap, t0 + EOF_GRACE);
+    let mut helper = without(&snap, &[40, 41, 42]);
+    helper.procs.push(p(43, 1, 40, 1, "helper"));
+    helper.procs.sort_by_key(|p| p.pid);
+    kernel.procs = Fake::of(&helper).procs;
+    let events = t.refresh(&mut kernel, &helper, t0 + EOF_GRACE * 2);
+    assert!(matches!(events[..], [Event::Termed { crash: false, .. }]));
 }

@@ -11,32 +11,120 @@
 //! When the input cannot be closed, the caller falls back to SIGTERM and logs the
 //! `Fallback` said here.
 
-use crate::core::input::{choose, classify, Fallback, Input};
+use crate::core::input::{choose, classify, exit_order, shutdown_order, Fallback, Holder, Input};
 use crate::core::process::ProcId;
-use crate::sys::{pidfd, procfs};
+use crate::sys::kernel::NotEnded;
+use crate::sys::{inject, pidfd, procfs};
 use nix::errno::Errno;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::time::Duration;
 
-/// Close the input of the unit whose live members are `members` ((pid, start time),
-/// top first): on success the pid whose fd 0 was shut down.
-pub fn close_input(members: &[ProcId]) -> Result<i32, Fallback> {
+/// How this mcpinit closes inputs and ends servers from the inside, found once (after
+/// the child is spawned: the probe forks a victim of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routes {
+    pub close: Route,
+    /// The exit step (exit_group through ptrace) can be taken.
+    pub exit: bool,
+    /// What refused the routes not taken, for the start line and `status`.
+    pub refused: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A copy of the socket through `pidfd_getfd`, shut down here.
+    Pidfd,
+    /// A holder of the socket made to call `shutdown` itself, through ptrace.
+    Ptrace,
+    /// Neither: inputs are not closed.
+    None,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Pidfd => "pidfd",
+            Route::Ptrace => "ptrace",
+            Route::None => "none",
+        }
+    }
+}
+
+static ROUTES: std::sync::OnceLock<Routes> = std::sync::OnceLock::new();
+
+/// The routes, if something has needed them yet: the state file shows them without
+/// probing.
+pub fn known_routes() -> Option<&'static Routes> {
+    ROUTES.get()
+}
+
+/// The routes, probed on first use.
+pub fn routes() -> &'static Routes {
+    ROUTES.get_or_init(|| {
+        let mut refused = Vec::new();
+        let pidfd = available()
+            .map_err(|why| refused.push(why.describe()))
+            .is_ok();
+        let ptrace = inject::probe()
+            .map_err(|why| refused.push(why.describe()))
+            .is_ok();
+        let close = match (pidfd, ptrace) {
+            (true, _) => Route::Pidfd,
+            (false, true) => Route::Ptrace,
+            (false, false) => Route::None,
+        };
+        Routes {
+            close,
+            exit: ptrace,
+            refused,
+        }
+    })
+}
+
+/// Each call of the ptrace route waits this long at most for its process to stop.
+const INJECT_BUDGET: Duration = Duration::from_millis(100);
+/// A unit's holders tried in turn, at most: each try is bounded by `INJECT_BUDGET`.
+const INJECT_TRIES: usize = 4;
+/// A process's descriptors looked at for the socket, at most.
+const FDS_MAX: usize = 4096;
+
+/// Close the input of the unit whose live members are `members` (top first), whose
+/// socket must not be held by any of `outside`: on success the pid whose socket was
+/// shut down.
+pub fn close_input(members: &[ProcId], outside: &[i32]) -> Result<i32, Fallback> {
     let inputs: Vec<(i32, Input)> = members
         .iter()
-        .map(|&ProcId { pid, .. }| {
-            (
-                pid,
-                classify(fd0_link(&format!("/proc/{pid}/fd/0")).as_deref()),
-            )
-        })
+        .map(|&ProcId { pid, .. }| (pid, classify(fd_link(pid, 0).as_deref())))
         .collect();
-    let own = own_socket();
-    let (pid, inode) = choose(&inputs, own)?;
-    let who = members
+    let (pid, inode) = choose(&inputs, own_socket())?;
+    if !connected_unix_stream(pid, inode) {
+        return Err(Fallback::NotStdio { pid });
+    }
+    if let Some(holder) = outside
         .iter()
-        .find(|m| m.pid == pid)
-        .map_or(ProcId { pid, start: 0 }, |&m| m);
+        .copied()
+        .find(|&o| (0..3).any(|fd| fd_link(o, fd) == Some(socket_link(inode))))
+    {
+        return Err(Fallback::SharedOutside { pid, holder });
+    }
+    match routes().close {
+        Route::Pidfd => {
+            let who = members
+                .iter()
+                .find(|m| m.pid == pid)
+                .map_or(ProcId { pid, start: 0 }, |&m| m);
+            shut_down_copy(who, inode)
+        }
+        Route::Ptrace => shut_down_inside(&holders(members, inode), pid),
+        Route::None => Err(Fallback::NoRoute),
+    }
+}
+
+/// The pidfd route: a copy of fd 0, checked to be that very socket, shut down here.
+fn shut_down_copy(who: ProcId, inode: u64) -> Result<i32, Fallback> {
+    let pid = who.pid;
     let copy = copy_fd0(who)?;
     // fd 0 may have been replaced since the look: only that very socket is shut down,
     // never whatever (a terminal) took its place.
@@ -53,6 +141,129 @@ pub fn close_input(members: &[ProcId]) -> Result<i32, Fallback> {
             errno: errno as i32,
         }),
     }
+}
+
+/// The ptrace route: a holder of the socket calls `shutdown(fd, SHUT_RD)` itself. The
+/// socket is the same whoever shuts it down, so any holder will do; the safest first.
+fn shut_down_inside(holders: &[Holder], pid: i32) -> Result<i32, Fallback> {
+    let mut last = Fallback::Gone { pid };
+    for h in shutdown_order(holders).into_iter().take(INJECT_TRIES) {
+        let call = inject::Call::Shutdown {
+            fd: h.fd,
+            how: libc::SHUT_RD,
+        };
+        match inject::inject(h.who.pid, h.who.start, call, INJECT_BUDGET) {
+            Ok(0) => return Ok(h.who.pid),
+            Ok(ret) => {
+                last = Fallback::Failed {
+                    pid: h.who.pid,
+                    errno: (-ret) as i32,
+                }
+            }
+            Err(why) => {
+                last = Fallback::Ptrace {
+                    pid: h.who.pid,
+                    cause: why.cause(),
+                    detail: why.describe(),
+                };
+                if matches!(why, inject::InjectError::Refused { .. }) {
+                    break;
+                }
+            }
+        }
+    }
+    Err(last)
+}
+
+/// The exit step: a process of the unit made to call `exit_group(0)`, the server first
+/// (the deepest holder of its input: launchers above it pass its status 0 up), then the
+/// others deepest first.
+pub fn end_cleanly(members: &[ProcId]) -> Result<i32, NotEnded> {
+    if !routes().exit {
+        return Err(NotEnded {
+            cause: "no_route",
+            why: "ptrace is refused here (see the start line)".into(),
+        });
+    }
+    let inputs: Vec<(i32, Input)> = members
+        .iter()
+        .map(|&ProcId { pid, .. }| (pid, classify(fd_link(pid, 0).as_deref())))
+        .collect();
+    let held =
+        choose(&inputs, own_socket()).map_or_else(|_| Vec::new(), |(_, i)| holders(members, i));
+    let mut last = NotEnded {
+        cause: "gone",
+        why: "no process of the unit is left".into(),
+    };
+    for who in exit_order(&held, members).into_iter().take(INJECT_TRIES) {
+        let call = inject::Call::ExitGroup { code: 0 };
+        match inject::inject(who.pid, who.start, call, INJECT_BUDGET) {
+            Ok(_) => return Ok(who.pid),
+            Err(why) => {
+                let refused = matches!(why, inject::InjectError::Refused { .. });
+                last = NotEnded {
+                    cause: why.cause(),
+                    why: why.describe(),
+                };
+                if refused {
+                    break;
+                }
+            }
+        }
+    }
+    Err(last)
+}
+
+/// The processes of `members` holding the socket `inode`, at any descriptor (Python
+/// servers on the mcp 2.x SDK move it to fd 6 or 7 and put /dev/null at fd 0).
+fn holders(members: &[ProcId], inode: u64) -> Vec<Holder> {
+    let link = socket_link(inode);
+    members
+        .iter()
+        .filter_map(|&who| {
+            let fd = fds(who.pid)
+                .into_iter()
+                .find(|&fd| fd_link(who.pid, fd).as_deref() == Some(&link))?;
+            let threads = inject::threads_of(who.pid).unwrap_or(u32::MAX);
+            Some(Holder { who, fd, threads })
+        })
+        .collect()
+}
+
+/// The open descriptors of `pid`, at most `FDS_MAX`, lowest first.
+fn fds(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let mut fds: Vec<i32> = dir
+        .take(FDS_MAX)
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    fds
+}
+
+fn socket_link(inode: u64) -> String {
+    format!("socket:[{inode}]")
+}
+
+/// `inode` is a connected Unix stream socket in `pid`'s network namespace (its line of
+/// /proc/PID/net/unix: type 0001, state 03), as a stdio socketpair is; a listening or a
+/// TCP socket is not.
+fn connected_unix_stream(pid: i32, inode: u64) -> bool {
+    use std::io::{BufRead, BufReader};
+    let Ok(file) = File::open(format!("/proc/{pid}/net/unix")) else {
+        return false;
+    };
+    let wanted = inode.to_string();
+    // Bounded: a namespace's sockets, read a line at a time.
+    BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.len() >= 7 && f[6] == wanted && f[4] == "0001" && f[5] == "03"
+        })
 }
 
 /// Whether inputs can be closed here at all, asked of mcpinit itself at start: a copy of
@@ -81,14 +292,21 @@ pub fn available() -> Result<(), Fallback> {
 /// and a storm ends thousands of units a second.
 fn own_socket() -> Option<u64> {
     static OWN: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    *OWN.get_or_init(|| match classify(fd0_link("/proc/self/fd/0").as_deref()) {
-        Input::Socket(inode) => Some(inode),
-        _ => None,
+    *OWN.get_or_init(|| {
+        match classify(
+            std::fs::read_link("/proc/self/fd/0")
+                .ok()
+                .map(|l| l.to_string_lossy().into_owned())
+                .as_deref(),
+        ) {
+            Input::Socket(inode) => Some(inode),
+            _ => None,
+        }
     })
 }
 
-fn fd0_link(path: &str) -> Option<String> {
-    std::fs::read_link(path)
+fn fd_link(pid: i32, fd: i32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
         .ok()
         .map(|l| l.to_string_lossy().into_owned())
 }
@@ -139,11 +357,3 @@ fn under_seccomp() -> bool {
 
 // The effects (pidfd_getfd, shutdown, the pid-reuse check) are tested against real
 // processes in a PID namespace: tests/eof.rs.
-
-/// The exit step: not yet possible on this route.
-pub fn end_cleanly(_members: &[ProcId]) -> Result<i32, crate::sys::kernel::NotEnded> {
-    Err(crate::sys::kernel::NotEnded {
-        cause: "no_route",
-        why: "no ptrace route".into(),
-    })
-}

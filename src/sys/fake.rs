@@ -91,7 +91,7 @@ impl Kernel for Fake {
         true
     }
 
-    fn close_input(&mut self, members: &[ProcId]) -> Result<i32, Fallback> {
+    fn close_input(&mut self, members: &[ProcId], _outside: &[i32]) -> Result<i32, Fallback> {
         if let Some(why) = &self.close {
             return Err(why.clone());
         }

@@ -21,9 +21,9 @@ pub trait Kernel {
     /// still is the process seen and still in the group.
     fn send_group(&mut self, pgid: i32, proof: &[ProcId], signals: &[i32]) -> bool;
 
-    /// Close the input of the unit whose live members are `members`, top first: the
-    /// pid whose socket was shut down.
-    fn close_input(&mut self, members: &[ProcId]) -> Result<i32, Fallback>;
+    /// Close the input of the unit whose live members are `members`, top first, unless
+    /// one of `outside` holds it too: the pid whose socket was shut down.
+    fn close_input(&mut self, members: &[ProcId], outside: &[i32]) -> Result<i32, Fallback>;
 
     /// Make the unit exit with status 0 from the inside (the exit step): the pid that
     /// was made to call `exit_group(0)`, or why none could be.
@@ -66,8 +66,8 @@ impl Kernel for Linux {
         all
     }
 
-    fn close_input(&mut self, members: &[ProcId]) -> Result<i32, Fallback> {
-        close_input::close_input(members)
+    fn close_input(&mut self, members: &[ProcId], outside: &[i32]) -> Result<i32, Fallback> {
+        close_input::close_input(members, outside)
     }
 
     fn end_cleanly(&mut self, members: &[ProcId]) -> Result<i32, NotEnded> {

@@ -1,8 +1,8 @@
 //! The effect layer: every system call mcpinit makes, and every `unsafe` block.
 
 pub mod cgroup;
-pub mod inject;
 pub mod close_input;
+pub mod inject;
 pub mod kernel;
 pub mod output;
 pub mod pidfd;

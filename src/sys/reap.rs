@@ -1,6 +1,7 @@
 //! Reaping: collect every exited child, ours or adopted, without blocking.
 
 use crate::core::phase::Exit;
+use crate::sys::inject;
 
 /// Outcome of one pass over the exited children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +32,15 @@ pub fn reap(mut each: impl FnMut(libc::pid_t, Exit)) -> Reaped {
                 return Reaped::NoChildren;
             }
             // Stopped/continued children are not reported without WUNTRACED/WCONTINUED.
-            pid => each(pid, exit_from_wait(status)),
+            // A tracer's wait(-1) also returns its tracees' stops: one of a call the
+            // ptrace route left to finish later is taken by it, never read as an exit.
+            pid if libc::WIFSTOPPED(status) => {
+                inject::claim(pid, status);
+            }
+            pid => {
+                inject::claim(pid, status);
+                each(pid, exit_from_wait(status))
+            }
         }
     }
 }

@@ -100,6 +100,12 @@ pub struct Figures {
     pub terminated: [u64; 4],
     pub ended: EndedCounts,
     pub escalations: u64,
+    /// Tracked instances ended by a signal (crashes to the gateway), and tracked
+    /// instances left alone for want of a clean end.
+    pub crashes: u64,
+    pub spared: u64,
+    /// How inputs are closed here (`pidfd`, `ptrace`, `none`, `unprobed`).
+    pub input_route: &'static str,
     pub zombies_reaped: u64,
     pub signals_forwarded: u64,
     /// Live descendants and their RSS at the last scan.

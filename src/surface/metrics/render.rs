@@ -93,6 +93,16 @@ pub fn render(f: &Figures, format: Format) -> String {
         f.escalations,
     );
     out.counter(
+        "mcpinit_crashes",
+        "Instances a gateway tracked that had to be ended by a signal: a crash to a gateway that counts them as MetaMCP does.",
+        f.crashes,
+    );
+    out.counter(
+        "mcpinit_spared",
+        "Instances a gateway tracked that dedupe or the idle rule left alone: no clean end was possible.",
+        f.spared,
+    );
+    out.counter(
         "mcpinit_zombies_reaped",
         "Exited processes reaped, the main child not counted.",
         f.zombies_reaped,
@@ -117,6 +127,12 @@ pub fn render(f: &Figures, format: Format) -> String {
         "Always 1; the version as a label.",
     );
     out.sample("mcpinit_build", &[("version", f.version)], 1);
+    out.family(
+        "mcpinit_input_route",
+        "gauge",
+        "Always 1; how server inputs are closed here as a label: pidfd, ptrace, none, unprobed.",
+    );
+    out.sample("mcpinit_input_route", &[("route", f.input_route)], 1);
     if format == Format::OpenMetrics {
         out.text.push_str("# EOF\n");
     }

@@ -12,6 +12,9 @@ fn figures() -> Figures {
         started_unix_ms: 1_700_000_000_123,
         terminated: [3, 1, 2, 0],
         escalations: 1,
+        crashes: 2,
+        spared: 3,
+        input_route: "ptrace",
         zombies_reaped: 42,
         signals_forwarded: 2,
         live: 7,
@@ -76,6 +79,9 @@ fn prometheus_text_carries_every_figure() {
         "0"
     );
     assert_eq!(v("mcpinit_escalations_total"), "1");
+    assert_eq!(v("mcpinit_crashes_total"), "2");
+    assert_eq!(v("mcpinit_input_route{route=\"ptrace\"}"), "1");
+    assert_eq!(v("mcpinit_spared_total"), "3");
     assert_eq!(v("mcpinit_zombies_reaped_total"), "42");
     assert_eq!(v("mcpinit_signals_forwarded_total"), "2");
     assert_eq!(v("mcpinit_processes"), "7");

@@ -82,6 +82,16 @@ pub struct Settings {
     /// files of earlier versions.
     #[serde(default)]
     pub eof_grace_ms: u64,
+    /// How inputs are closed here: `pidfd`, `ptrace`, `none`, or `unprobed` (no
+    /// termination needed it yet); and whether the exit step can be taken. Absent from
+    /// files of earlier versions.
+    #[serde(default)]
+    pub input_route: String,
+    #[serde(default)]
+    pub exit_step: bool,
+    /// What refused the routes not taken.
+    #[serde(default)]
+    pub route_refused: String,
 }
 
 /// The container's own limits as read at start; None = no limit.
@@ -112,6 +122,12 @@ pub struct Counters {
     pub ended_kill: u64,
     /// Terminations whose input could not be closed (the `eof_fallback` line).
     pub eof_fallbacks: u64,
+    /// Instances a gateway still tracked that mcpinit had to signal: each one is a
+    /// crash to a gateway that counts signal deaths as MetaMCP does.
+    pub crashes: u64,
+    /// Instances a gateway tracks that dedupe or the idle rule would have ended but
+    /// could not end cleanly, left alone instead.
+    pub spared: u64,
     pub peak_procs: usize,
     pub peak_rss: u64,
 }
@@ -127,6 +143,11 @@ struct CountersDoc {
     ended: Ended,
     #[serde(default)]
     eof_fallbacks: u64,
+    /// Added with the exit step: an older document reads as none.
+    #[serde(default)]
+    crashes: u64,
+    #[serde(default)]
+    spared: u64,
     peak_procs: usize,
     peak_rss: u64,
 }
@@ -164,6 +185,8 @@ impl From<CountersDoc> for Counters {
             ended_term: d.ended.term,
             ended_kill: d.ended.kill,
             eof_fallbacks: d.eof_fallbacks,
+            crashes: d.crashes,
+            spared: d.spared,
             peak_procs: d.peak_procs,
             peak_rss: d.peak_rss,
         }
@@ -189,6 +212,8 @@ impl From<Counters> for CountersDoc {
                 kill: c.ended_kill,
             },
             eof_fallbacks: c.eof_fallbacks,
+            crashes: c.crashes,
+            spared: c.spared,
             peak_procs: c.peak_procs,
             peak_rss: c.peak_rss,
         }

@@ -80,6 +80,7 @@ fn snapshot_unix_ms(snapshot: &Snapshot, now_unix_ms: u64) -> Option<u64> {
 }
 
 fn settings(c: &Config) -> Settings {
+    let routes = crate::sys::close_input::known_routes();
     Settings {
         max_procs: c.max_procs as u64,
         max_memory: c.max_memory,
@@ -92,6 +93,9 @@ fn settings(c: &Config) -> Settings {
         scan_interval_ms: c.scan_interval.as_millis() as u64,
         dry_run: c.dry_run,
         eof_grace_ms: c.eof_grace.as_millis() as u64,
+        input_route: routes.map_or("unprobed", |r| r.close.as_str()).into(),
+        exit_step: c.exit_step && routes.is_some_and(|r| r.exit),
+        route_refused: routes.map_or(String::new(), |r| r.refused.join("; ")),
     }
 }
 

@@ -18,13 +18,37 @@ const SCAN_INTERVAL_MS: std::ops::RangeInclusive<u64> = 10..=315_360_000_000;
 /// Why `health` fails although the file was read and its writer runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unhealthy {
-    Stale { age_ms: u64, pid: i32 },
-    FromTheFuture { ahead_ms: u64, pid: i32 },
-    BadScanInterval { ms: u64 },
+    Stale {
+        age_ms: u64,
+        pid: i32,
+    },
+    FromTheFuture {
+        ahead_ms: u64,
+        pid: i32,
+    },
+    BadScanInterval {
+        ms: u64,
+    },
     ShuttingDown,
-    OverCap { live: u64, max: u64, dry_run: bool },
-    OverMemory { rss: u64, max: u64, dry_run: bool },
-    Blind { errno: String, unread: u64 },
+    OverCap {
+        live: u64,
+        max: u64,
+        dry_run: bool,
+    },
+    OverMemory {
+        rss: u64,
+        max: u64,
+        dry_run: bool,
+    },
+    Blind {
+        errno: String,
+        unread: u64,
+    },
+    /// Instances a gateway tracked were ended by a signal: MetaMCP counts each as a
+    /// crash and, at MCP_MAX_ATTEMPTS, takes the server's tools away until it is edited.
+    Crashes {
+        count: u64,
+    },
 }
 
 impl fmt::Display for Unhealthy {
@@ -51,6 +75,11 @@ impl fmt::Display for Unhealthy {
                 f,
                 "scans cannot see every process ({errno}, {unread} unread): the counts are \
                  not to be trusted and nothing is enforced"
+            ),
+            Unhealthy::Crashes { count } => write!(
+                f,
+                "{count} instance(s) a gateway tracked had to be ended by a signal, which a \
+                 gateway such as MetaMCP counts as a crash (its servers may be in ERROR)"
             ),
             Unhealthy::ShuttingDown => {
                 f.write_str("the main child has exited; mcpinit is shutting down")
@@ -102,6 +131,11 @@ pub fn verdict(state: &State, now_ms: u64) -> Result<String, Unhealthy> {
             live: state.live,
             max: s.max_procs,
             dry_run: s.dry_run,
+        });
+    }
+    if state.counters.crashes > 0 {
+        return Err(Unhealthy::Crashes {
+            count: state.counters.crashes,
         });
     }
     if s.max_memory > 0 && state.rss > s.max_memory {

@@ -103,7 +103,7 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
     let _ = writeln!(
         out,
         "settings   dedupe {} keep {} idle {}, orphans {}, kill grace {}, stop grace {}, scan {}, \
-         eof grace {}",
+         eof grace {}, input route {}, exit step {}{}",
         crate::sys::output::printable(&s.dedupe),
         s.dedupe_keep,
         setting(s.dedupe_idle_ms),
@@ -111,7 +111,14 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
         setting(s.kill_grace_ms),
         setting(s.stop_grace_ms),
         setting(s.scan_interval_ms),
-        setting(s.eof_grace_ms)
+        setting(s.eof_grace_ms),
+        crate::sys::output::printable(&s.input_route),
+        if s.exit_step { "on" } else { "off" },
+        if s.route_refused.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", crate::sys::output::printable(&s.route_refused))
+        }
     );
     let _ = writeln!(
         out,
@@ -134,6 +141,7 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
         out,
         "counters   terminated {terminated} (duplicate {}, orphan {}, cap {}, memory {}), \
          ended eof {} exit {} term {} kill {} (input not closed {}), \
+         crashes a gateway saw {}, left alone {}, \
          escalations {}, zombies reaped {}, signals forwarded {}",
         c.terminated_duplicate,
         c.terminated_orphan,
@@ -144,6 +152,8 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
         c.ended_term,
         c.ended_kill,
         c.eof_fallbacks,
+        c.crashes,
+        c.spared,
         c.escalations,
         c.zombies_reaped,
         c.signals_forwarded
