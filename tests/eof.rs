@@ -112,16 +112,23 @@ fn a_server_that_exits_at_eof_ends_by_eof_without_any_signal() {
 }
 
 #[test]
-fn a_server_that_ignores_eof_gets_sigterm_after_the_eof_grace() {
+fn without_the_exit_step_a_server_that_ignores_eof_gets_sigterm_after_the_eof_grace() {
     let run = start(
-        &["--max-procs", "5", "--eof-grace", "1s"],
+        &[
+            "--max-procs",
+            "5",
+            "--eof-grace",
+            "1s",
+            "--exit-step",
+            "off",
+        ],
         &["--grow", "4"],
         &node_server("--ignore-eof"),
     );
     let exit = parent_line(&run, "exit", LONG).unwrap_or_else(|| panic!("{}", run.stdout()));
     if eof_refused(
         &run,
-        "a_server_that_ignores_eof_gets_sigterm_after_the_eof_grace",
+        "without_the_exit_step_a_server_that_ignores_eof_gets_sigterm_after_the_eof_grace",
     ) {
         return;
     }
@@ -135,7 +142,7 @@ fn a_server_that_ignores_eof_gets_sigterm_after_the_eof_grace() {
 }
 
 #[test]
-fn a_server_that_ignores_eof_and_sigterm_gets_sigkill() {
+fn without_the_exit_step_a_server_that_ignores_eof_and_sigterm_gets_sigkill() {
     let run = start(
         &[
             "--max-procs",
@@ -144,12 +151,17 @@ fn a_server_that_ignores_eof_and_sigterm_gets_sigkill() {
             "500ms",
             "--kill-grace",
             "1s",
+            "--exit-step",
+            "off",
         ],
         &["--grow", "4"],
         &node_server("--ignore-eof --ignore-term"),
     );
     let exit = parent_line(&run, "exit", LONG).unwrap_or_else(|| panic!("{}", run.stdout()));
-    if eof_refused(&run, "a_server_that_ignores_eof_and_sigterm_gets_sigkill") {
+    if eof_refused(
+        &run,
+        "without_the_exit_step_a_server_that_ignores_eof_and_sigterm_gets_sigkill",
+    ) {
         return;
     }
     assert!(
@@ -165,6 +177,96 @@ fn a_server_that_ignores_eof_and_sigterm_gets_sigkill() {
         1
     );
     assert!(gone_line(&run).contains("ended=kill"), "{}", run.stdout());
+}
+
+/// MetaMCP tracks the server (its parent lives): after the EOF grace the server is made
+/// to exit 0 from the inside, so the parent sees a clean exit and no signal is sent.
+#[test]
+fn a_tracked_server_that_ignores_eof_and_sigterm_is_made_to_exit_zero() {
+    let run = start(
+        &["--max-procs", "5", "--eof-grace", "500ms"],
+        &["--grow", "4"],
+        &node_server("--ignore-eof --ignore-term"),
+    );
+    let exit = parent_line(&run, "exit", LONG).unwrap_or_else(|| panic!("{}", run.stdout()));
+    if eof_refused(
+        &run,
+        "a_tracked_server_that_ignores_eof_and_sigterm_is_made_to_exit_zero",
+    ) {
+        return;
+    }
+    assert_made_to_exit_zero(&run, &exit);
+}
+
+/// The parent saw its server exit 0, by the exit step, and no signal reached anything
+/// it tracked. (Readers the parent forked into the group while the input was being
+/// closed may outlive it and get SIGTERM: they are not what it tracks.)
+fn assert_made_to_exit_zero(run: &Run, exit: &str) {
+    assert!(exit.contains("\"code\": 0"), "{exit}\n{}", run.stdout());
+    assert_eq!(
+        mcpinit_lines(run, "exit with status 0").len(),
+        1,
+        "{}",
+        run.stdout()
+    );
+    let gone = gone_line(run);
+    assert!(
+        gone.contains("ended=exit") || gone.contains("ended=term"),
+        "{gone}"
+    );
+    assert!(
+        mcpinit_lines(run, "crash=true").is_empty(),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        mcpinit_lines(run, "sending SIGKILL").is_empty(),
+        "{}",
+        run.stdout()
+    );
+}
+
+/// mcpinit as PID 1 under a seccomp filter that refuses pidfd_getfd, as Docker's and
+/// containerd's default profiles do without CAP_SYS_PTRACE.
+fn start_without_pidfd_getfd(settings: &[&str], parent: &[&str], server: &str) -> Run {
+    let (python, script) = (python(), fixture("eof/parent.py"));
+    let filter = fixture("no_pidfd_getfd.py");
+    let mut argv: Vec<&str> = vec![&filter, mcpinit()];
+    argv.extend(settings);
+    argv.extend(["--", &python, &script]);
+    argv.extend(parent);
+    argv.extend(["--", "sh", "-c", server]);
+    Run::start_with(&python, &argv, &[])
+}
+
+#[test]
+fn where_pidfd_getfd_is_refused_the_input_is_closed_through_ptrace() {
+    let run = start_without_pidfd_getfd(&["--max-procs", "5"], &["--grow", "4"], &node_server(""));
+    let exit = parent_line(&run, "exit", LONG).unwrap_or_else(|| panic!("{}", run.stdout()));
+    let routes = mcpinit_lines(&run, "inputs are closed through");
+    let routes = routes.first().cloned().unwrap_or_default();
+    assert!(routes.contains("close=ptrace"), "{}", run.stdout());
+    assert!(routes.contains("exit=on"), "{routes}");
+    assert!(routes.contains("under a seccomp filter"), "{routes}");
+    assert!(exit.contains("\"code\": 0"), "{exit}\n{}", run.stdout());
+    assert!(gone_line(&run).contains("ended=eof"), "{}", run.stdout());
+    assert!(
+        mcpinit_lines(&run, "sending SIG").is_empty(),
+        "{}",
+        run.stdout()
+    );
+    assert!(mcpinit_lines(&run, "cannot close the input").is_empty());
+}
+
+#[test]
+fn where_pidfd_getfd_is_refused_a_server_that_ignores_eof_still_exits_zero() {
+    let run = start_without_pidfd_getfd(
+        &["--max-procs", "5", "--eof-grace", "500ms"],
+        &["--grow", "4"],
+        &node_server("--ignore-eof"),
+    );
+    let exit = parent_line(&run, "exit", LONG).unwrap_or_else(|| panic!("{}", run.stdout()));
+    assert_made_to_exit_zero(&run, &exit);
 }
 
 #[test]
@@ -229,7 +331,7 @@ fn the_ended_counters_reach_the_state_file() {
     let state = run.dir().join("state.json");
     let counted = wait_until(Duration::from_secs(10), || {
         let doc = std::fs::read_to_string(&state).ok()?;
-        doc.contains("\"ended\":{\"eof\":1,\"term\":0,\"kill\":0}")
+        doc.contains("\"ended\":{\"eof\":1,\"exit\":0,\"term\":0,\"kill\":0}")
             .then_some(())
     });
     assert!(

@@ -170,15 +170,60 @@ pub fn shutdown_order(holders: &[Holder]) -> Vec<&Holder> {
     single.into_iter().chain(multi).collect()
 }
 
-/// Whom the exit step makes call `exit_group(0)`, best first: the deepest holder of the
-/// input (the server; the launchers above it pass its status up), then every other
-/// member deepest first. Both lists are top first.
-pub fn exit_order(holders: &[Holder], members: &[ProcId]) -> Vec<ProcId> {
-    let server = holders.last().map(|h| h.who);
-    server
-        .into_iter()
-        .chain(members.iter().rev().copied().filter(|m| Some(*m) != server))
-        .collect()
+/// A member of a unit as the exit step sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub who: ProcId,
+    pub ppid: i32,
+    /// It holds the unit's input socket.
+    pub holds: bool,
+}
+
+/// Whom the exit step makes call `exit_group(0)`, best first: down the line from the
+/// unit's top (the process the gateway started and tracks) through the children that
+/// hold its input, the deepest first. That one is the server; the launchers above it
+/// (`npm exec`, `sh -c`, `uv`) pass its status 0 up, so the top exits 0 whichever of
+/// them is reached. Members off that line (a helper the server started with pipes of
+/// its own) are not the gateway's to see. The top is the member whose parent is not a
+/// member and under which most members live (the lowest pid on a tie).
+pub fn exit_order(members: &[Member]) -> Vec<ProcId> {
+    let is_member = |pid: i32| members.iter().any(|m| m.who.pid == pid);
+    let under = |root: i32| {
+        // Bounded: each pass adds a member or stops.
+        let mut line = vec![root];
+        loop {
+            let before = line.len();
+            for m in members {
+                if line.contains(&m.ppid) && !line.contains(&m.who.pid) {
+                    line.push(m.who.pid);
+                }
+            }
+            if line.len() == before {
+                return line.len();
+            }
+        }
+    };
+    let Some(top) = members
+        .iter()
+        .filter(|m| !is_member(m.ppid))
+        .max_by_key(|m| (under(m.who.pid), std::cmp::Reverse(m.who.pid)))
+    else {
+        return Vec::new();
+    };
+    let mut line = vec![top.who];
+    while line.len() <= members.len() {
+        let last = line[line.len() - 1].pid;
+        let next = members
+            .iter()
+            .filter(|m| m.ppid == last && m.holds)
+            .min_by_key(|m| m.who.pid);
+        match next {
+            Some(m) => line.push(m.who),
+            None => break,
+        }
+    }
+    line.reverse();
+    line
 }
 
 #[cfg(test)]
@@ -245,5 +290,66 @@ mod tests {
         for (inputs, own, want) in table {
             assert_eq!(&choose(inputs, *own), want, "{inputs:?} own {own:?}");
         }
+    }
+
+    fn m(pid: i32, ppid: i32, holds: bool) -> Member {
+        Member {
+            who: ProcId { pid, start: 1 },
+            ppid,
+            holds,
+        }
+    }
+
+    #[test]
+    fn the_exit_step_goes_down_the_line_the_gateway_started() {
+        let pids = |v: Vec<ProcId>| v.into_iter().map(|p| p.pid).collect::<Vec<_>>();
+        let table: &[(&str, Vec<Member>, Vec<i32>)] = &[
+            (
+                "npm exec -> sh -> node: the server first",
+                vec![m(40, 7, true), m(41, 40, true), m(42, 41, true)],
+                vec![42, 41, 40],
+            ),
+            (
+                "a helper the server started with pipes of its own is off the line",
+                vec![
+                    m(40, 7, true),
+                    m(41, 40, true),
+                    m(42, 41, true),
+                    m(43, 42, false),
+                ],
+                vec![42, 41, 40],
+            ),
+            (
+                "readers the gateway put in the group are other roots, not the top",
+                vec![m(4, 2, true), m(5, 4, true), m(12, 2, true), m(13, 2, true)],
+                vec![5, 4],
+            ),
+            (
+                "uv keeps the socket at fd 0, python at fd 6: both hold it",
+                vec![m(40, 7, true), m(41, 40, true)],
+                vec![41, 40],
+            ),
+            (
+                "nothing holds the input: the top alone",
+                vec![m(40, 7, false), m(41, 40, false)],
+                vec![40],
+            ),
+            ("no members", vec![], vec![]),
+        ];
+        for (name, members, want) in table {
+            assert_eq!(pids(exit_order(members)), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn shutdown_is_made_in_a_single_threaded_holder_first() {
+        let h = |pid: i32, threads: u32| Holder {
+            who: ProcId { pid, start: 1 },
+            fd: 0,
+            threads,
+        };
+        let holders = [h(40, 11), h(41, 1), h(42, 7), h(43, 1)];
+        let order: Vec<i32> = shutdown_order(&holders).iter().map(|h| h.who.pid).collect();
+        assert_eq!(order, [41, 43, 40, 42]);
     }
 }

@@ -11,7 +11,9 @@
 //! When the input cannot be closed, the caller falls back to SIGTERM and logs the
 //! `Fallback` said here.
 
-use crate::core::input::{choose, classify, exit_order, shutdown_order, Fallback, Holder, Input};
+use crate::core::input::{
+    choose, classify, exit_order, shutdown_order, Fallback, Holder, Input, Member,
+};
 use crate::core::process::ProcId;
 use crate::sys::kernel::NotEnded;
 use crate::sys::{inject, pidfd, procfs};
@@ -189,13 +191,23 @@ pub fn end_cleanly(members: &[ProcId]) -> Result<i32, NotEnded> {
         .iter()
         .map(|&ProcId { pid, .. }| (pid, classify(fd_link(pid, 0).as_deref())))
         .collect();
-    let held =
-        choose(&inputs, own_socket()).map_or_else(|_| Vec::new(), |(_, i)| holders(members, i));
+    let holding: Vec<i32> = choose(&inputs, own_socket()).map_or_else(
+        |_| Vec::new(),
+        |(_, inode)| holders(members, inode).iter().map(|h| h.who.pid).collect(),
+    );
+    let line: Vec<Member> = members
+        .iter()
+        .filter_map(|&who| {
+            let ppid = procfs::stat_of(who.pid)?.ppid;
+            let holds = holding.contains(&who.pid);
+            Some(Member { who, ppid, holds })
+        })
+        .collect();
     let mut last = NotEnded {
         cause: "gone",
         why: "no process of the unit is left".into(),
     };
-    for who in exit_order(&held, members).into_iter().take(INJECT_TRIES) {
+    for who in exit_order(&line).into_iter().take(INJECT_TRIES) {
         let call = inject::Call::ExitGroup { code: 0 };
         match inject::inject(who.pid, who.start, call, INJECT_BUDGET) {
             Ok(_) => return Ok(who.pid),
