@@ -124,6 +124,7 @@ impl Fake {
                 state: p.state,
                 start: p.start,
                 rss_pages: 0,
+                threads: p.threads,
                 exec_hash: 0,
             };
             (p.pid, stat)

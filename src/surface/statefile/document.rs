@@ -23,6 +23,10 @@ pub struct Document<P> {
     pub cgroup: Cgroup,
     pub counters: Counters,
     pub live: u64,
+    /// Their tasks (threads), as the kernel's pids limit counts them. Absent from files
+    /// of earlier versions.
+    #[serde(default)]
+    pub tasks: u64,
     pub rss: u64,
     /// Set while scans cannot see every process (file descriptors or memory ran out):
     /// `live` is then not to be trusted, and health fails.
@@ -54,6 +58,7 @@ impl<P> Document<P> {
             cgroup: self.cgroup,
             counters: self.counters,
             live: self.live,
+            tasks: self.tasks,
             rss: self.rss,
             blind: self.blind,
             processes,
@@ -130,6 +135,8 @@ pub struct Counters {
     pub spared: u64,
     pub peak_procs: usize,
     pub peak_rss: u64,
+    /// The most tasks (threads) the descendants had at a look.
+    pub peak_tasks: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -150,6 +157,9 @@ struct CountersDoc {
     spared: u64,
     peak_procs: usize,
     peak_rss: u64,
+    /// Added with task counts: an older document reads as none.
+    #[serde(default)]
+    peak_tasks: u64,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -188,6 +198,7 @@ impl From<CountersDoc> for Counters {
             crashes: d.crashes,
             spared: d.spared,
             peak_procs: d.peak_procs,
+            peak_tasks: d.peak_tasks,
             peak_rss: d.peak_rss,
         }
     }
@@ -215,6 +226,7 @@ impl From<Counters> for CountersDoc {
             crashes: c.crashes,
             spared: c.spared,
             peak_procs: c.peak_procs,
+            peak_tasks: c.peak_tasks,
             peak_rss: c.peak_rss,
         }
     }
