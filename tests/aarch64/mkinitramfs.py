@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Writes the aarch64 VM's initramfs: a gzipped newc cpio, with no root and no cpio tool.
 
-usage: mkinitramfs.py OUT.cpio.gz MCPINIT BUSYBOX VMDIR
+usage: mkinitramfs.py OUT.cpio.gz MCPINIT BUSYBOX VMDIR [TINI_STATIC]
 
 /init and /checks.sh come from VMDIR, /checks.d/* from VMDIR/checks.d, /mcpinit and
 /bin/busybox from the two binaries; /dev/console is made here (the kernel opens it
-for init's stdio before /init runs). Times are 0, so the same inputs give the same bytes.
+for init's stdio before /init runs). Times are 0, so the same inputs give the same bytes. TINI_STATIC (Debian's arm64 tini-static), when
+given, becomes /tini-static for the side-by-side RSS measurement.
 """
 import gzip
 import os
@@ -34,6 +35,8 @@ file("init", os.path.join(vmdir, "init"))
 file("checks.sh", os.path.join(vmdir, "checks.sh"))
 file("mcpinit", mcpinit)
 file("bin/busybox", busybox)
+if len(sys.argv) > 5 and sys.argv[5]:
+    file("tini-static", sys.argv[5])
 add("bin/sh", stat.S_IFLNK | 0o777, b"busybox")
 hooks = os.path.join(vmdir, "checks.d")
 for h in sorted(os.listdir(hooks)) if os.path.isdir(hooks) else []:

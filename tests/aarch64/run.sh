@@ -12,7 +12,7 @@
 #    and runs tests/aarch64/vm/checks.sh: that is a real aarch64 Linux kernel, so ptrace,
 #    pidfd, PR_SET_CHILD_SUBREAPER and signals are the kernel's own. Add checks there (a
 #    function, or an executable in vm/checks.d/, e.g. the ptrace injector's probe()).
-#    The kernel and busybox-static (arm64) are fetched with `apt-get download` through a
+#    The kernel, busybox-static and tini (arm64, the peer for an RSS figure) are fetched with `apt-get download` through a
 #    PRIVATE apt configuration under ~/.cache/mcpinit-tests/aarch64: the machine's apt
 #    state (architectures, lists) is never touched.
 #
@@ -140,17 +140,19 @@ EOF
     kpkg=$(apt-cache depends linux-image-cloud-arm64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
     [ -n "$kpkg" ] || return 1
     if [ ! -e "$cache/debs/$kpkg.ok" ]; then
-        (cd "$work" && apt-get -qq download "$kpkg" busybox-static >"$work/apt.log" 2>&1) ||
+        (cd "$work" && apt-get -qq download "$kpkg" busybox-static tini >"$work/apt.log" 2>&1) ||
             { cat "$work/apt.log" >&2; return 1; }
-        rm -rf "$cache/kernel" "$cache/busybox"
+        rm -rf "$cache/kernel" "$cache/busybox" "$cache/tini"
         dpkg-deb -x "$work"/linux-image-*_arm64.deb "$cache/kernel"
         dpkg-deb -x "$work"/busybox-static_*_arm64.deb "$cache/busybox"
+        dpkg-deb -x "$work"/tini_*_arm64.deb "$cache/tini"
         rm -f "$cache"/debs/*.ok
         touch "$cache/debs/$kpkg.ok"
     fi
     unset APT_CONFIG
     KERNEL=$(ls "$cache"/kernel/boot/vmlinuz-*)
     BUSYBOX=$cache/busybox/bin/busybox
+    TINI=$cache/tini/usr/bin/tini-static # the peer, for check_rss's side-by-side figure
     [ -f "$KERNEL" ] && [ -x "$BUSYBOX" ]
 }
 
@@ -160,7 +162,7 @@ if [[ " $parts " == *" system "* ]]; then
     elif ! fetch_debian_arm64; then
         skipped "qemu-system: could not fetch Debian's arm64 kernel and busybox-static (Debian unreachable?)"
     else
-        python3 tests/aarch64/mkinitramfs.py "$work/initrd.gz" "$BIN" "$BUSYBOX" tests/aarch64/vm
+        python3 tests/aarch64/mkinitramfs.py "$work/initrd.gz" "$BIN" "$BUSYBOX" tests/aarch64/vm "$TINI"
         accel=(-accel tcg -cpu cortex-a57)
         how="TCG emulation of the CPU"
         if [ "$host" = aarch64 ] && [ -w /dev/kvm ]; then
