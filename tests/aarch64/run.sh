@@ -30,7 +30,8 @@ work=$(mktemp -d /tmp/mcpinit-aarch64.XXXXXX)
 chmod 755 "$work" # the wrapper below is run as another uid too (tests/hidepid.rs)
 qemu_pid=
 cleanup() {
-    [ -z "$qemu_pid" ] || kill -KILL "$qemu_pid" 2>/dev/null || true
+    # qemu_pid is timeout's: TERM, which it passes on to qemu (a KILL would orphan qemu).
+    [ -z "$qemu_pid" ] || kill -TERM "$qemu_pid" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
