@@ -65,6 +65,14 @@ const CASES: &[Case] = &[
         interrupted_calls_resume_or_fail_as_documented,
     ),
     ("one_call_costs_little", one_call_costs_little),
+    (
+        "a_signal_pending_during_the_call_is_delivered_afterwards",
+        a_signal_pending_during_the_call_is_delivered_afterwards,
+    ),
+    (
+        "a_thread_that_cannot_stop_times_out_and_is_released_later",
+        a_thread_that_cannot_stop_times_out_and_is_released_later,
+    ),
 ];
 
 fn main() {
@@ -176,6 +184,7 @@ fn exit_group_ends_an_idle_node_with_status_0() {
         &["node", "-e", "setInterval(() => {}, 100000)"],
         "node",
         &[libc::SYS_epoll_pwait, libc::SYS_epoll_wait],
+        3,
     );
 }
 
@@ -186,12 +195,14 @@ fn exit_group_ends_a_python_with_threads_with_status_0() {
         ts = [threading.Thread(target=e.wait) for _ in range(4)]\n\
         [t.start() for t in ts]\n\
         e.wait()\n";
-    exit_group_ends(&[&py, "-c", script], "python", &[libc::SYS_futex]);
+    // Idle only once all four are started: the main thread waits in futex for each.
+    exit_group_ends(&[&py, "-c", script], "python", &[libc::SYS_futex], 5);
 }
 
 /// `sh -c 'PROGRAM; exit $?'` whose PROGRAM idles with several threads: exit_group(0)
-/// in it, and the sh (its parent) sees 0.
-fn exit_group_ends(program: &[&str], what: &str, idle: &[i64]) {
+/// in it, and the sh (its parent) sees 0. Idle: at least `threads` threads, the main
+/// one blocked in one of `idle`, twice 20 ms apart.
+fn exit_group_ends(program: &[&str], what: &str, idle: &[i64], threads: u32) {
     let mut sh = Command::new("sh")
         .arg("-c")
         .arg("\"$@\"; exit $?")
@@ -204,11 +215,16 @@ fn exit_group_ends(program: &[&str], what: &str, idle: &[i64]) {
     let leaf = wait_for(&format!("{what} started"), || {
         children(sh_pid).first().copied()
     });
+    let is_idle = || {
+        let enough = inject::threads_of(leaf).unwrap_or(0) >= threads;
+        enough && matches!(syscall_of(leaf), Some(Syscall::In { nr, .. }) if idle.contains(&nr))
+    };
     wait_for(&format!("{what} idle with threads"), || {
-        let threads = inject::threads_of(leaf).unwrap_or(0);
-        let blocked =
-            matches!(syscall_of(leaf), Some(Syscall::In { nr, .. }) if idle.contains(&nr));
-        (threads > 2 && blocked).then_some(())
+        if !is_idle() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        is_idle().then_some(())
     });
     let threads = inject::threads_of(leaf).unwrap();
     let t = Instant::now();
@@ -422,6 +438,107 @@ fn one_call_costs_little() {
     // The sh is none the worse: its reader ends, it exits 0.
     assert_eq!(inject::inject(sh, start, l.shutdown(), BUDGET), Ok(0));
     assert_eq!(l.sh_exit(), Exit::Code(0));
+}
+
+/// A signal that comes while the thread is ours is held (delivered then, its handler
+/// would run on our registers) and sent again before the detach: not lost. Made
+/// certain by sending it to a stopped process, where it waits until the call resumes
+/// the thread, which then reports it first.
+fn a_signal_pending_during_the_call_is_delivered_afterwards() {
+    let script = "import os, signal\n\
+        signal.signal(signal.SIGUSR1, lambda *a: print('usr1', flush=True))\n\
+        print('ready', flush=True)\n\
+        os.read(0, 1)\n";
+    let mut child = Command::new(python())
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    wait_for("blocked in read", || {
+        in_call(pid, libc::SYS_read).then_some(())
+    });
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    wait_for("stopped", || (state_of(pid) == Some('T')).then_some(()));
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    let usr1 = 1u64 << (libc::SIGUSR1 - 1);
+    let pending = || shared_pending(pid) & usr1 != 0;
+    assert!(pending(), "SIGUSR1 waits");
+    let r = inject::inject(pid, start_of(pid), Call::Getpid, BUDGET);
+    assert_eq!(r, Ok(i64::from(pid)));
+    assert_eq!(state_of(pid), Some('T'), "still stopped");
+    assert!(pending(), "SIGUSR1 waits again");
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "usr1\n", "the handler ran once continued");
+    drop(child.stdin.take());
+    assert_eq!(exit_of(&mut child), Exit::Code(0));
+}
+
+/// `ShdPnd:` of /proc/PID/status: signals pending for the whole process.
+fn shared_pending(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("ShdPnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A parent waiting for its vfork child to exec sleeps uninterruptibly: the interrupt
+/// cannot stop it within the budget, and it cannot be detached before it stops. Once
+/// the child execs it stops, and `settle` lets it go, untouched.
+fn a_thread_that_cannot_stop_times_out_and_is_released_later() {
+    let dir = temp_dir("inject-vfork");
+    let fifo = dir.join("fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    // posix_spawn's child (CLONE_VFORK) blocks opening the FIFO before its exec.
+    let script = "import os, sys\n\
+        pid = os.posix_spawn('/bin/true', ['true'], {}, file_actions=[(os.POSIX_SPAWN_OPEN, 0, sys.argv[1], os.O_RDONLY, 0)])\n\
+        print('spawned', flush=True)\n\
+        os.waitpid(pid, 0)\n\
+        os.read(0, 1)\n";
+    let mut child = Command::new(python())
+        .args(["-c", script, fifo.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    wait_for("in the vfork wait", || {
+        (state_of(pid) == Some('D')).then_some(())
+    });
+    let r = inject::inject(pid, start_of(pid), Call::Getpid, Duration::from_millis(50));
+    assert_eq!(r, Err(InjectError::Timeout { pid, step: "stop" }));
+    assert_eq!(r.unwrap_err().cause(), "timeout");
+    assert_eq!(inject::pending(), 1);
+    assert_eq!(inject::settle(), 1, "not stopped yet");
+    // SAFETY: getpid has no preconditions.
+    assert_eq!(tracer_of(pid), Some(unsafe { libc::getpid() }));
+    // Let the vfork child exec: the parent goes on, stops for the interrupt, is let go.
+    let writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    wait_for("settled", || (inject::settle() == 0).then_some(()));
+    drop(writer);
+    assert_eq!(tracer_of(pid), Some(0));
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "spawned\n", "it went on as before");
+    drop(child.stdin.take());
+    assert_eq!(exit_of(&mut child), Exit::Code(0));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---- victims ----

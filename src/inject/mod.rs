@@ -182,6 +182,15 @@ impl InjectError {
 ///
 /// The thread must be waiting in a system call (`syscall_of` tells beforehand);
 /// single-threaded processes blocked in `wait4` (a launcher's `sh`) are the safest.
+///
+/// What the interrupted call does afterwards is what it does after a stop and SIGCONT
+/// (signal(7)): `wait4`, `read`, `pause` restart; a relative sleep resumes with the
+/// time left on x86_64 (on arm64 it starts again from its full length); `epoll_wait`
+/// and `epoll_pwait` return EINTR, which libuv and Python retry.
+///
+/// Waits are by pid with `__WALL`: for an `ExitGroup` into mcpinit's own child, this
+/// wait is the one that reaps it. A tracer's `waitpid(-1, …)` also returns its
+/// tracees' stops: after a `Timeout`, the reap loop must hand statuses to `claim`.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub fn inject(pid: i32, start: u64, call: Call, budget: Duration) -> Result<i64, InjectError> {
     tracee::inject(pid, start, call, budget)
