@@ -26,6 +26,12 @@ const READY: Duration = Duration::from_secs(20);
 
 type Case = (&'static str, fn());
 
+/// The calls an idle event loop waits in (arm64 has only epoll_pwait).
+#[cfg(target_arch = "x86_64")]
+const EPOLL: &[i64] = &[libc::SYS_epoll_wait, libc::SYS_epoll_pwait];
+#[cfg(not(target_arch = "x86_64"))]
+const EPOLL: &[i64] = &[libc::SYS_epoll_pwait];
+
 const CASES: &[Case] = &[
     ("probe_succeeds_and_is_quick", probe_succeeds_and_is_quick),
     (
@@ -90,6 +96,7 @@ fn main() {
                 println!("test {name} ... ok");
             }
         }
+        let _ = std::fs::remove_dir_all(scratch());
         return;
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -183,7 +190,7 @@ fn exit_group_ends_an_idle_node_with_status_0() {
     exit_group_ends(
         &["node", "-e", "setInterval(() => {}, 100000)"],
         "node",
-        &[libc::SYS_epoll_pwait, libc::SYS_epoll_wait],
+        EPOLL,
         3,
     );
 }
@@ -376,7 +383,7 @@ fn interrupted_calls_resume_or_fail_as_documented() {
              n = libc.epoll_wait(ep.fileno(), buf, 1, -1)\n\
              print('epoll_wait', n, ctypes.get_errno(), flush=True)\n\
              time.sleep(100)",
-            &[libc::SYS_epoll_wait, libc::SYS_epoll_pwait],
+            EPOLL,
             "eintr",
         ),
         (
@@ -506,8 +513,7 @@ fn shared_pending(pid: i32) -> u64 {
 /// cannot stop it within the budget, and it cannot be detached before it stops. Once
 /// the child execs it stops, and `settle` lets it go, untouched.
 fn a_thread_that_cannot_stop_times_out_and_is_released_later() {
-    let dir = temp_dir("inject-vfork");
-    let fifo = dir.join("fifo");
+    let fifo = scratch().join("fifo");
     let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo with a valid path.
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
@@ -546,7 +552,6 @@ fn a_thread_that_cannot_stop_times_out_and_is_released_later() {
     assert_eq!(line, "spawned\n", "it went on as before");
     drop(child.stdin.take());
     assert_eq!(exit_of(&mut child), Exit::Code(0));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---- victims ----
@@ -652,12 +657,25 @@ impl Drop for Launcher {
 }
 
 fn reader_script() -> PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("mcpinit-inject-reader-{}.py", std::process::id()));
+    let path = scratch().join("reader.py");
     if !path.exists() {
         std::fs::write(&path, READER).unwrap();
     }
     path
+}
+
+/// A directory of this run's own. Not `common::temp_dir`: in here our pid is 1, as in
+/// every other copy of this test running at the same time; the namespace's inode is not.
+fn scratch() -> PathBuf {
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let ns: String = ns
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let dir = std::env::temp_dir().join(format!("mcpinit-inject-{ns}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 // ---- helpers ----
