@@ -20,7 +20,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const INSIDE: &str = "INJECT_TEST_INSIDE";
-const BUDGET: Duration = Duration::from_millis(100);
+/// What the cases test is what happens, not how fast (measured apart): a budget no load
+/// on a shared 2-core machine exhausts (100 ms did, at a load average of 40).
+const BUDGET: Duration = Duration::from_secs(10);
 /// Whatever the load, a victim gets this long to be ready or to finish.
 const READY: Duration = Duration::from_secs(20);
 
@@ -83,6 +85,8 @@ const CASES: &[Case] = &[
 
 fn main() {
     if std::env::var_os(INSIDE).is_some() {
+        // A namespace's inode is reused once it is gone: start clean.
+        let _ = std::fs::remove_dir_all(scratch());
         let only: Vec<String> = std::env::var(INSIDE)
             .unwrap_or_default()
             .split(',')
@@ -514,6 +518,7 @@ fn shared_pending(pid: i32) -> u64 {
 /// the child execs it stops, and `settle` lets it go, untouched.
 fn a_thread_that_cannot_stop_times_out_and_is_released_later() {
     let fifo = scratch().join("fifo");
+    let _ = std::fs::remove_file(&fifo);
     let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo with a valid path.
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
@@ -530,8 +535,11 @@ fn a_thread_that_cannot_stop_times_out_and_is_released_later() {
         .spawn()
         .unwrap();
     let pid = child.id() as i32;
+    // 'D' alone could be a page read at start-up under load: in clone too.
+    let cloning = [libc::SYS_clone, libc::SYS_clone3];
     wait_for("in the vfork wait", || {
-        (state_of(pid) == Some('D')).then_some(())
+        let in_clone = cloning.iter().any(|&nr| in_call(pid, nr));
+        (in_clone && state_of(pid) == Some('D')).then_some(())
     });
     let r = inject::inject(pid, start_of(pid), Call::Getpid, Duration::from_millis(50));
     assert_eq!(r, Err(InjectError::Timeout { pid, step: "stop" }));
