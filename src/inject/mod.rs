@@ -232,3 +232,61 @@ pub fn pending() -> usize {
 pub fn claim(_pid: i32, _status: i32) -> bool {
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_its_word_and_a_sentence_naming_the_pid() {
+        let table = [
+            (InjectError::Gone { pid: 7 }, "gone"),
+            (
+                InjectError::Refused {
+                    pid: 7,
+                    cause: Refusal::Seccomp,
+                },
+                "seccomp",
+            ),
+            (
+                InjectError::Refused {
+                    pid: 7,
+                    cause: Refusal::Permission,
+                },
+                "permission",
+            ),
+            (
+                InjectError::Refused {
+                    pid: 7,
+                    cause: Refusal::Traced { tracer: 9 },
+                },
+                "traced",
+            ),
+            (
+                InjectError::Timeout {
+                    pid: 7,
+                    step: "stop",
+                },
+                "timeout",
+            ),
+            (InjectError::NotInSyscall { pid: 7 }, "not_in_syscall"),
+            (
+                InjectError::Failed {
+                    pid: 7,
+                    step: "detach",
+                    errno: libc::EIO,
+                },
+                "error",
+            ),
+        ];
+        for (error, word) in table {
+            assert_eq!(error.cause(), word);
+            assert!(error.describe().contains('7'), "{}", error.describe());
+        }
+        let arch = InjectError::Arch {
+            what: "no register layout for mips".into(),
+        };
+        assert_eq!(arch.cause(), "arch");
+        assert!(arch.describe().contains("mips"));
+    }
+}
