@@ -97,7 +97,9 @@ pub enum Refusal {
 /// registers are restored and it is detached (or, after `Timeout`, will be by `settle`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InjectError {
-    /// No ptrace on this architecture in mcpinit.
+    /// The registers did not behave as this architecture's layout says (a step ended
+    /// elsewhere, the probe's getpid returned another pid), or there is no layout for
+    /// it: the route must not be used.
     Arch { what: String },
     /// The process exited, or the pid is another process's now.
     Gone { pid: i32 },
