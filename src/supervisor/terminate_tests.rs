@@ -257,7 +257,7 @@ fn a_server_that_ignores_eof_is_made_to_exit_before_any_signal() {
         events,
         [Event::Exited {
             id: UnitId::Group(40),
-            pid: 42
+            pid: 40
         }]
     );
     assert_eq!(t.next_deadline(), Some(t0 + EOF_GRACE * 2));
@@ -355,7 +355,7 @@ fn without_an_input_to_close_a_tracked_server_is_made_to_exit_at_once() {
         false,
         t0,
     );
-    assert!(matches!(begun, Begun::Exited { pid: 42, .. }), "{begun:?}");
+    assert!(matches!(begun, Begun::Exited { pid: 40, .. }), "{begun:?}");
     assert!(kernel.sent.is_empty());
     assert_eq!(t.next_deadline(), Some(t0 + EOF_GRACE));
     // Without the exit step (an orphan, or --exit-step off): SIGTERM at once.

@@ -269,7 +269,7 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// CPU time `pid` has used so far (utime + stime), in clock ticks. Read here, not with
-/// `proctree::parse_stat`: mcpinit itself never needs these two fields.
+/// `core::process::parse_stat`: mcpinit itself never needs these two fields.
 pub fn cpu_ticks(pid: i32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<u64> = stat

@@ -178,7 +178,7 @@ impl InjectError {
 }
 
 /// Make the process `pid`, started at `start` (`/proc/PID/stat` field 22, as
-/// `proctree` reads it), make the system call `call`, within `budget`: its result
+/// `sys::procfs` reads it), make the system call `call`, within `budget`: its result
 /// (a negative errno as the kernel returns it, e.g. -107 for ENOTCONN). For
 /// `ExitGroup`, `Ok(0)` once the process has exited (its parent sees the status).
 ///
