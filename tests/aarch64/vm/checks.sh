@@ -7,7 +7,7 @@
 # e.g. the ptrace injector's run-time self-test, which only a real kernel can answer.
 # CHECKS=... on the kernel command line (AARCH64_VM_APPEND) runs only those.
 CHECKS=${CHECKS:-"arch pid1 exit_code exit_signal exit_rt_signal subreaper_exit signal_forward
-ns_pid1 zombies orphan dedupe npm_title eof cap stop rss"}
+ns_pid1 zombies orphan dedupe npm_title eof exit_step cap stop rss"}
 [ "$CHECKS" != none ] || CHECKS= # only /checks.d
 
 M=/mcpinit
@@ -157,6 +157,27 @@ check_eof() {
         ok "$(grep -o '[a-z ]*[0-9]* is gone, ended at EOF' /tmp/eof.log | head -1)"
     else
         fail "$(grep -E 'duplicate|input|gone' /tmp/eof.log | head -5)"
+    fi
+}
+check_exit_step() {
+    # The ptrace route on a real aarch64 kernel: the start-up probe (a getpid and a
+    # shutdown injected into a victim, checked) must pass, and a tracked duplicate that
+    # ignores EOF (it sleeps on after its input ends) is made to exit 0 by an injected
+    # exit_group(0) before any signal reaches it.
+    ns $M --dedupe-idle 1s --eof-grace 500ms --dedupe "sh -c cat" -- sh -c '
+        for p in 9011 9012 9013; do
+            setsid nc -l -p $p -e sh -c "cat >/dev/null; sleep 1000; : vm-exit" </dev/null >/dev/null 2>&1 &
+            sleep 0.3
+            sleep 1000 | nc 127.0.0.1 $p >/dev/null 2>&1 &
+            sleep 0.3
+        done
+        sleep 8' >/tmp/exit.log 2>&1
+    if ! grep -q "exit=on" /tmp/exit.log; then
+        fail "the ptrace probe failed: $(grep -E 'routes|inputs|refused' /tmp/exit.log | head -2)"
+    elif grep -q "exit with status 0" /tmp/exit.log && ! grep -q "crash=true" /tmp/exit.log; then
+        ok "probe passed; $(grep -o 'made [0-9]* exit with status 0' /tmp/exit.log | head -1)"
+    else
+        fail "$(grep -E 'duplicate|exit|gone|SIGTERM' /tmp/exit.log | head -5)"
     fi
 }
 check_cap() {
