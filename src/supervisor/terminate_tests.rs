@@ -43,6 +43,28 @@ fn unit(snap: &Snapshot, id: UnitId) -> Unit {
     all.into_iter().find(|u| u.id == id).expect("the unit")
 }
 
+/// Begin ending the server (group 40) of `snap` now.
+fn begin(
+    kernel: &mut Fake,
+    snap: &Snapshot,
+    reason: Reason,
+    graces: Graces,
+) -> (Terminations, Begun, Instant) {
+    let mut t = Terminations::default();
+    let t0 = Instant::now();
+    let server = unit(snap, UnitId::Group(40));
+    let begun = t.start(kernel, &server, snap, reason, graces, false, t0);
+    (t, begun, t0)
+}
+
+/// The server gone, and a helper it left in its group, reparented to mcpinit.
+fn helper_left(snap: &Snapshot) -> Snapshot {
+    let mut helper = without(snap, &[40, 41, 42]);
+    helper.procs.push(p(43, 1, 40, 1, "helper"));
+    helper.procs.sort_by_key(|p| p.pid);
+    helper
+}
+
 fn without(snap: &Snapshot, pids: &[i32]) -> Snapshot {
     let mut less = snap.clone();
     less.procs.retain(|p| !pids.contains(&p.pid));
@@ -52,20 +74,9 @@ fn without(snap: &Snapshot, pids: &[i32]) -> Snapshot {
 #[test]
 fn a_closed_input_is_given_the_eof_grace_then_term_then_kill() {
     let snap = tree();
-    let server = unit(&snap, UnitId::Group(40));
     let mut kernel = Fake::of(&snap);
     kernel.ignore_term = vec![40, 41, 42];
-    let mut t = Terminations::default();
-    let t0 = Instant::now();
-    let begun = t.start(
-        &mut kernel,
-        &server,
-        &snap,
-        Reason::Duplicate,
-        GRACES,
-        false,
-        t0,
-    );
+    let (mut t, begun, t0) = begin(&mut kernel, &snap, Reason::Duplicate, GRACES);
     assert_eq!(begun, Begun::InputClosed(40));
     assert!(
         kernel.sent.is_empty(),
@@ -108,19 +119,8 @@ fn a_closed_input_is_given_the_eof_grace_then_term_then_kill() {
 #[test]
 fn a_unit_gone_within_the_eof_grace_ended_at_eof_unsignalled() {
     let snap = tree();
-    let server = unit(&snap, UnitId::Group(40));
     let mut kernel = Fake::of(&snap);
-    let mut t = Terminations::default();
-    let t0 = Instant::now();
-    t.start(
-        &mut kernel,
-        &server,
-        &snap,
-        Reason::Duplicate,
-        GRACES,
-        false,
-        t0,
-    );
+    let (mut t, _, t0) = begin(&mut kernel, &snap, Reason::Duplicate, GRACES);
     let events = t.refresh(&mut kernel, &without(&snap, &[40, 41, 42]), t0 + s(1));
     assert!(matches!(
         events[..],
@@ -238,19 +238,8 @@ fn a_dry_run_follows_the_unit_and_never_signals() {
 #[test]
 fn a_server_that_ignores_eof_is_made_to_exit_before_any_signal() {
     let snap = tree();
-    let server = unit(&snap, UnitId::Group(40));
     let mut kernel = Fake::of(&snap);
-    let mut t = Terminations::default();
-    let t0 = Instant::now();
-    t.start(
-        &mut kernel,
-        &server,
-        &snap,
-        Reason::Duplicate,
-        WITH_EXIT,
-        false,
-        t0,
-    );
+    let (mut t, _, t0) = begin(&mut kernel, &snap, Reason::Duplicate, WITH_EXIT);
     assert!(t.refresh(&mut kernel, &snap, t0 + s(1)).is_empty());
     let events = t.refresh(&mut kernel, &snap, t0 + EOF_GRACE);
     assert_eq!(
@@ -279,25 +268,11 @@ fn a_server_that_ignores_eof_is_made_to_exit_before_any_signal() {
 #[test]
 fn what_survives_the_exit_step_gets_sigterm_after_its_grace() {
     let snap = tree();
-    let server = unit(&snap, UnitId::Group(40));
     let mut kernel = Fake::of(&snap);
-    let mut t = Terminations::default();
-    let t0 = Instant::now();
-    t.start(
-        &mut kernel,
-        &server,
-        &snap,
-        Reason::Duplicate,
-        WITH_EXIT,
-        false,
-        t0,
-    );
+    let (mut t, _, t0) = begin(&mut kernel, &snap, Reason::Duplicate, WITH_EXIT);
     t.refresh(&mut kernel, &snap, t0 + EOF_GRACE);
     // A helper the server left behind is still in the group.
-    let helper = without(&snap, &[40, 41, 42]);
-    let mut helper = helper;
-    helper.procs.push(p(43, 1, 40, 1, "helper"));
-    helper.procs.sort_by_key(|p| p.pid);
+    let helper = helper_left(&snap);
     kernel.procs = Fake::of(&helper).procs;
     assert!(t.refresh(&mut kernel, &helper, t0 + s(4)).is_empty());
     let events = t.refresh(&mut kernel, &helper, t0 + EOF_GRACE * 2);
@@ -308,24 +283,13 @@ fn what_survives_the_exit_step_gets_sigterm_after_its_grace() {
 #[test]
 fn an_exit_step_that_cannot_be_taken_falls_back_to_sigterm_at_once() {
     let snap = tree();
-    let server = unit(&snap, UnitId::Group(40));
     let mut kernel = Fake::of(&snap);
     let why = NotEnded {
         cause: "not_in_syscall",
         why: "busy".into(),
     };
     kernel.exit = Some(why.clone());
-    let mut t = Terminations::default();
-    let t0 = Instant::now();
-    t.start(
-        &mut kernel,
-        &server,
-        &snap,
-        Reason::Cap,
-        WITH_EXIT,
-        false,
-        t0,
-    );
+    let (mut t, _, t0) = begin(&mut kernel, &snap, Reason::Cap, WITH_EXIT);
     let events = t.refresh(&mut kernel, &snap, t0 + EOF_GRACE);
     assert_eq!(
         events,
@@ -344,17 +308,7 @@ fn without_an_input_to_close_a_tracked_server_is_made_to_exit_at_once() {
     let server = unit(&snap, UnitId::Group(40));
     let mut kernel = Fake::of(&snap);
     kernel.close = Some(Fallback::NotSocket(crate::core::input::Input::Pipe));
-    let mut t = Terminations::default();
-    let t0 = Instant::now();
-    let begun = t.start(
-        &mut kernel,
-        &server,
-        &snap,
-        Reason::Duplicate,
-        WITH_EXIT,
-        false,
-        t0,
-    );
+    let (t, begun, t0) = begin(&mut kernel, &snap, Reason::Duplicate, WITH_EXIT);
     assert!(matches!(begun, Begun::Exited { pid: 40, .. }), "{begun:?}");
     assert!(kernel.sent.is_empty());
     assert_eq!(t.next_deadline(), Some(t0 + EOF_GRACE));
@@ -450,9 +404,7 @@ fn a_cap_may_signal_a_tracked_instance_and_says_it_is_a_crash() {
         t0,
     );
     t.refresh(&mut kernel, &snap, t0 + EOF_GRACE);
-    let mut helper = without(&snap, &[40, 41, 42]);
-    helper.procs.push(p(43, 1, 40, 1, "helper"));
-    helper.procs.sort_by_key(|p| p.pid);
+    let helper = helper_left(&snap);
     kernel.procs = Fake::of(&helper).procs;
     let events = t.refresh(&mut kernel, &helper, t0 + EOF_GRACE * 2);
     assert!(matches!(events[..], [Event::Termed { crash: false, .. }]));
