@@ -329,6 +329,7 @@ if (scenario === "leak") {
     check(`the leak was larger than the cap (${cap}) holds`, result.abandoned * burst > cap, `${result.abandoned} sessions of ${burst} processes`);
     check(`the process count stayed within the cap (${cap}) and one instance's burst (${burst})`, peak <= cap + burst, `peak ${peak}`);
     check("leaked instances were reclaimed", units.length >= Math.floor(result.abandoned / 2), `${units.length} ended of ${result.abandoned} leaked sessions`);
+    check("the cap acted (the leak drove it)", byCap.length > 0, "no unit ended for the cap");
     check("every instance mcpinit ended ended cleanly (EOF or exit, no signal)", units.length > 0 && unclean.length === 0, unclean.slice(0, 4).map((u) => `${u.reason} top ${u.top}: ${u.how}`).join(", "));
   } else {
     check(`the process count stayed under the cap (${cap})`, peak <= cap, `peak ${peak}`);

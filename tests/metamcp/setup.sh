@@ -11,6 +11,7 @@
 # and calls metamcp_cleanup from its EXIT trap (stops the Postgres started here).
 # After metamcp_setup: mm (the built tree), client (the SDK's folder), uvbin (uv's bin
 # folder, empty without uv), pg_port, psql_base (psql's connection arguments).
+# STUBBORN_DIR: where the servers find the stubborn server (default: this checkout's).
 
 # shellcheck shell=bash
 here=$repo/tests/metamcp
@@ -211,7 +212,7 @@ seed() { # DB SERVERS
         -v twin="$([[ $list == *,twin,* ]] && echo true || echo false)" \
         -v stubborn="$([[ $list == *,stubborn,* ]] && echo true || echo false)" \
         -v time="$([[ $list == *,time,* ]] && echo true || echo false)" \
-        -v stubborn_dir="$here/stubborn-server" -v max_attempts="${E2E_MCP_MAX_ATTEMPTS:-}" \
+        -v stubborn_dir="${STUBBORN_DIR:-$here/stubborn-server}" -v max_attempts="${E2E_MCP_MAX_ATTEMPTS:-}" \
         -f "$here/seed.sql" >/dev/null
 }
 
