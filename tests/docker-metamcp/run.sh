@@ -32,7 +32,7 @@
 #   DOCKER_MM_SECCOMP=unconfined   docker --security-opt seccomp=unconfined instead of the
 #                                  default profile (diagnosis only)
 #   DOCKER_MM_LEAK_SECONDS (30), DOCKER_MM_LEAK_EVERY (3), DOCKER_MM_LEAK_TAIL (15),
-#   DOCKER_MM_STUBDUP_WAIT (45), DOCKER_MM_COMPOSE_SECONDS (30)   durations, seconds
+#   DOCKER_MM_STUBDUP_WAIT (60), DOCKER_MM_COMPOSE_SECONDS (30)   durations, seconds
 #   DOCKER_MM_ENV_<CASE>           extra VAR=value words for mcpinit in that case
 #   MCPINIT_BIN                    the static binary (default: the release musl build)
 #   DOCKER_MM_KEEP_LOGS=DIR        keep every container's log there
@@ -259,7 +259,7 @@ scenario_of() {
 # run_case CASE USER ENGINE: one container, one scenario.mjs run; counts pass/fail.
 run_case() {
     local case=$1 user=$2 engine=$3 servers extra var db log label scenario opts=() rc=0 t0=$SECONDS
-    local init="" seccomp pids_current e envs=() up="" limit=""
+    local init="" seccomp pids_current e envs=() menv=() up="" limit=""
     servers=$(servers_of "$case")
     scenario=$(scenario_of "$case")
     var=DOCKER_MM_ENV_$(echo "$case" | tr '[:lower:]' '[:upper:]')
@@ -273,8 +273,8 @@ run_case() {
         APP_URL=http://localhost:12008 NEXT_PUBLIC_APP_URL=http://localhost:12008
         BETTER_AUTH_SECRET=mcpinit-e2e-secret-of-at-least-32-characters
         TRANSFORM_LOCALHOST_TO_DOCKER_INTERNAL=false BOOTSTRAP_ENABLE=false)
-    # shellcheck disable=SC2206 # extra: VAR=value words
-    envs+=($extra)
+    read -ra menv <<<"$extra" # mcpinit's settings, also for scenario.mjs's own figures
+    envs+=("${menv[@]}")
     say "case $label: servers $servers; mcpinit ${extra:-(defaults)}"
     for _ in $(seq 1 60); do port_free && break; sleep 2; done
     port_free || { echo "fail: $label: port 12009 stays busy (another MetaMCP?)"; failed=$((failed + 1)); return; }
@@ -285,7 +285,7 @@ run_case() {
         if [ "$case" = compose ]; then
             while IFS= read -r e; do
                 [ -n "$e" ] && opts+=("$e")
-                case $e in --pids-limit=*) limit=${e#--pids-limit=} ;; --env=*) extra+=" ${e#--env=}" ;; esac
+                case $e in --pids-limit=*) limit=${e#--pids-limit=} ;; --env=*) menv+=("${e#--env=}") ;; esac
             done < <(compose_options)
             say "  the compose file's values: $(compose_options | tr '\n' ' ')"
         else
@@ -301,7 +301,7 @@ run_case() {
         seccomp=$(dk exec "$current" cat /proc/1/status | sed -n 's/^Seccomp:\s*//p')
     else
         current=ctr-mm-$$
-        opts=(--rm --net-host --seccomp --user "$user" --cwd /app/run)
+        opts=(--rm --net-host --seccomp --cwd /app/run) # ctr 1.6 has no --user: root
         [ -n "$cap_add" ] && opts+=(--cap-add "CAP_$cap_add")
         for e in "${envs[@]}" METAMCP_DIR=/app/metamcp PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root; do
             opts+=(--env "$e")
@@ -332,15 +332,14 @@ run_case() {
         stop_current
         return
     fi
-    # shellcheck disable=SC2086 # extra: VAR=value words, for scenario.mjs's own figures
-    CLIENT_MODULES=$client INIT_PID=$init NS_LOG=$log SERVERS=$servers E2E_CASE=$label \
+    env "${menv[@]}" CLIENT_MODULES=$client INIT_PID=$init NS_LOG=$log SERVERS=$servers E2E_CASE=$label \
         E2E_STATE_FILE="/proc/$init/root/tmp/mcpinit.json" PIDS_CURRENT=$pids_current \
         E2E_LEAK_DRIVES_CAP=$([ "$scenario" = leak ] && echo 1 || echo 0) E2E_PIDS_LIMIT=$limit \
         E2E_LEAK_SECONDS=$([ "$case" = compose ] && echo "${DOCKER_MM_COMPOSE_SECONDS:-30}" || echo "${DOCKER_MM_LEAK_SECONDS:-30}") \
         E2E_LEAK_EVERY=${DOCKER_MM_LEAK_EVERY:-3} E2E_LEAK_TAIL=${DOCKER_MM_LEAK_TAIL:-15} \
-        E2E_STUBDUP_WAIT=${DOCKER_MM_STUBDUP_WAIT:-45} \
+        E2E_STUBDUP_WAIT=${DOCKER_MM_STUBDUP_WAIT:-60} \
         PSQL_ARGS="[\"-h\",\"127.0.0.1\",\"-p\",\"$pg_port\",\"-U\",\"metamcp\",\"-d\",\"$db\"]" \
-        env $extra timeout -s KILL 300 node "$here/scenario.mjs" "$scenario" >"$work/$case-$user.out" 2>&1 9>&- 8>&- || rc=$?
+        timeout -s KILL 300 node "$here/scenario.mjs" "$scenario" >"$work/$case-$user.out" 2>&1 9>&- 8>&- || rc=$?
     # What mcpinit says of the container at the end, before the stop.
     if [ "$engine" = docker ]; then
         dk exec "$current" /mcpinit health 2>&1 | sed 's/^/    mcpinit health: /' || true

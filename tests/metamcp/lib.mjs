@@ -255,10 +255,10 @@ export class Sampler {
     return last;
   }
 
-  /** Tasks (threads) per started instance, as last sampled after its first 15 s: [min, max]. */
+  /** Tasks (threads) per started instance, as last sampled after its first 15 s: [median, max]. */
   instanceTasks() {
-    const all = [...this.instances.values()].map((r) => r.tasks).filter((n) => n > 0);
-    return all.length ? [Math.min(...all), Math.max(...all)] : null;
+    const all = [...this.instances.values()].map((r) => r.tasks).filter((n) => n > 0).sort((a, b) => a - b);
+    return all.length ? [all[Math.floor(all.length / 2)], all[all.length - 1]] : null;
   }
 
   start(everyMs = 500) {
