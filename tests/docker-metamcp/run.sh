@@ -10,8 +10,8 @@
 #            MCPINIT_MAX_PROCS holds: no failed call, no server ERROR, no crash counted,
 #            a fresh session has every server's tools, leaked instances reclaimed, each
 #            one ended cleanly (ended=eof|exit). Root and 1001.
-#   stubdup  a tracked duplicate of a server that ignores EOF (tests/metamcp/stubborn-server),
-#            abandoned, ended by the idle rule: no crash, ended cleanly. Root and 1001.
+#   stubdup  tracked duplicates of a server that ignores EOF (tests/metamcp/stubborn-server),
+#            3 sessions abandoned, one ended by the idle rule: no crash, ended cleanly. Root and 1001.
 #   compose  the values of examples/metamcp/docker-compose.yml (its user, pids_limit,
 #            mem_limit and MCPINIT_* environment, read from the file) under the leak's
 #            workload: no failed call, no ERROR, no crash, tasks below the pids limit.
@@ -343,6 +343,7 @@ run_case() {
     # What mcpinit says of the container at the end, before the stop.
     if [ "$engine" = docker ]; then
         dk exec "$current" /mcpinit health 2>&1 | sed 's/^/    mcpinit health: /' || true
+        dk exec "$current" /mcpinit status >"$work/$case-$user.status" 2>&1 || true
         dk stop -t 10 "$current" >/dev/null 2>&1 || true
     else
         ctr_ task kill -s TERM "$current" >/dev/null 2>&1 || true
@@ -366,6 +367,10 @@ run_case() {
     if [ "$rc" != 0 ] && ! grep -q '^fail:' "$work/$case-$user.out"; then
         echo "fail: $label: scenario.mjs exited with $rc"
         failed=$((failed + 1))
+    fi
+    if grep -q '^fail:' "$work/$case-$user.out" && [ -s "$work/$case-$user.status" ]; then
+        echo "    mcpinit status at the end (docker exec … /mcpinit status):"
+        head -40 "$work/$case-$user.status" | sed 's/^/      /'
     fi
     if [ -n "${DOCKER_MM_KEEP_LOGS:-}" ]; then
         mkdir -p "$DOCKER_MM_KEEP_LOGS" && cp "$log" "$DOCKER_MM_KEEP_LOGS/$case-$engine-$user.log"
@@ -432,7 +437,7 @@ for c in $cases; do
 done
 
 echo
-echo "case | calls made/failed (fresh) | crashes | servers | ends (EOF/EXIT/TERM/KILL) | route | peak procs | peak tasks (cgroup) | tasks/instance | s"
+echo "case | calls made/failed (fresh) | crashes | servers | ends (EOF/EXIT/TERM/KILL) | route | peak procs | peak tasks (cgroup, refused at pids.max) | tasks/instance | s"
 for row in "${table[@]}"; do
     python3 -c '
 import json, sys
@@ -441,7 +446,7 @@ d = json.loads(f)
 h = d["how"]
 cells = [d["case"], "%s/%s (%s)" % (d["calls"], d["failed"], d["fresh_failed"]), d["crashes"], d["status"],
          "%s (%s/%s/%s/%s)" % (d["ends"], h["EOF"], h["EXIT"], h["TERM"], h["KILL"]), d["route"],
-         d["peak_procs"], "%s (%s)" % (d["peak_tasks"], d["peak_cgroup"]), d["tasks_per_instance"], wall]
+         d["peak_procs"], "%s (%s, %s refused)" % (d["peak_tasks"], d["peak_cgroup"], d.get("refused")), d["tasks_per_instance"], wall]
 print(" | ".join(str(c) for c in cells))
 ' "$row"
 done

@@ -162,6 +162,7 @@ export class Sampler {
     this.last = 0;
     this.peakTasks = 0; // threads of the processes below mcpinit, at one sample
     this.peakCgroup = null; // the cgroup's pids.current
+    this.refused = null; // forks and thread creations the kernel refused at pids.max (pids.events "max")
     this.tasksPerInstance = []; // tasks of one instance (top and its descendants), as sampled
     this.known = new Map(); // "hostpid:start" -> {hostPid, nsPid, cmdline, ppid, first, last}
     this.instances = new Map(); // same key, only instance tops
@@ -217,6 +218,9 @@ export class Sampler {
     if (this.pidsCurrent) {
       const n = Number(readText(this.pidsCurrent));
       if (Number.isFinite(n) && n > 0) this.peakCgroup = Math.max(this.peakCgroup ?? 0, n);
+      const events = readText(this.pidsCurrent.replace(/pids\.current$/, "pids.events"));
+      const max = events?.match(/^max\s+(\d+)/m);
+      if (max) this.refused = Number(max[1]);
     }
     return live;
   }
