@@ -32,8 +32,11 @@
 #   DOCKER_MM_SECCOMP=unconfined   docker --security-opt seccomp=unconfined instead of the
 #                                  default profile (diagnosis only)
 #   DOCKER_MM_LEAK_SECONDS (30), DOCKER_MM_LEAK_EVERY (3), DOCKER_MM_LEAK_TAIL (15),
-#   DOCKER_MM_STUBDUP_WAIT (60), DOCKER_MM_COMPOSE_SECONDS (30)   durations, seconds
+#   DOCKER_MM_STUBDUP_WAIT (70), DOCKER_MM_COMPOSE_SECONDS (30)   durations, seconds
 #   DOCKER_MM_ENV_<CASE>           extra VAR=value words for mcpinit in that case
+#   DOCKER_MM_NPM                  npm in the image: a version (default 10.8.2, what node 20
+#                                  in MetaMCP's image bundles: npm exec -> sh -c -> node),
+#                                  or "host" (this machine's; npm 11: npm exec -> node)
 #   MCPINIT_BIN                    the static binary (default: the release musl build)
 #   DOCKER_MM_KEEP_LOGS=DIR        keep every container's log there
 # and tests/metamcp/setup.sh's (MCPINIT_TEST_CACHE, METAMCP_SNAPSHOT_DIR, …).
@@ -109,16 +112,36 @@ trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------ the images
 
-# What the suite seeds, cached for npx offline: one npm cache of its own.
+# What the suite seeds, cached for npx offline: one npm cache of its own per npm.
 NPX_PACKAGES=(@modelcontextprotocol/server-everything)
 
-npm_cache() {
-    local dir=$cache/docker-npm-cache p
+# npm as MetaMCP's image has it: its Dockerfile installs NodeSource's node 20, which
+# bundles npm 10 (an npx instance is then `npm exec` -> `sh -c` -> node). npm 11 starts
+# the server without the sh (`npm exec` -> node): DOCKER_MM_NPM=host takes this
+# machine's npm, DOCKER_MM_NPM=VERSION another.
+NPM_VERSION=${DOCKER_MM_NPM:-10.8.2}
+
+npm_tree() {
+    local dir=$cache/npm-$NPM_VERSION
+    if [ "$NPM_VERSION" = host ]; then
+        dirname "$(dirname "$(readlink -f "$(command -v npm)")")"
+        return 0
+    fi
+    if [ ! -f "$dir/node_modules/npm/package.json" ]; then
+        say "installing npm $NPM_VERSION for the image"
+        timeout 300 npm install --silent --no-audit --no-fund --prefix "$dir" "npm@$NPM_VERSION" >/dev/null 2>&1 9>&- 8>&- ||
+            return 1
+    fi
+    echo "$dir/node_modules/npm"
+}
+
+npm_cache() { # NPM_TREE VERSION
+    local dir=$cache/docker-npm-cache-$2 p
     [ -f "$dir/.filled" ] && { echo "$dir"; return 0; }
     rm -rf "$dir"
     for p in "${NPX_PACKAGES[@]}"; do
         npm_config_cache=$dir npm_config_prefer_offline=true timeout 300 \
-            npm exec --yes --package="$p" -- true >/dev/null 2>&1 9>&- 8>&- || return 1
+            node "$1/bin/npm-cli.js" exec --yes --package="$p" -- true >/dev/null 2>&1 9>&- 8>&- || return 1
     done
     touch "$dir/.filled"
     echo "$dir"
@@ -137,28 +160,29 @@ copy_backend() { # DEST
         --exclude='./node_modules/.pnpm/@types+*' . | tar -C "$1" -xf -
 }
 
-base_key() {
+base_key() { # NPM_VERSION
     {
-        echo "$COMMIT" "$(node --version)" "$(npm --version)" "${NPX_PACKAGES[*]}"
+        echo "$COMMIT" "$(node --version)" "$1" "${NPX_PACKAGES[*]}"
         sha256sum /bin/busybox "$mmd/Dockerfile.base" "$here/entrypoint.sh" "$here"/stubborn-server/*
         declare -f copy_backend
     } | sha256sum | cut -c1-12
 }
 
 build_images() {
-    local missing=() npmc key base ctx npm
+    local missing=() npmc key base ctx npm npmv
     installed busybox-static || missing+=(busybox-static)
     install_packages "${missing[@]}" || skip "cannot install busybox-static"
-    key=$(base_key)
+    npm=$(npm_tree) || skip "cannot install npm $NPM_VERSION (registry unreachable?)"
+    npmv=$(node -p "require('$npm/package.json').version")
+    key=$(base_key "$npmv")
     base=mcpinit-mm-base:$key
     if ! dk image inspect "$base" >/dev/null 2>&1; then
         say "building the base image $base (MetaMCP, node, npm and its offline cache; once per content)"
-        npmc=$(npm_cache) || skip "cannot cache ${NPX_PACKAGES[*]} for npx (registry unreachable?)"
+        npmc=$(npm_cache "$npm" "$npmv") || skip "cannot cache ${NPX_PACKAGES[*]} for npx (registry unreachable?)"
         ctx=$work/base
         mkdir -p "$ctx/app"
         cp /bin/busybox "$ctx/busybox"
         copy_node "$ctx/node"
-        npm=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
         mkdir -p "$ctx/node/usr/lib/node_modules" "$ctx/node/usr/etc"
         cp -a "$npm" "$ctx/node/usr/lib/node_modules/npm"
         ln -s ../lib/node_modules/npm/bin/npm-cli.js "$ctx/node/usr/bin/npm"
@@ -178,7 +202,7 @@ build_images() {
     cp "$bin" "$work/top/mcpinit"
     dk build -q --network none --build-arg "BASE=$base" -t "$IMAGE" -f "$mmd/Dockerfile" "$work/top" \
         >"$work/image.log" 2>&1 || { cat "$work/image.log"; say "FAIL: building the test image"; exit 1; }
-    say "image $IMAGE on $base: $(($(dk image inspect -f '{{.Size}}' "$IMAGE") >> 20)) MiB"
+    say "image $IMAGE on $base: $(($(dk image inspect -f '{{.Size}}' "$IMAGE") >> 20)) MiB, node $(node --version), npm $npmv"
 }
 
 # ------------------------------------------------------------------ the compose file
@@ -237,13 +261,15 @@ servers_of() {
     esac
 }
 
-# mcpinit's settings per case: a cap the leak passes before the idle rule may act
-# (baseline 20 processes: the backend, its sh, 2 spares and 2 sessions in use, 3
-# processes a server instance; each leaked session adds 6), an idle time as short as a
-# loaded machine allows (npm exec may take 15 s to start its server).
+# mcpinit's settings per case: a cap the leak passes before the idle rule may act, and
+# above what MetaMCP holds without a leak: 8 instances (2 servers x its start-up spare,
+# the namespace's spare, 2 sessions in use) of 3 processes with npm 10 (2 with npm 11),
+# its backend and sh: 26; each leaked session adds 6 (npm 11: 4), and at least 8 are
+# leaked. An idle time as short as a loaded machine allows (npm exec may take 15 s to
+# start its server).
 mcpinit_env_of() {
     case $1 in
-        leak | ctr) echo "MCPINIT_MAX_PROCS=32 MCPINIT_DEDUPE_IDLE=30s" ;;
+        leak | ctr) echo "MCPINIT_MAX_PROCS=40 MCPINIT_DEDUPE_IDLE=30s" ;;
         stubdup) echo "MCPINIT_DEDUPE_IDLE=15s" ;;
         compose) echo "" ;;
     esac
@@ -259,7 +285,7 @@ scenario_of() {
 # run_case CASE USER ENGINE: one container, one scenario.mjs run; counts pass/fail.
 run_case() {
     local case=$1 user=$2 engine=$3 servers extra var db log label scenario opts=() rc=0 t0=$SECONDS
-    local init="" seccomp pids_current e envs=() menv=() up="" limit=""
+    local init="" seccomp pids_current e envs=() menv=() limit=""
     servers=$(servers_of "$case")
     scenario=$(scenario_of "$case")
     var=DOCKER_MM_ENV_$(echo "$case" | tr '[:lower:]' '[:upper:]')
@@ -276,8 +302,7 @@ run_case() {
     read -ra menv <<<"$extra" # mcpinit's settings, also for scenario.mjs's own figures
     envs+=("${menv[@]}")
     say "case $label: servers $servers; mcpinit ${extra:-(defaults)}"
-    for _ in $(seq 1 60); do port_free && break; sleep 2; done
-    port_free || { echo "fail: $label: port 12009 stays busy (another MetaMCP?)"; failed=$((failed + 1)); return; }
+    port_freed || { echo "fail: $label: port 12009 stays busy (another MetaMCP?)"; failed=$((failed + 1)); return; }
 
     if [ "$engine" = docker ]; then
         current=mcpinit-mm-$$-$case-$user
@@ -320,12 +345,7 @@ run_case() {
     echo "    seccomp in the container (/proc/1/status): Seccomp: ${seccomp:-unread}" \
         "($([ "${seccomp:-}" = 2 ] && echo "filter active" || echo "NOT a filter"))"
     pids_current=$(pids_current_of "$init")
-    for _ in $(seq 1 120); do
-        curl -fs -m 2 http://127.0.0.1:12009/health >/dev/null 2>&1 && { up=1; break; }
-        kill -0 "$init" 2>/dev/null || break
-        sleep 0.5
-    done
-    if [ -z "$up" ]; then
+    if ! backend_up "$init"; then
         echo "fail: $label: the backend did not come up"
         tail -30 "$log"
         failed=$((failed + 1))
@@ -336,8 +356,8 @@ run_case() {
         E2E_STATE_FILE="/proc/$init/root/tmp/mcpinit.json" PIDS_CURRENT=$pids_current \
         E2E_LEAK_DRIVES_CAP=$([ "$scenario" = leak ] && echo 1 || echo 0) E2E_PIDS_LIMIT=$limit \
         E2E_LEAK_SECONDS=$([ "$case" = compose ] && echo "${DOCKER_MM_COMPOSE_SECONDS:-30}" || echo "${DOCKER_MM_LEAK_SECONDS:-30}") \
-        E2E_LEAK_EVERY=${DOCKER_MM_LEAK_EVERY:-3} E2E_LEAK_TAIL=${DOCKER_MM_LEAK_TAIL:-15} \
-        E2E_STUBDUP_WAIT=${DOCKER_MM_STUBDUP_WAIT:-60} \
+        E2E_LEAK_EVERY=${DOCKER_MM_LEAK_EVERY:-3} E2E_LEAK_TAIL=${DOCKER_MM_LEAK_TAIL:-15} E2E_LEAK_MIN_SESSIONS=8 \
+        E2E_STUBDUP_WAIT=${DOCKER_MM_STUBDUP_WAIT:-70} \
         PSQL_ARGS="[\"-h\",\"127.0.0.1\",\"-p\",\"$pg_port\",\"-U\",\"metamcp\",\"-d\",\"$db\"]" \
         timeout -s KILL 300 node "$here/scenario.mjs" "$scenario" >"$work/$case-$user.out" 2>&1 9>&- 8>&- || rc=$?
     # What mcpinit says of the container at the end, before the stop.
@@ -358,14 +378,9 @@ run_case() {
     local fig
     fig=$(sed -n 's/^figures: //p' "$work/$case-$user.out" | tail -1)
     [ -n "$fig" ] && table+=("$fig|$((SECONDS - t0))")
-    passed=$((passed + $(grep -c '^pass:' "$work/$case-$user.out" || true)))
-    failed=$((failed + $(grep -c '^fail:' "$work/$case-$user.out" || true)))
+    tally "$work/$case-$user.out" "$rc" "$label"
     if [ "${seccomp:-}" != 2 ] && [ "${DOCKER_MM_SECCOMP:-}" != unconfined ]; then
         echo "fail: $label: seccomp is not active in the container (Seccomp: ${seccomp:-unread})"
-        failed=$((failed + 1))
-    fi
-    if [ "$rc" != 0 ] && ! grep -q '^fail:' "$work/$case-$user.out"; then
-        echo "fail: $label: scenario.mjs exited with $rc"
         failed=$((failed + 1))
     fi
     if grep -q '^fail:' "$work/$case-$user.out" && [ -s "$work/$case-$user.status" ]; then

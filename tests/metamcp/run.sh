@@ -100,8 +100,7 @@ run_scenario() { # NAME
     log=$work/$name.log
     mkdir -p "$work/$name"
     say "scenario $name: servers $servers; mcpinit ${extra:-(defaults)}"
-    for _ in $(seq 1 60); do port_free && break; sleep 2; done
-    port_free || { echo "fail: $name: port 12009 stays busy (another MetaMCP?)"; failed=$((failed + 1)); return; }
+    port_freed || { echo "fail: $name: port 12009 stays busy (another MetaMCP?)"; failed=$((failed + 1)); return; }
     # shellcheck disable=SC2086 # extra: VAR=value words
     (cd "$work/$name" && exec timeout -s KILL 400 unshare --pid --fork --mount-proc --kill-child \
         env MCPINIT_LOG_FORMAT=json MCPINIT_STATE_FILE="$work/$name/mcpinit.json" $extra \
@@ -118,13 +117,7 @@ run_scenario() { # NAME
         u=$(child_of "$ns_pid") && [ -n "$u" ] && init=$(child_of "$u") && [ -n "$init" ] && break
         sleep 0.1
     done
-    local up=""
-    for _ in $(seq 1 120); do
-        curl -fs -m 2 http://127.0.0.1:12009/health >/dev/null 2>&1 && { up=1; break; }
-        kill -0 "$ns_pid" 2>/dev/null || break
-        sleep 0.5
-    done
-    if [ -z "$up" ] || [ -z "$init" ]; then
+    if [ -z "$init" ] || ! backend_up "$ns_pid"; then
         echo "fail: $name: the backend did not come up"
         tail -30 "$log"
         failed=$((failed + 1))
@@ -141,12 +134,7 @@ run_scenario() { # NAME
     stop_namespace
     cat "$work/$name.out"
     grep -h '"event":"shutdown"' "$log" | sed 's/^/    mcpinit: /' || true
-    passed=$((passed + $(grep -c '^pass:' "$work/$name.out" || true)))
-    failed=$((failed + $(grep -c '^fail:' "$work/$name.out" || true)))
-    if [ "$rc" != 0 ] && ! grep -q '^fail:' "$work/$name.out"; then
-        echo "fail: $name: scenario.mjs exited with $rc"
-        failed=$((failed + 1))
-    fi
+    tally "$work/$name.out" "$rc" "$name"
     if [ "$rc" != 0 ]; then
         # Kept for a look afterwards: the namespace's whole output (mcpinit and MetaMCP).
         local keep=${E2E_LOG_DIR:-/tmp}/mcpinit-metamcp-$name.log

@@ -218,6 +218,36 @@ seed() { # DB SERVERS
 
 port_free() { ! ss -Hltn 'sport = :12009' 2>/dev/null | grep -q .; }
 
+# port_freed: waits (2 min at most) until nothing listens on 12009 (a backend stopping).
+port_freed() {
+    for _ in $(seq 1 60); do
+        port_free && return 0
+        sleep 2
+    done
+    return 1
+}
+
+# backend_up PID: waits (60 s at most) until the backend answers /health, while PID lives.
+backend_up() {
+    for _ in $(seq 1 120); do
+        curl -fs -m 2 http://127.0.0.1:12009/health >/dev/null 2>&1 && return 0
+        kill -0 "$1" 2>/dev/null || return 1
+        sleep 0.5
+    done
+    return 1
+}
+
+# tally OUT RC LABEL: adds scenario.mjs's pass:/fail: lines in OUT to the caller's
+# passed/failed; a non-zero exit (RC) without a fail: line is one failure more.
+tally() {
+    passed=$((passed + $(grep -c '^pass:' "$1" || true)))
+    failed=$((failed + $(grep -c '^fail:' "$1" || true)))
+    if [ "$2" != 0 ] && ! grep -q '^fail:' "$1"; then
+        echo "fail: $3: scenario.mjs exited with $2"
+        failed=$((failed + 1))
+    fi
+}
+
 child_of() { ps -o pid= --ppid "$1" 2>/dev/null | head -1 | tr -d ' ' || true; }
 
 
