@@ -37,6 +37,10 @@
 #   DOCKER_MM_NPM                  npm in the image: a version (default 10.8.2, what node 20
 #                                  in MetaMCP's image bundles: npm exec -> sh -c -> node),
 #                                  or "host" (this machine's; npm 11: npm exec -> node)
+#   DOCKER_MM_SH                   /bin/sh in the image: dash (default: Debian's, as in
+#                                  MetaMCP's image; npm's `sh -c` stays the server's parent)
+#                                  or busybox (its sh execs the server in place of itself:
+#                                  npm exec -> node, no sh)
 #   MCPINIT_BIN                    the static binary (default: the release musl build)
 #   DOCKER_MM_KEEP_LOGS=DIR        keep every container's log there
 # and tests/metamcp/setup.sh's (MCPINIT_TEST_CACHE, METAMCP_SNAPSHOT_DIR, …).
@@ -67,6 +71,7 @@ passed=0
 failed=0
 started_at=$SECONDS
 current="" # the running container (docker name or ctr id)
+scenario_pid="" # the running scenario.mjs (its timeout)
 logger=""  # the pid of `docker logs -f` / `ctr run` writing the current log
 ctr_sock=""
 table=()
@@ -80,6 +85,11 @@ say() { echo "$SUITE: $*"; }
 ctr_() { timeout 60 ctr --address "$ctr_sock" --namespace "$CTR_NS" "$@" 9>&- 8>&-; }
 
 stop_current() {
+    if [ -n "$scenario_pid" ]; then
+        kill -KILL "$scenario_pid" 2>/dev/null || true
+        pkill -KILL -P "$scenario_pid" 2>/dev/null || true
+        scenario_pid=""
+    fi
     if [ -n "$current" ]; then
         if [ "${current#ctr-}" != "$current" ]; then
             ctr_ task kill -s KILL "$current" >/dev/null 2>&1 || true
@@ -120,6 +130,7 @@ NPX_PACKAGES=(@modelcontextprotocol/server-everything)
 # the server without the sh (`npm exec` -> node): DOCKER_MM_NPM=host takes this
 # machine's npm, DOCKER_MM_NPM=VERSION another.
 NPM_VERSION=${DOCKER_MM_NPM:-10.8.2}
+SH=${DOCKER_MM_SH:-dash}
 
 npm_tree() {
     local dir=$cache/npm-$NPM_VERSION
@@ -128,7 +139,7 @@ npm_tree() {
         return 0
     fi
     if [ ! -f "$dir/node_modules/npm/package.json" ]; then
-        say "installing npm $NPM_VERSION for the image"
+        say "installing npm $NPM_VERSION for the image" >&2
         timeout 300 npm install --silent --no-audit --no-fund --prefix "$dir" "npm@$NPM_VERSION" >/dev/null 2>&1 9>&- 8>&- ||
             return 1
     fi
@@ -162,7 +173,7 @@ copy_backend() { # DEST
 
 base_key() { # NPM_VERSION
     {
-        echo "$COMMIT" "$(node --version)" "$1" "${NPX_PACKAGES[*]}"
+        echo "$COMMIT" "$(node --version)" "$1" "${NPX_PACKAGES[*]}" "$SH"
         sha256sum /bin/busybox "$mmd/Dockerfile.base" "$here/entrypoint.sh" "$here"/stubborn-server/*
         declare -f copy_backend
     } | sha256sum | cut -c1-12
@@ -171,7 +182,8 @@ base_key() { # NPM_VERSION
 build_images() {
     local missing=() npmc key base ctx npm npmv
     installed busybox-static || missing+=(busybox-static)
-    install_packages "${missing[@]}" || skip "cannot install busybox-static"
+    [ "$SH" = dash ] && { command -v dash >/dev/null || missing+=(dash); }
+    install_packages "${missing[@]}" || skip "cannot install ${missing[*]}"
     npm=$(npm_tree) || skip "cannot install npm $NPM_VERSION (registry unreachable?)"
     npmv=$(node -p "require('$npm/package.json').version")
     key=$(base_key "$npmv")
@@ -183,6 +195,8 @@ build_images() {
         mkdir -p "$ctx/app"
         cp /bin/busybox "$ctx/busybox"
         copy_node "$ctx/node"
+        # dash's libraries are node's (libc); busybox's sh stays as /bin/ash.
+        [ "$SH" = dash ] && cp "$(readlink -f "$(command -v dash)")" "$ctx/node/usr/bin/dash"
         mkdir -p "$ctx/node/usr/lib/node_modules" "$ctx/node/usr/etc"
         cp -a "$npm" "$ctx/node/usr/lib/node_modules/npm"
         ln -s ../lib/node_modules/npm/bin/npm-cli.js "$ctx/node/usr/bin/npm"
@@ -202,7 +216,7 @@ build_images() {
     cp "$bin" "$work/top/mcpinit"
     dk build -q --network none --build-arg "BASE=$base" -t "$IMAGE" -f "$mmd/Dockerfile" "$work/top" \
         >"$work/image.log" 2>&1 || { cat "$work/image.log"; say "FAIL: building the test image"; exit 1; }
-    say "image $IMAGE on $base: $(($(dk image inspect -f '{{.Size}}' "$IMAGE") >> 20)) MiB, node $(node --version), npm $npmv"
+    say "image $IMAGE on $base: $(($(dk image inspect -f '{{.Size}}' "$IMAGE") >> 20)) MiB, node $(node --version), npm $npmv, /bin/sh $SH"
 }
 
 # ------------------------------------------------------------------ the compose file
@@ -359,7 +373,11 @@ run_case() {
         E2E_LEAK_EVERY=${DOCKER_MM_LEAK_EVERY:-3} E2E_LEAK_TAIL=${DOCKER_MM_LEAK_TAIL:-15} E2E_LEAK_MIN_SESSIONS=8 \
         E2E_STUBDUP_WAIT=${DOCKER_MM_STUBDUP_WAIT:-70} \
         PSQL_ARGS="[\"-h\",\"127.0.0.1\",\"-p\",\"$pg_port\",\"-U\",\"metamcp\",\"-d\",\"$db\"]" \
-        timeout -s KILL 300 node "$here/scenario.mjs" "$scenario" >"$work/$case-$user.out" 2>&1 9>&- 8>&- || rc=$?
+        timeout -s KILL 300 node "$here/scenario.mjs" "$scenario" >"$work/$case-$user.out" 2>&1 9>&- 8>&- &
+    # In the background and waited for, so that INT/TERM reach the trap at once.
+    scenario_pid=$!
+    wait "$scenario_pid" || rc=$?
+    scenario_pid=""
     # What mcpinit says of the container at the end, before the stop.
     if [ "$engine" = docker ]; then
         dk exec "$current" /mcpinit health 2>&1 | sed 's/^/    mcpinit health: /' || true
