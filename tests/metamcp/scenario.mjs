@@ -297,8 +297,14 @@ const startedAt = now();
 const result = await scenarios[scenario]();
 sampler.sample();
 sampler.stop();
-// mcpinit's log lines are written as it acts; the last one of a unit may trail by a scan.
+// mcpinit's log lines are written as it acts; the last one of a unit (unit_gone) may
+// trail by a scan, or by the graces when the unit was set out to end at the very end:
+// wait for every unit's last line, up to the EOF and kill graces and a little more.
 await sleep(1500);
+for (const deadline = now() + 12_000; now() < deadline; await sleep(500)) {
+  const open = terminations(mcpinitEvents(env.NS_LOG)).filter((u) => !u.steps.some((e) => e.event === "unit_gone" || e.event === "stuck"));
+  if (open.length === 0) break;
+}
 const tallies = { "in use": result.tally };
 if (result.leaked) tallies["leaked sessions (first use)"] = result.leaked;
 if (result.fresh) tallies["a fresh session at the end"] = result.fresh;
