@@ -22,3 +22,8 @@ tests/podman/run.sh
 # ~/.cache/mcpinit-tests; SKIPPED without the snapshot, a failure under CI=true).
 # Scenarios: healthy, leak (with a uvx server), stubborn, twins (METAMCP_SCENARIOS picks).
 tests/metamcp/run.sh
+# The real MetaMCP in a FROM-scratch Docker image under mcpinit, Docker's default seccomp
+# profile, no capability, root and 1001; the example compose file's values; containerd's
+# default profile via ctr (tests/docker-metamcp/run.sh; needs the engine and the MetaMCP
+# setup above; DOCKER_MM_CAP_ADD=SYS_PTRACE runs it where pidfd_getfd is allowed).
+tests/docker-metamcp/run.sh

@@ -16,109 +16,38 @@ IMAGE=mcpinit-test:local
 LABEL="mcpinit-test=$$"
 BIN=target/x86_64-unknown-linux-musl/release/mcpinit
 work=$(mktemp -d /tmp/mcpinit-docker-test.XXXXXX)
-dockerd_pid=""
 passed=0
 failed=0
 started_at=$SECONDS
 
-say() { echo "docker-test: $*"; }
+SUITE=docker-test
+say() { echo "$SUITE: $*"; }
 # A measured figure or the reason for a failure, under the scenario it belongs to.
 note() { echo "    $*"; }
 pass() { echo "pass: $*"; passed=$((passed + 1)); }
 fail() { echo "fail: $*"; failed=$((failed + 1)); }
-
-# Every docker call is bounded: a hung engine must not hang the suite.
-# Never hands the engine lock (fd 9) to what it starts.
-dk() { timeout 60 docker "$@" 9>&-; }
+# shellcheck source=tests/docker/engine.sh
+. tests/docker/engine.sh
 
 cleanup() {
-    local ids
-    ids=$(timeout 20 docker ps -aq --filter "label=$LABEL" 2>/dev/null || true)
-    if [ -n "$ids" ]; then
-        # shellcheck disable=SC2086 # one id per word
-        timeout 60 docker rm -f $ids >/dev/null 2>&1 || true
-    fi
-    # Rebuilt images leave their predecessors dangling; drop those, keep the cache.
-    timeout 60 docker image prune -f --filter label=mcpinit-test >/dev/null 2>&1 || true
-    if [ -n "$dockerd_pid" ] && kill -0 "$dockerd_pid" 2>/dev/null; then
-        say "stopping the dockerd this script started (pid $dockerd_pid)"
-        kill -TERM "$dockerd_pid" 2>/dev/null || true
-        for _ in $(seq 1 60); do
-            kill -0 "$dockerd_pid" 2>/dev/null || break
-            sleep 0.5
-        done
-        kill -KILL "$dockerd_pid" 2>/dev/null || true
-        wait "$dockerd_pid" 2>/dev/null || true
-    fi
+    engine_cleanup
     rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# ---------------------------------------------------------------- the engine
-
-no_engine() {
-    if [ "${CI:-}" = true ]; then
-        echo "docker-test: FAIL: no Docker engine: $1" >&2
-        exit 1
-    fi
-    echo "docker-test: SKIP: no Docker engine: $1 (in CI, with CI=true, this is a failure)"
-    exit 0
-}
-
-installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
-
-# install_packages PACKAGE...: Debian packages, as root; nothing to do without arguments.
-install_packages() {
-    [ $# -eq 0 ] && return 0
-    [ "$(id -u)" = 0 ] || { say "please install: $*"; return 1; }
-    say "installing $*"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-
-engine_up() { command -v docker >/dev/null && timeout 20 docker info >/dev/null 2>&1; }
-
-ensure_engine() {
-    engine_up && return 0
-    if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
-        install_packages docker.io || no_engine "installing Debian's docker.io failed"
-        engine_up && return 0 # its package scripts may have started it
-    fi
-    [ "$(id -u)" = 0 ] || no_engine "dockerd is not running, and starting it needs root"
-    say "starting dockerd in the background"
-    dockerd >"$work/dockerd.log" 2>&1 9>&- &
-    dockerd_pid=$!
-    for _ in $(seq 1 60); do
-        engine_up && return 0
-        kill -0 "$dockerd_pid" 2>/dev/null || break
-        sleep 0.5
-    done
-    tail -n 20 "$work/dockerd.log" | sed 's/^/    dockerd: /'
-    if kill -0 "$dockerd_pid" 2>/dev/null; then
-        no_engine "dockerd did not answer within 30 s (its log is above)"
-    fi
-    no_engine "dockerd exited (its log is above)"
-}
-
 # ---------------------------------------------------------------- the image
 
 # The build context: everything the test Dockerfile copies, gathered from this machine.
 gather_context() {
-    local ctx=$work/context node lib
-    mkdir -p "$ctx/node/usr/bin" "$ctx/metamcp"
+    local ctx=$work/context
+    mkdir -p "$ctx/metamcp"
     cp "$BIN" "$ctx/mcpinit"
     cp /bin/busybox "$ctx/busybox"
     cp tests/docker/leak.sh "$ctx/"
     cp tests/fixtures/metamcp/*.js "$ctx/metamcp/"
     cp tests/fixtures/eof/parent.js tests/fixtures/eof/server.js "$ctx/metamcp/"
-    # node with exactly the shared libraries it loads, at the paths it loads them from
-    node=$(readlink -f "$(command -v node)")
-    cp "$node" "$ctx/node/usr/bin/node"
-    for lib in $(ldd "$node" | grep -o '/[^ ]*'); do
-        mkdir -p "$ctx/node$(dirname "$lib")"
-        cp -L "$lib" "$ctx/node$lib"
-    done
+    copy_node "$ctx/node"
 }
 
 build_image() {
@@ -152,17 +81,6 @@ start() {
 # returns its exit status.
 run_fg() { dk run --rm --label "$LABEL" --network none "$@"; }
 
-# wait_for SECONDS COMMAND...: polls every 200 ms until COMMAND succeeds.
-wait_for() {
-    local tries=$(($1 * 5))
-    shift
-    while [ "$tries" -gt 0 ]; do
-        "$@" 2>/dev/null && return 0
-        tries=$((tries - 1))
-        sleep 0.2
-    done
-    return 1
-}
 
 # Whole logs first, then grep: with pipefail, `docker logs | grep -q` can fail when grep
 # stops reading early and docker gets SIGPIPE.
@@ -177,17 +95,6 @@ now_ms() { date +%s%3N; }
 # json EXPR: evaluates a Python expression over the JSON document on stdin (as `d`).
 json() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
 
-# The container's pids cgroup on this host (cgroup v1 or v2, cgroupfs or systemd driver).
-pids_cgroup() {
-    local id dir
-    id=$(dk inspect -f '{{.Id}}' "$1")
-    for dir in "/sys/fs/cgroup/pids/docker/$id" "/sys/fs/cgroup/docker/$id" \
-        "/sys/fs/cgroup/pids/system.slice/docker-$id.scope" \
-        "/sys/fs/cgroup/system.slice/docker-$id.scope"; do
-        [ -r "$dir/pids.events" ] && { echo "$dir"; return 0; }
-    done
-    return 1
-}
 
 # watch_pids DIR SECONDS: samples the cgroup every 50 ms; prints the peak process count
 # and how many forks the kernel refused at pids.max (pids.events "max N"), as last seen

@@ -151,10 +151,19 @@ export function isInstanceTop(cmdline) {
  * sides of the namespace and when it was first and last seen.
  */
 export class Sampler {
-  constructor(initPid) {
+  /**
+   * `pidsCurrent`: a cgroup's pids.current to sample as well (what the kernel's pids
+   * limit counts: tasks, mcpinit's own included), or nothing.
+   */
+  constructor(initPid, pidsCurrent = null) {
     this.initPid = initPid;
+    this.pidsCurrent = pidsCurrent;
     this.peak = 0;
     this.last = 0;
+    this.peakTasks = 0; // threads of the processes below mcpinit, at one sample
+    this.peakCgroup = null; // the cgroup's pids.current
+    this.refused = null; // forks and thread creations the kernel refused at pids.max (pids.events "max")
+    this.tasksPerInstance = []; // tasks of one instance (top and its descendants), as sampled
     this.known = new Map(); // "hostpid:start" -> {hostPid, nsPid, cmdline, ppid, first, last}
     this.instances = new Map(); // same key, only instance tops
   }
@@ -166,7 +175,7 @@ export class Sampler {
       const stat = readText(`/proc/${name}/stat`);
       if (!stat) continue;
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      procs.set(Number(name), { state: fields[0], ppid: Number(fields[1]), start: fields[19] });
+      procs.set(Number(name), { state: fields[0], ppid: Number(fields[1]), threads: Number(fields[17]), start: fields[19] });
     }
     const children = new Map();
     for (const [pid, p] of procs) {
@@ -175,6 +184,7 @@ export class Sampler {
     }
     const t = now();
     let live = 0;
+    let tasks = 0;
     const queue = [...(children.get(this.initPid) ?? [])];
     while (queue.length) {
       const pid = queue.pop();
@@ -182,6 +192,7 @@ export class Sampler {
       queue.push(...(children.get(pid) ?? []));
       if (p.state === "Z") continue;
       live += 1;
+      tasks += p.threads || 1;
       const id = `${pid}:${p.start}`;
       let rec = this.known.get(id);
       if (!rec) {
@@ -199,9 +210,18 @@ export class Sampler {
       rec.ppid = p.ppid;
       rec.last = t;
       this.watchInput(rec, t);
+      if (this.instances.has(id) && t - rec.first > 15_000) rec.tasks = subtreeTasks(pid, procs, children);
     }
     this.last = live;
     this.peak = Math.max(this.peak, live);
+    this.peakTasks = Math.max(this.peakTasks, tasks);
+    if (this.pidsCurrent) {
+      const n = Number(readText(this.pidsCurrent));
+      if (Number.isFinite(n) && n > 0) this.peakCgroup = Math.max(this.peakCgroup ?? 0, n);
+      const events = readText(this.pidsCurrent.replace(/pids\.current$/, "pids.events"));
+      const max = events?.match(/^max\s+(\d+)/m);
+      if (max) this.refused = Number(max[1]);
+    }
     return live;
   }
 
@@ -237,6 +257,12 @@ export class Sampler {
       if (r.lastInput !== undefined && r.lastInput <= when) last = Math.max(last ?? 0, r.lastInput);
     }
     return last;
+  }
+
+  /** Tasks (threads) per started instance, as last sampled after its first 15 s: [median, max]. */
+  instanceTasks() {
+    const all = [...this.instances.values()].map((r) => r.tasks).filter((n) => n > 0).sort((a, b) => a - b);
+    return all.length ? [all[Math.floor(all.length / 2)], all[all.length - 1]] : null;
   }
 
   start(everyMs = 500) {
@@ -290,6 +316,18 @@ export class Sampler {
     const older = (a, b) => a.start < b.start || (a.start === b.start && a.nsPid < b.nsPid);
     return rivals.every((r) => r === rec || older(r, rec));
   }
+}
+
+/** Tasks of a process and every descendant, from one sample's table. */
+function subtreeTasks(pid, procs, children) {
+  let n = 0;
+  const queue = [pid];
+  while (queue.length) {
+    const p = queue.pop();
+    n += procs.get(p)?.threads || 0;
+    queue.push(...(children.get(p) ?? []));
+  }
+  return n;
 }
 
 /** mcpinit's own peak of live descendants, from its state file (`status --json`). */
@@ -367,7 +405,7 @@ export function terminations(events) {
 }
 
 function howEnded(steps) {
-  // mcpinit says it itself when it knows: unit_gone ended=eof|term|kill.
+  // mcpinit says it itself when it knows: unit_gone ended=eof|exit|term|kill.
   const gone = steps.find((s) => s.event === "unit_gone" && s.ended);
   if (gone) return String(gone.ended).toUpperCase();
   const names = steps.map((s) => `${s.event} ${s.msg} ${s.step ?? ""} ${s.via ?? ""} ${s.signal ?? ""}`);
@@ -380,8 +418,8 @@ function howEnded(steps) {
 }
 
 export function countHow(units) {
-  const out = { EOF: 0, TERM: 0, KILL: 0 };
-  for (const u of units) out[u.how] += 1;
+  const out = { EOF: 0, EXIT: 0, TERM: 0, KILL: 0 };
+  for (const u of units) out[u.how] = (out[u.how] ?? 0) + 1;
   return out;
 }
 
