@@ -153,7 +153,7 @@ fn human_status_renders_units_as_trees_with_marks() {
         "live       7 processes (max 128,",
         "DRY RUN: nothing is terminated",
         "settings   dedupe npm exec,npx,uvx keep 1 idle 1s, orphans term, kill grace 5s",
-        ", scan 1s, eof grace 1500ms\n",
+        ", scan 1s, eof grace 1500ms, input route ",
         "counters   terminated 0 (duplicate 0,",
         "units      servers 2 (1 keys, 1 duplicates), orphans 0, other 0",
         "    PID   PPID   PGID S      AGE      RSS  COMMAND",
@@ -356,17 +356,21 @@ fn state_file_falls_back_to_tmp_when_run_is_not_writable() {
             .output()
             .expect("nsenter must be installed")
     };
-    let out = inside(&["status"]);
-    let view = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{view}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        view.contains("to /tmp/mcpinit.json") && view.contains("sleep 60"),
-        "{view}"
-    );
+    // The first state may be written before the first look has seen the child.
+    let seen = wait_until(LONG, || {
+        let out = inside(&["status"]);
+        let view = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && view.contains("sleep 60")).then_some(view)
+    });
+    let view = seen.unwrap_or_else(|| {
+        let out = inside(&["status"]);
+        panic!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(view.contains("to /tmp/mcpinit.json"), "{view}");
     assert!(inside(&["health"]).status.success());
     drop(run);
     let _ = fs::remove_dir_all(tmp);

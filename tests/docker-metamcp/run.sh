@@ -392,7 +392,7 @@ run_case() {
     stop_current
     cat "$work/$case-$user.out"
     grep -h '"event":"start"' "$log" | head -1 | cut -c1-400 | sed 's/^/    mcpinit: /' || true
-    grep -h '"event":"eof_unavailable"\|"event":"shutdown"' "$log" | cut -c1-300 | sed 's/^/    mcpinit: /' || true
+    grep -h '"event":"routes"\|"event":"shutdown"' "$log" | cut -c1-300 | sed 's/^/    mcpinit: /' || true
     grep -h 'EAGAIN' "$log" | head -2 | cut -c1-200 | sed 's/^/    MetaMCP: /' || true
     echo "    wall time of the case: $((SECONDS - t0)) s"
     local fig

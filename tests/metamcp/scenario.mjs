@@ -129,7 +129,8 @@ function summarise(tallies) {
 /** What mcpinit said at start about closing inputs: its route, or why it has none. */
 function closeRoute(events) {
   const start = events.find((e) => e.event === "start");
-  if (start?.route) return `${start.route}${start.route_cause ? ` (${start.route_cause})` : ""}`;
+  const routes = events.find((e) => e.event === "routes");
+  if (routes) return `${routes.close} (exit step ${routes.exit})`;
   const refused = events.find((e) => e.event === "eof_unavailable");
   if (refused) return `none (eof_unavailable cause=${refused.cause})`;
   return start ? "pidfd (no eof_unavailable line)" : "unknown (no start line)";
