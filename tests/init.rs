@@ -202,7 +202,10 @@ fn leftovers_get_sigterm_before_mcpinit_exits() {
 
 #[test]
 fn a_sigterm_ignoring_leftover_is_killed_after_the_stop_grace() {
-    let script = "sh -c 'trap \"\" TERM; while :; do sleep 0.05; done' & sleep 0.3; exit 0";
+    // The leftover ignores SIGTERM from birth: the trap is set before the fork (and
+    // reset after it), or the SIGTERM could come before a trap of its own.
+    let script =
+        "trap '' TERM; sh -c 'while :; do sleep 0.05; done' & trap - TERM; sleep 0.3; exit 0";
     let started = Instant::now();
     let mut run = Run::start(&["sh", "-c", script], &[("MCPINIT_STOP_GRACE", "1s")]);
     assert_eq!(run.wait(LONG), Some(0));
