@@ -7,8 +7,6 @@ use common::*;
 use std::fs;
 use std::time::{Duration, Instant};
 
-const LONG: Duration = Duration::from_secs(30);
-
 fn exit_of(args: &[&str], env: &[(&str, &str)]) -> i32 {
     let mut run = Run::start(args, env);
     run.wait(LONG).expect("mcpinit did not exit")
@@ -292,7 +290,7 @@ os.execv('{mcpinit}', ['mcpinit', 'grep', '-E', '^(SigBlk|SigIgn)', '/proc/self/
 "#,
         mcpinit = mcpinit()
     );
-    let mut run = Run::start_with("python3", &["-c", &program], &[]);
+    let mut run = Run::start_with(&python(), &["-c", &program], &[]);
     assert_eq!(run.wait(LONG), Some(0), "{}", run.stderr());
     let parent = fs::read_to_string(parent).unwrap();
     let out = run.stdout();
@@ -321,7 +319,7 @@ os.execv('{mcpinit}', ['mcpinit', 'grep', 'SigIgn', '/proc/self/status'])
 "#,
         mcpinit = mcpinit()
     );
-    let mut run = Run::start_with("python3", &["-c", &program], &[]);
+    let mut run = Run::start_with(&python(), &["-c", &program], &[]);
     assert_eq!(
         run.wait(Duration::from_secs(20)),
         Some(0),
@@ -440,7 +438,7 @@ sys.exit(99)
 "#,
         mcpinit = mcpinit()
     );
-    let mut run = Run::start_with("python3", &["-c", &program, &script], &[]);
+    let mut run = Run::start_with(&python(), &["-c", &program, &script], &[]);
     assert_eq!(run.wait(LONG), Some(5), "{}", run.stderr());
     assert!(fs::read_to_string(&f).unwrap().contains("INT"));
 }

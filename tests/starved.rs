@@ -7,8 +7,6 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-const LONG: Duration = Duration::from_secs(40);
-
 /// `mcpinit health` inside the run's namespaces, as `docker exec` runs it.
 fn health_inside(run: &Run, state: &std::path::Path) -> std::process::Output {
     inside_program(
