@@ -10,8 +10,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-const LONG: Duration = Duration::from_secs(60);
-
 /// mcpinit `settings` running parent.py `parent` with the server `server` (a shell line).
 fn start(settings: &[&str], parent: &[&str], server: &str) -> Run {
     let (python, script) = (python(), fixture("eof/parent.py"));
@@ -38,24 +36,12 @@ fn parent_line(run: &Run, event: &str, limit: Duration) -> Option<String> {
     })
 }
 
-fn mcpinit_lines(run: &Run, needle: &str) -> Vec<String> {
-    run.stdout()
-        .lines()
-        .filter(|l| l.contains(" mcpinit ") && l.contains(needle))
-        .map(String::from)
-        .collect()
-}
-
 /// pidfd_getfd needs ptrace rights over the server; a sandbox may refuse them. Then the
 /// EOF path cannot be tested here, and saying so beats a silent pass.
 fn eof_refused(run: &Run, test: &str) -> bool {
-    let refused = mcpinit_lines(run, "cannot close the input")
-        .iter()
-        .any(|l| {
-            l.contains("cause=seccomp")
-                || l.contains("cause=permission")
-                || l.contains("cause=kernel")
-        });
+    let refused = run.mcpinit_lines("cannot close the input").iter().any(|l| {
+        l.contains("cause=seccomp") || l.contains("cause=permission") || l.contains("cause=kernel")
+    });
     if refused {
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
@@ -78,7 +64,7 @@ fn by_sigterm(exit: &str) -> bool {
 /// The unit_gone line of the one termination, once mcpinit has logged it.
 fn gone_line(run: &Run) -> String {
     wait_until(LONG, || {
-        mcpinit_lines(run, " is gone, ended ").into_iter().next()
+        run.mcpinit_lines(" is gone, ended ").into_iter().next()
     })
     .unwrap_or_else(|| panic!("the unit never went: {}", run.stdout()))
 }
@@ -97,15 +83,15 @@ fn a_server_that_exits_at_eof_ends_by_eof_without_any_signal() {
     assert!(exit.contains("\"code\": 0"), "{exit}\n{}", run.stdout());
     assert!(gone_line(&run).contains("ended=eof"), "{}", run.stdout());
     assert!(
-        mcpinit_lines(&run, "sending SIG").is_empty(),
+        run.mcpinit_lines("sending SIG").is_empty(),
         "{}",
         run.stdout()
     );
-    assert!(mcpinit_lines(&run, "cannot close the input").is_empty());
-    assert!(mcpinit_lines(&run, "cannot be closed here").is_empty());
+    assert!(run.mcpinit_lines("cannot close the input").is_empty());
+    assert!(run.mcpinit_lines("cannot be closed here").is_empty());
     assert_eq!(run.wait(LONG), Some(0));
     assert!(
-        mcpinit_lines(&run, "exiting with status 0").len() == 1,
+        run.mcpinit_lines("exiting with status 0").len() == 1,
         "{}",
         run.stdout()
     );
@@ -134,11 +120,12 @@ fn without_the_exit_step_a_server_that_ignores_eof_gets_sigterm_after_the_eof_gr
     }
     assert!(by_sigterm(&exit), "{exit}\n{}", run.stdout());
     assert_eq!(
-        mcpinit_lines(&run, "still alive after the EOF grace, sending SIGTERM").len(),
+        run.mcpinit_lines("still alive after the EOF grace, sending SIGTERM")
+            .len(),
         1
     );
     assert!(gone_line(&run).contains("ended=term"), "{}", run.stdout());
-    assert!(mcpinit_lines(&run, "sending SIGKILL").is_empty());
+    assert!(run.mcpinit_lines("sending SIGKILL").is_empty());
 }
 
 #[test]
@@ -169,11 +156,12 @@ fn without_the_exit_step_a_server_that_ignores_eof_and_sigterm_gets_sigkill() {
         "{exit}"
     );
     assert_eq!(
-        mcpinit_lines(&run, "still alive after the EOF grace").len(),
+        run.mcpinit_lines("still alive after the EOF grace").len(),
         1
     );
     assert_eq!(
-        mcpinit_lines(&run, "still alive after the kill grace, sending SIGKILL").len(),
+        run.mcpinit_lines("still alive after the kill grace, sending SIGKILL")
+            .len(),
         1
     );
     assert!(gone_line(&run).contains("ended=kill"), "{}", run.stdout());
@@ -204,14 +192,14 @@ fn a_tracked_server_that_ignores_eof_and_sigterm_is_made_to_exit_zero() {
 fn assert_made_to_exit_zero(run: &Run, exit: &str) {
     assert!(exit.contains("\"code\": 0"), "{exit}\n{}", run.stdout());
     assert_eq!(
-        mcpinit_lines(run, "exit with status 0").len(),
+        run.mcpinit_lines("exit with status 0").len(),
         1,
         "{}",
         run.stdout()
     );
     gone_line(run);
     assert!(
-        mcpinit_lines(run, "crash=true").is_empty(),
+        run.mcpinit_lines("crash=true").is_empty(),
         "{}",
         run.stdout()
     );
@@ -234,7 +222,7 @@ fn start_without_pidfd_getfd(settings: &[&str], parent: &[&str], server: &str) -
 fn where_pidfd_getfd_is_refused_the_input_is_closed_through_ptrace() {
     let run = start_without_pidfd_getfd(&["--max-procs", "5"], &["--grow", "4"], &node_server(""));
     let exit = parent_line(&run, "exit", LONG).unwrap_or_else(|| panic!("{}", run.stdout()));
-    let routes = mcpinit_lines(&run, "inputs are closed through");
+    let routes = run.mcpinit_lines("inputs are closed through");
     let routes = routes.first().cloned().unwrap_or_default();
     assert!(routes.contains("close=ptrace"), "{}", run.stdout());
     assert!(routes.contains("exit=on"), "{routes}");
@@ -242,11 +230,11 @@ fn where_pidfd_getfd_is_refused_the_input_is_closed_through_ptrace() {
     assert!(exit.contains("\"code\": 0"), "{exit}\n{}", run.stdout());
     assert!(gone_line(&run).contains("ended=eof"), "{}", run.stdout());
     assert!(
-        mcpinit_lines(&run, "sending SIG").is_empty(),
+        run.mcpinit_lines("sending SIG").is_empty(),
         "{}",
         run.stdout()
     );
-    assert!(mcpinit_lines(&run, "cannot close the input").is_empty());
+    assert!(run.mcpinit_lines("cannot close the input").is_empty());
 }
 
 #[test]
@@ -268,7 +256,7 @@ fn a_pipe_at_fd0_falls_back_to_sigterm_with_one_line_saying_why() {
         &node_server(""),
     );
     let exit = parent_line(&run, "exit", LONG).unwrap_or_else(|| panic!("{}", run.stdout()));
-    let fallback = mcpinit_lines(&run, "cannot close the input");
+    let fallback = run.mcpinit_lines("cannot close the input");
     assert_eq!(fallback.len(), 1, "{}", run.stdout());
     assert!(fallback[0].contains("cause=pipe"), "{}", fallback[0]);
     assert!(
@@ -278,7 +266,7 @@ fn a_pipe_at_fd0_falls_back_to_sigterm_with_one_line_saying_why() {
     );
     // Straight to SIGTERM: no EOF grace waited for.
     assert!(by_sigterm(&exit), "{exit}\n{}", run.stdout());
-    assert!(mcpinit_lines(&run, "after the EOF grace").is_empty());
+    assert!(run.mcpinit_lines("after the EOF grace").is_empty());
     assert!(gone_line(&run).contains("ended=term"), "{}", run.stdout());
 }
 
@@ -307,7 +295,7 @@ fn an_eof_grace_of_zero_sends_sigterm_at_once_and_says_nothing_of_input() {
     );
     let exit = parent_line(&run, "exit", LONG).unwrap_or_else(|| panic!("{}", run.stdout()));
     assert!(by_sigterm(&exit), "{exit}\n{}", run.stdout());
-    assert!(mcpinit_lines(&run, "cannot close the input").is_empty());
+    assert!(run.mcpinit_lines("cannot close the input").is_empty());
     assert!(gone_line(&run).contains("ended=term"), "{}", run.stdout());
 }
 
@@ -386,7 +374,7 @@ fn real_server_everything_exits_zero_at_eof() {
     assert!(exit.contains("\"code\": 0"), "{exit}\n{}", run.stdout());
     assert!(gone_line(&run).contains("ended=eof"), "{}", run.stdout());
     assert!(
-        mcpinit_lines(&run, "sending SIG").is_empty(),
+        run.mcpinit_lines("sending SIG").is_empty(),
         "{}",
         run.stdout()
     );

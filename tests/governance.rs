@@ -5,24 +5,7 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
-
-const LONG: Duration = Duration::from_secs(40);
-
-fn backend(args: &str) -> Vec<String> {
-    let mut argv = vec!["node".to_string(), fixture("metamcp/backend.js")];
-    argv.extend(args.split_whitespace().map(String::from));
-    argv
-}
-
-/// mcpinit with `settings` as options, running the fixture backend with `args`.
-fn start(settings: &[&str], args: &str, env: &[(&str, &str)]) -> Run {
-    let backend = backend(args);
-    let mut argv: Vec<&str> = settings.to_vec();
-    argv.push("--");
-    argv.extend(backend.iter().map(String::as_str));
-    Run::start(&argv, env)
-}
+use std::time::{Duration, Instant};
 
 /// Leaves are `node …/leaf.js server-X`; their `sh -c node …/leaf.js …` parent also
 /// names the file, so a leaf is recognised by the command line's start.
@@ -61,7 +44,7 @@ fn log_count(run: &Run, needle: &str) -> usize {
 
 #[test]
 fn four_duplicates_are_culled_to_the_newest_with_their_whole_tree() {
-    let run = start(
+    let run = with_backend(
         &["--dedupe-idle", "1s"],
         "--spawn a:4 --leaf-read-once 4000 --gap-ms 300",
         &[],
@@ -92,7 +75,7 @@ fn four_duplicates_are_culled_to_the_newest_with_their_whole_tree() {
 
 #[test]
 fn keep_two_keeps_the_two_newest() {
-    let run = start(
+    let run = with_backend(
         &["--dedupe-idle", "1s"],
         "--spawn a:4 --leaf-read-once 4000 --gap-ms 300",
         &[("MCPINIT_DEDUPE_KEEP", "2")],
@@ -106,17 +89,26 @@ fn keep_two_keeps_the_two_newest() {
 
 #[test]
 fn nothing_is_culled_before_it_has_been_idle_for_the_idle_time() {
-    let run = start(
+    // No instance can have been idle for 8 s before 8 s have passed since mcpinit
+    // started: until then, nothing may be culled, however slowly the instances came.
+    // (A fixed 1.5 s after all three were up could be past 8 s on a loaded machine.)
+    let started = Instant::now();
+    let run = with_backend(
         &["--dedupe-idle", "8s"],
         "--spawn a:3 --leaf-read-once 4000 --gap-ms 200",
         &[],
     );
     assert!(run.wait_for_log("\"seq\":2", LONG));
-    // All three up (their titles set), and seen idle for a while, but not for 8 s.
     assert!(settle_until(&run, 3, SERVER_A), "{}", run.stdout());
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(count(&run, SERVER_A), 3, "culled before the idle time");
-    assert!(!run.stdout().contains("terminating"), "{}", run.stdout());
+    let idle_time = started + Duration::from_secs(8);
+    while Instant::now() + Duration::from_millis(100) < idle_time {
+        let out = run.stdout();
+        assert!(
+            !out.contains("terminating"),
+            "culled before the idle time: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         settle_until(&run, 1, SERVER_A),
         "never culled after the idle time"
@@ -125,7 +117,7 @@ fn nothing_is_culled_before_it_has_been_idle_for_the_idle_time() {
 
 #[test]
 fn other_servers_and_the_main_child_are_untouched() {
-    let run = start(
+    let run = with_backend(
         &["--dedupe-idle", "1s"],
         "--spawn a:2 --spawn b:1 --leaf-read-once 4000 --gap-ms 200",
         &[],
@@ -140,12 +132,14 @@ fn other_servers_and_the_main_child_are_untouched() {
 
 #[test]
 fn dedupe_off_leaves_duplicates_alone() {
-    let run = start(
+    let run = with_backend(
         &["--dedupe-idle", "0"],
         "--spawn a:3 --gap-ms 100",
         &[("MCPINIT_DEDUPE", "off")],
     );
     assert!(run.wait_for_log("\"seq\":2", LONG));
+    // All three up (the last may set its title well after its seq line), then left alone.
+    assert!(settle_until(&run, 3, SERVER_A), "{}", run.stdout());
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(count(&run, SERVER_A), 3);
     assert!(!run.stdout().contains("terminating"));
@@ -153,7 +147,7 @@ fn dedupe_off_leaves_duplicates_alone() {
 
 #[test]
 fn orphans_are_terminated_by_default() {
-    let run = start(&[], "--orphan c:1", &[]);
+    let run = with_backend(&[], "--orphan c:1", &[]);
     assert!(
         run.wait_for_log("terminating orphan unit", LONG),
         "{}",
@@ -164,7 +158,7 @@ fn orphans_are_terminated_by_default() {
 
 #[test]
 fn orphans_are_kept_with_keep() {
-    let run = start(&["--orphans", "keep"], "--orphan c:1", &[]);
+    let run = with_backend(&["--orphans", "keep"], "--orphan c:1", &[]);
     assert!(run.wait_for_log("\"seq\":0", LONG));
     assert!(settle_until(&run, 1, "node-leaf:c"));
     std::thread::sleep(Duration::from_secs(3));
@@ -205,7 +199,7 @@ fn the_cap_brings_sixty_processes_under_twenty() {
 
 #[test]
 fn sigterm_ignoring_units_are_killed_after_the_grace() {
-    let run = start(
+    let run = with_backend(
         &["--dedupe-idle", "500ms", "--kill-grace", "1s"],
         "--spawn a:2 --leaf-read-once 4000 --gap-ms 300 --leaf-ignore-term",
         &[],
@@ -268,6 +262,9 @@ def on_cont(*_):
     conts += 1
 signal.signal(signal.SIGCONT, on_cont)
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+# Each group ignores SIGTERM from birth (a disposition survives fork): ignored only
+# after the fork, a group the cap ends at once would die of SIGTERM before.
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
 last = time.monotonic()
 def tick():
     global last, stall
@@ -276,10 +273,10 @@ def tick():
 for _ in range(60):
     if os.fork() == 0:
         os.setpgid(0, 0)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         time.sleep(1000)
         os._exit(0)
     tick()
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 end = time.monotonic() + 5
 while time.monotonic() < end:
     time.sleep(0.001)
@@ -334,7 +331,7 @@ fn a_forker_that_jumps_the_cap_is_stopped_only_briefly() {
 
 #[test]
 fn dry_run_logs_and_kills_nothing() {
-    let run = start(
+    let run = with_backend(
         &["--dedupe-idle", "500ms", "--dry-run"],
         "--spawn a:3 --leaf-read-once 4000 --gap-ms 200",
         &[],
@@ -350,15 +347,16 @@ fn dry_run_logs_and_kills_nothing() {
         2,
         "logged once per unit"
     );
-    assert_eq!(count(&run, SERVER_A), 3);
-    assert_eq!(count(&run, LEAF_A), 3);
+    // All three whole: a dry run ends nothing (the last leaf may still be starting).
+    assert!(settle_until(&run, 3, SERVER_A), "{}", run.stdout());
+    assert!(settle_until(&run, 3, LEAF_A), "{}", run.stdout());
 }
 
 #[test]
 fn the_memory_cap_terminates_only_the_hog() {
     // Node processes here take ~40 MiB each: backend + 2 instances of 3 processes is
     // about 220 MiB; the hog adds 300 MiB. A 400 MiB cap is broken by the hog alone.
-    let run = start(
+    let run = with_backend(
         &["--max-memory", "400m"],
         "--spawn a:1 --spawn b:1 --hog b:300 --gap-ms 100",
         &[],
@@ -425,8 +423,9 @@ fn a_unit_that_keeps_forking_while_terminated_still_ends_up_dead() {
     // A group of its own that ignores SIGTERM and forks a sleeper every 10 ms: over the
     // cap it is chosen, survives SIGTERM, and SIGKILL must catch every member, including
     // the ones forked after the decision.
-    let forker = "trap '' TERM; while :; do sleep 1000 & sleep 0.01; done";
-    let script = format!("setsid sh -c \"{forker}\" & exec sleep 999");
+    // Immune at birth: SIGTERM is ignored before the fork, and so by every member.
+    let forker = "while :; do sleep 1000 & sleep 0.01; done";
+    let script = format!("trap '' TERM; setsid sh -c \"{forker}\" & trap - TERM; exec sleep 999");
     let run = Run::start(
         &[
             "--max-procs",
@@ -451,7 +450,7 @@ fn a_unit_that_keeps_forking_while_terminated_still_ends_up_dead() {
         run.stdout()
     );
     let gone = wait_until(LONG, || {
-        (run.count("sleep 1000") == 0 && run.count("trap") == 0).then_some(())
+        (run.count("sleep 1000") == 0 && run.count("while :") == 0).then_some(())
     });
     assert!(gone.is_some(), "{:?}", run.processes());
     assert_eq!(
@@ -534,7 +533,7 @@ fn an_instance_receiving_input_is_kept_while_an_idle_duplicate_is_ended() {
     // Three instances of one server: the oldest in use (its leaf reads all the time),
     // the middle one used once and left, the newest used once too. Only the middle one
     // may go, and it must.
-    let run = start(
+    let run = with_backend(
         &["--dedupe-idle", "5s"],
         "--spawn a:3 --leaf-read-once 4000 --gap-ms 300 --busy 0",
         &[],
@@ -565,7 +564,7 @@ fn an_instance_receiving_input_is_kept_while_an_idle_duplicate_is_ended() {
 
 #[test]
 fn the_newest_instance_is_kept_however_long_it_idles() {
-    let run = start(
+    let run = with_backend(
         &["--dedupe-idle", "1s"],
         "--spawn a:2 --leaf-read-once 4000 --gap-ms 300",
         &[],
@@ -588,7 +587,7 @@ fn the_spare_is_kept_when_a_newer_instance_is_in_use() {
     // MetaMCP's race: a session that comes while the next spare is starting gets an
     // instance of its own, newer than the spare. Four instances: 0 and 1 never used
     // (leaked), 2 never used (the spare, the newest such), 3 the newest, in use.
-    let run = start(
+    let run = with_backend(
         &["--dedupe-idle", "5s"],
         "--spawn a:4 --gap-ms 300 --busy 3",
         &[],
@@ -614,7 +613,7 @@ fn twins_with_one_command_line_and_two_environments_are_two_servers() {
     // Two accounts of one server: one command line, TOKEN=b for the oldest instance,
     // TOKEN=a for the two newer ones. The older TOKEN=a one is a duplicate and must go;
     // the TOKEN=b one is the only instance of its server and must stay, however idle.
-    let run = start(
+    let run = with_backend(
         &["--dedupe-idle", "1s"],
         "--spawn a:3 --leaf-read-once 4000 --gap-ms 300 \
          --env-of 0:TOKEN=b --env-of 1:TOKEN=a --env-of 2:TOKEN=a",

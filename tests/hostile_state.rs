@@ -12,8 +12,6 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const LONG: Duration = Duration::from_secs(40);
-
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -213,7 +211,7 @@ fn live_mcpinit() -> Run {
 }
 
 /// `mcpinit ARGS` inside the run's namespaces, killed after 30 s (`inside_program`).
-fn inside(run: &Run, args: &[&str]) -> Option<Output> {
+fn inside_bounded(run: &Run, args: &[&str]) -> Option<Output> {
     run_bounded(inside_program(run, mcpinit(), args))
 }
 
@@ -223,7 +221,7 @@ fn text_status_is_linear_in_rows_with_repeated_pids() {
     let file = run.dir().join("crafted.json");
     for rows in [20_000, 200_000] {
         fs::write(&file, document(1, unix_ms(), 1000, rows)).unwrap();
-        let out = inside(&run, &["status", "--state-file", file.to_str().unwrap()])
+        let out = inside_bounded(&run, &["status", "--state-file", file.to_str().unwrap()])
             .unwrap_or_else(|| panic!("status of {rows} rows did not finish in 30 s"));
         assert_eq!(
             out.status.code(),
@@ -250,8 +248,8 @@ fn health_of(run: &Run, document: &str) -> (Option<i32>, String) {
         let crafted = fs::File::options().write(true).open(&file).unwrap();
         crafted.set_modified(at).unwrap();
     }
-    let out =
-        inside(run, &["health", "--state-file", file.to_str().unwrap()]).expect("health hangs");
+    let out = inside_bounded(run, &["health", "--state-file", file.to_str().unwrap()])
+        .expect("health hangs");
     (out.status.code(), text(&out))
 }
 
@@ -279,8 +277,8 @@ fn health_is_not_fooled_by_the_file() {
     // Written an hour ago, but its heartbeat touched it just now: fresh.
     let file = run.dir().join("touched.json");
     fs::write(&file, document(1, now - 3_600_000, 1000, 1)).unwrap();
-    let out =
-        inside(&run, &["health", "--state-file", file.to_str().unwrap()]).expect("health hangs");
+    let out = inside_bounded(&run, &["health", "--state-file", file.to_str().unwrap()])
+        .expect("health hangs");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let (code, out) = health_of(&run, &document(1, now, u64::MAX, 1));
     assert!(code == Some(1) && out.contains("scan_interval_ms"), "{out}");
@@ -289,7 +287,8 @@ fn health_is_not_fooled_by_the_file() {
         let file = run.dir().join("planted.json");
         fs::write(&file, document(1, now, 1000, 1)).unwrap();
         std::os::unix::fs::chown(&file, Some(12345), Some(12345)).unwrap();
-        let out = inside(&run, &["health", "--state-file", file.to_str().unwrap()]).unwrap();
+        let out =
+            inside_bounded(&run, &["health", "--state-file", file.to_str().unwrap()]).unwrap();
         assert_eq!(out.status.code(), Some(9), "{}", text(&out));
         assert!(
             text(&out).contains("belongs to uid 12345"),

@@ -7,8 +7,6 @@ use common::*;
 use std::fs;
 use std::time::{Duration, Instant};
 
-const LONG: Duration = Duration::from_secs(30);
-
 fn exit_of(args: &[&str], env: &[(&str, &str)]) -> i32 {
     let mut run = Run::start(args, env);
     run.wait(LONG).expect("mcpinit did not exit")
@@ -132,13 +130,15 @@ fn dash_g_reaches_the_whole_process_group() {
         assert!(wait_for_file(&f, "ready\n") && wait_for_file(&f, "ready2"));
         run.signal(libc::SIGUSR1);
         assert!(wait_for_file(&f, "child"), "child missed USR1 ({flags:?})");
-        std::thread::sleep(Duration::from_millis(500));
-        let got = fs::read_to_string(&f).unwrap();
-        assert_eq!(
-            got.contains("grandchild"),
-            grandchild_gets_it,
-            "{flags:?}: {got}"
-        );
+        // The grandchild's trap runs once its `sleep 0.05` is over: waited for when it
+        // must come, given half a second when it must not.
+        if grandchild_gets_it {
+            assert!(wait_for_file(&f, "grandchild"), "grandchild missed USR1");
+        } else {
+            std::thread::sleep(Duration::from_millis(500));
+            let got = fs::read_to_string(&f).unwrap();
+            assert!(!got.contains("grandchild"), "{flags:?}: {got}");
+        }
     }
 }
 
@@ -202,7 +202,10 @@ fn leftovers_get_sigterm_before_mcpinit_exits() {
 
 #[test]
 fn a_sigterm_ignoring_leftover_is_killed_after_the_stop_grace() {
-    let script = "sh -c 'trap \"\" TERM; while :; do sleep 0.05; done' & sleep 0.3; exit 0";
+    // The leftover ignores SIGTERM from birth: the trap is set before the fork (and
+    // reset after it), or the SIGTERM could come before a trap of its own.
+    let script =
+        "trap '' TERM; sh -c 'while :; do sleep 0.05; done' & trap - TERM; sleep 0.3; exit 0";
     let started = Instant::now();
     let mut run = Run::start(&["sh", "-c", script], &[("MCPINIT_STOP_GRACE", "1s")]);
     assert_eq!(run.wait(LONG), Some(0));
@@ -289,7 +292,7 @@ os.execv('{mcpinit}', ['mcpinit', 'grep', '-E', '^(SigBlk|SigIgn)', '/proc/self/
 "#,
         mcpinit = mcpinit()
     );
-    let mut run = Run::start_with("python3", &["-c", &program], &[]);
+    let mut run = Run::start_with(&python(), &["-c", &program], &[]);
     assert_eq!(run.wait(LONG), Some(0), "{}", run.stderr());
     let parent = fs::read_to_string(parent).unwrap();
     let out = run.stdout();
@@ -318,7 +321,7 @@ os.execv('{mcpinit}', ['mcpinit', 'grep', 'SigIgn', '/proc/self/status'])
 "#,
         mcpinit = mcpinit()
     );
-    let mut run = Run::start_with("python3", &["-c", &program], &[]);
+    let mut run = Run::start_with(&python(), &["-c", &program], &[]);
     assert_eq!(
         run.wait(Duration::from_secs(20)),
         Some(0),
@@ -437,7 +440,7 @@ sys.exit(99)
 "#,
         mcpinit = mcpinit()
     );
-    let mut run = Run::start_with("python3", &["-c", &program, &script], &[]);
+    let mut run = Run::start_with(&python(), &["-c", &program, &script], &[]);
     assert_eq!(run.wait(LONG), Some(5), "{}", run.stderr());
     assert!(fs::read_to_string(&f).unwrap().contains("INT"));
 }

@@ -7,13 +7,10 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::time::Duration;
-
-const LONG: Duration = Duration::from_secs(40);
 
 /// mcpinit's own lines, parsed; fails on any stdout line that is not a JSON object.
 /// The fixture backend prints JSON lines too (`{"server":…}`); those carry no `event`.
-fn mcpinit_lines(stdout: &str) -> Vec<Value> {
+fn json_lines(stdout: &str) -> Vec<Value> {
     let mut lines = Vec::new();
     for line in stdout.lines() {
         let value: Value =
@@ -66,29 +63,18 @@ fn num_of(line: &Value, name: &str) -> i64 {
 fn every_json_line_parses_at_every_level() {
     // Debug level; a duplicate whose leaf ignores SIGTERM (terminate, escalate); a memory
     // cap the main child alone exceeds (error); then a stop (signal, drain, shutdown).
-    let backend = fixture("metamcp/backend.js");
-    let args = [
-        "--dedupe-idle",
-        "500ms",
-        "--kill-grace",
-        "500ms",
-        "--stop-grace",
-        "1s",
-        "--max-memory",
-        "1m",
-        "--",
-        "node",
-        &backend,
-        "--spawn",
-        "a:2",
-        "--gap-ms",
-        "200",
-        "--leaf-ignore-term",
-        "--leaf-read-once",
-        "4000",
-    ];
-    let mut run = Run::start(
-        &args,
+    let mut run = with_backend(
+        &[
+            "--dedupe-idle",
+            "500ms",
+            "--kill-grace",
+            "500ms",
+            "--stop-grace",
+            "1s",
+            "--max-memory",
+            "1m",
+        ],
+        "--spawn a:2 --gap-ms 200 --leaf-ignore-term --leaf-read-once 4000",
         &[("MCPINIT_LOG_FORMAT", "json"), ("MCPINIT_LOG", "debug")],
     );
     assert!(
@@ -100,7 +86,7 @@ fn every_json_line_parses_at_every_level() {
     assert!(run.wait(LONG).is_some(), "mcpinit did not stop");
     assert_eq!(run.stderr(), "", "everything mcpinit says goes to stdout");
 
-    let lines = mcpinit_lines(&run.stdout());
+    let lines = json_lines(&run.stdout());
     let mut levels: HashMap<&str, usize> = HashMap::new();
     for line in &lines {
         *levels.entry(str_of(line, "level")).or_default() += 1;
@@ -191,7 +177,7 @@ fn json_filter_levels_still_give_whole_lines() {
         &[("MCPINIT_LOG_FORMAT", "json"), ("MCPINIT_LOG", "warn")],
     );
     assert_eq!(run.wait(LONG), Some(0));
-    let lines = mcpinit_lines(&run.stdout());
+    let lines = json_lines(&run.stdout());
     assert!(event(&lines, "start").is_empty(), "{}", run.stdout());
     assert_eq!(
         event(&lines, "main_over_memory").len(),
@@ -271,7 +257,9 @@ fn stdout_stays_the_default_target() {
 fn a_subtree_units_lines_name_its_real_process_group() {
     // The orphan stays in the main child's group (sh without job control does not
     // setpgid), so it is a subtree unit; it ignores SIGTERM, so it is escalated too.
-    let script = "( (trap '' TERM; exec sleep 300) & ); exec sleep 300";
+    // It ignores it from birth: the subshell ignores it before the fork (a trap after
+    // the fork lost the race to mcpinit, which ended the orphan 4 ms after it appeared).
+    let script = "( trap '' TERM; sleep 300 & ); exec sleep 300";
     let mut run = Run::start(
         &[
             "--kill-grace",
@@ -292,7 +280,7 @@ fn a_subtree_units_lines_name_its_real_process_group() {
     );
     run.signal(libc::SIGTERM);
     assert!(run.wait(LONG).is_some(), "mcpinit did not stop");
-    let lines = mcpinit_lines(&run.stdout());
+    let lines = json_lines(&run.stdout());
     let main = num_of(event(&lines, "spawn")[0], "pid");
     let terminate = event(&lines, "terminate");
     let orphan = terminate
@@ -320,7 +308,7 @@ fn a_signal_flood_is_counted_not_logged_line_by_line() {
         &[("MCPINIT_LOG_FORMAT", "json")],
     );
     assert_eq!(run.wait(LONG), Some(0), "{}", run.stdout());
-    let lines = mcpinit_lines(&run.stdout());
+    let lines = json_lines(&run.stdout());
     let of_rt = |name| {
         event(&lines, name)
             .into_iter()

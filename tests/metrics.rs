@@ -9,20 +9,19 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const LONG: Duration = Duration::from_secs(40);
-
 fn dir() -> String {
     format!("{}/tests/metrics", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The venv's python with prometheus_client (made on first use, cached).
-fn python() -> String {
+/// The venv's python with prometheus_client (made on first use, cached); not
+/// `common::python()`, which has no prometheus_client.
+fn prometheus_python() -> String {
     let out = Command::new(format!("{}/venv.sh", dir()))
         .output()
         .expect("bash must be installed");
@@ -73,13 +72,6 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
-/// `mcpinit ARGS` inside the run's PID and mount namespaces, as `docker exec` would.
-fn inside(run: &Run, args: &[&str]) -> Output {
-    inside_program(run, mcpinit(), args)
-        .output()
-        .expect("nsenter must be installed")
-}
-
 /// Scrape (both formats, with the real parser) and compare with `status --json` until
 /// they agree: the two are read at different moments, so a reap in between may
 /// separate them once. Returns the Prometheus text of the agreeing scrape.
@@ -124,17 +116,18 @@ fn agree(run: &Run, python: &str, addr: SocketAddr) -> String {
     panic!("scrape and status never agreed:\n{last}\n{}", run.stdout());
 }
 
+/// The fixture backend under mcpinit with `settings`, serving metrics on a free port.
 fn start(settings: &[&str], backend_args: &str) -> Run {
-    let backend = fixture("metamcp/backend.js");
-    let mut argv: Vec<&str> = settings.to_vec();
-    argv.extend(["--", "node", &backend]);
-    argv.extend(backend_args.split_whitespace());
-    Run::start(&argv, &[("MCPINIT_METRICS", "127.0.0.1:0")])
+    with_backend(
+        settings,
+        backend_args,
+        &[("MCPINIT_METRICS", "127.0.0.1:0")],
+    )
 }
 
 #[test]
 fn a_scrape_parsed_by_prometheus_client_agrees_with_status_json() {
-    let python = python();
+    let python = prometheus_python();
     // Every leaf ignores SIGTERM: the culled duplicates and the orphan need SIGKILL.
     // Every leaf reads once, 4 s in: used, then left (a never-used one would be the spare).
     let run = start(
@@ -142,8 +135,8 @@ fn a_scrape_parsed_by_prometheus_client_agrees_with_status_json() {
         "--spawn a:3 --spawn b:2 --orphan c:1 --gap-ms 150 --leaf-ignore-term --leaf-read-once 4000",
     );
     let addr = address(&run);
-    // Settled: 2 + 1 duplicates and the orphan terminated and gone. Each needs SIGKILL,
-    // unless it got SIGTERM before node had set up its handler (the orphan, mostly).
+    // Settled: 2 + 1 duplicates and the orphan terminated and gone, each by SIGKILL: the
+    // backend makes no instance a duplicate or an orphan before its leaf ignores SIGTERM.
     let ended = |text: &str, how: &str| -> f64 {
         ["duplicate", "orphan"]
             .iter()
@@ -163,7 +156,7 @@ fn a_scrape_parsed_by_prometheus_client_agrees_with_status_json() {
     let Some(settled) = settled else {
         panic!("never settled:\n{}", get(addr, "/metrics").1);
     };
-    assert!(ended(&settled, "kill") >= 1.0, "{settled}");
+    assert_eq!(ended(&settled, "kill"), 4.0, "{settled}");
     run.signal(libc::SIGWINCH); // forwarded to the backend, which ignores it
     assert!(run.wait_for_log("forwarded SIGWINCH", LONG));
 

@@ -5,9 +5,6 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
-
-const LONG: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_socket_another_instance_holds_too_is_not_shut_down() {

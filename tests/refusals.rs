@@ -120,7 +120,7 @@ fn a_state_path_that_is_not_utf8_is_kept_byte_for_byte() {
     // The child sees the same variable: it waits for the file at exactly those bytes,
     // then reads it back through `status` with the variable and `health --state-file`.
     let script = r#"
-        for i in $(seq 100); do [ -f "$MCPINIT_STATE_FILE" ] && break; sleep 0.1; done
+        for i in $(seq 600); do [ -f "$MCPINIT_STATE_FILE" ] && break; sleep 0.1; done
         [ -f "$MCPINIT_STATE_FILE" ] || exit 7
         "$BIN" status --json > /dev/null || exit 8
         "$BIN" health --state-file "$MCPINIT_STATE_FILE" > /dev/null || exit 9

@@ -7,8 +7,6 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-const LONG: Duration = Duration::from_secs(40);
-
 /// `mcpinit health` inside the run's namespaces, as `docker exec` runs it.
 fn health_inside(run: &Run, state: &std::path::Path) -> std::process::Output {
     inside_program(
@@ -32,8 +30,15 @@ fn prlimit_nofile(pid: i32, limit: &str) {
 
 #[test]
 fn out_of_file_descriptors_a_scan_says_so_and_decides_nothing() {
-    // Twenty sleepers appear two seconds in, over a cap of five: by then mcpinit can
-    // open no new file, so it cannot read their stat.
+    // Twenty sleepers appear once told to, over a cap of five: by then mcpinit can
+    // open no new file, so it cannot read their stat. (They once came two seconds in,
+    // which a loaded machine can take to get here: then they came before the limit.)
+    let dir = temp_dir("nofile");
+    let go = dir.join("go");
+    let script = format!(
+        "while [ ! -e {go} ]; do sleep 0.1; done; for i in $(seq 20); do sleep 600 & done; wait",
+        go = go.display()
+    );
     let run = Run::start(
         &[
             "--max-procs",
@@ -43,7 +48,7 @@ fn out_of_file_descriptors_a_scan_says_so_and_decides_nothing() {
             "--",
             "sh",
             "-c",
-            "sleep 2; for i in $(seq 20); do sleep 600 & done; wait",
+            &script,
         ],
         &[],
     );
@@ -57,6 +62,7 @@ fn out_of_file_descriptors_a_scan_says_so_and_decides_nothing() {
         .collect();
     let limit = (0..).find(|n| !open.contains(n)).unwrap();
     prlimit_nofile(init, &format!("{limit}:1024"));
+    std::fs::write(&go, b"").unwrap();
     assert!(
         run.wait_for_log("cannot see every process", LONG),
         "no scan_blind line: {}",
@@ -95,6 +101,7 @@ fn out_of_file_descriptors_a_scan_says_so_and_decides_nothing() {
         run.wait_for_log("terminating cap unit", LONG),
         "the cap was not enforced once sight came back"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// VmSize of `pid` in kB.

@@ -301,9 +301,12 @@ impl Scanner {
             }
             let cached = known.get(k).filter(|c| c.pid == pid);
             if let Some(c) = cached {
+                // Another's young process is read on every look: it may setsid or
+                // setpgid, and its group decides whether a killpg is safe.
                 let settled = !full
                     && (c.stat.start < young_start
-                        || now_ms.saturating_sub(c.read_ms) < YOUNG_REREAD_MS)
+                        || (c.cmdline.is_some()
+                            && now_ms.saturating_sub(c.read_ms) < YOUNG_REREAD_MS))
                     && dirty.binary_search(&pid).is_err()
                     && !handed_out(before, cursor, pid)
                     && parent_stays(pid, c.stat.ppid);

@@ -13,19 +13,31 @@ use std::time::{Duration, Instant};
 
 /// The python3 interpreter itself: a version manager's shim (pyenv's is a shell script
 /// that forks a dozen processes at every start) would trip the tests' small caps.
+/// Asked once per test binary.
 pub fn python() -> String {
-    std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "python3".into())
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            std::process::Command::new("python3")
+                .args(["-c", "import sys; print(sys.executable)"])
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "python3".into())
+        })
+        .clone()
 }
 
 /// Hard limit for any one mcpinit run; tests use far shorter bounds of their own.
 const HARD_LIMIT_SECS: u32 = 120;
+
+/// The bound of every wait for something a test expects to happen (a log line, an
+/// exit, a settled tree): generous, because a loaded machine can be many times slower
+/// than an idle one, and free, because a passing test stops waiting as soon as it
+/// happens. Never a duration a test sits out: a timing goal belongs in a benchmark.
+pub const LONG: Duration = Duration::from_secs(60);
 
 /// The binary under test: cargo's own build, or `MCPINIT_TEST_BIN` when set (the
 /// aarch64 binary run through qemu-user by tests/aarch64/run.sh; the variable is one of
@@ -181,6 +193,15 @@ impl Run {
         found
     }
 
+    /// mcpinit's own text log lines (` mcpinit LEVEL …`) containing `needle`.
+    pub fn mcpinit_lines(&self, needle: &str) -> Vec<String> {
+        self.stdout()
+            .lines()
+            .filter(|l| l.contains(" mcpinit ") && l.contains(needle))
+            .map(String::from)
+            .collect()
+    }
+
     pub fn count(&self, needle: &str) -> usize {
         self.processes()
             .iter()
@@ -283,6 +304,24 @@ pub fn cpu_ticks(pid: i32) -> u64 {
         .unwrap_or_default();
     // Fields 14 and 15, counted from the state (field 3) at index 0.
     fields.get(11).unwrap_or(&0) + fields.get(12).unwrap_or(&0)
+}
+
+/// mcpinit with `settings` as options, running the MetaMCP-shaped fixture backend
+/// (tests/fixtures/metamcp/backend.js) with `backend_args`, and `env` set.
+pub fn with_backend(settings: &[&str], backend_args: &str, env: &[(&str, &str)]) -> Run {
+    let backend = fixture("metamcp/backend.js");
+    let mut argv: Vec<&str> = settings.to_vec();
+    argv.extend(["--", "node", &backend]);
+    argv.extend(backend_args.split_whitespace());
+    Run::start(&argv, env)
+}
+
+/// `mcpinit ARGS` (status, health, …) inside `run`'s namespaces, as `docker exec` runs
+/// it, with none of the runner's settings.
+pub fn inside(run: &Run, args: &[&str]) -> std::process::Output {
+    inside_program(run, mcpinit(), args)
+        .output()
+        .expect("nsenter must be installed")
 }
 
 /// `program ARGS` inside `run`'s PID and mount namespaces (as `docker exec` runs a
