@@ -405,6 +405,9 @@ export function terminations(events) {
 }
 
 function howEnded(steps) {
+  // The exit step made the instance's top (what the gateway tracks) exit 0: that is the
+  // end the gateway saw, whatever its orphaned remnants needed afterwards.
+  if (steps.some((s) => s.event === "exit_step")) return "EXIT";
   // mcpinit says it itself when it knows: unit_gone ended=eof|exit|term|kill.
   const gone = steps.find((s) => s.event === "unit_gone" && s.ended);
   if (gone) return String(gone.ended).toUpperCase();
