@@ -9,6 +9,7 @@ use crate::surface::metrics::{
     self, EndedCounts, Figures, Histogram, Reply, Roles, Route, REASONS,
 };
 use crate::surface::statefile::{self, Role};
+use crate::surface::status::Unhealthy;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -72,7 +73,7 @@ impl Supervisor {
 
     pub(super) fn figures(&self, requests: [u64; metrics::OUTCOMES.len()]) -> Figures {
         let c = &self.counters;
-        let units = &self.last.1;
+        let units = &self.last.units;
         let mut roles = Roles::default();
         let mut instances: HashMap<&str, usize> = HashMap::new();
         for unit in units {
@@ -107,7 +108,7 @@ impl Supervisor {
             live: units.iter().map(|u| u.pids.len()).sum(),
             rss: units.iter().map(|u| u.rss).sum(),
             peak_procs: c.peak_procs,
-            tasks: self.last.0.tasks(),
+            tasks: self.last.snapshot.tasks(),
             peak_tasks: c.peak_tasks,
             peak_rss: c.peak_rss,
             max_procs: self.config.max_procs,
@@ -127,24 +128,11 @@ impl Supervisor {
 
     /// `health`'s verdict on the document the state file would hold now: rendered,
     /// read back and judged by the very code `mcpinit health` runs.
-    fn health(&self) -> Result<String, String> {
+    fn health(&self) -> Result<String, Unhealthy> {
         let terminating = self.terminations.reasons();
-        let view = statefile::View {
-            config: &self.config,
-            pid: self.me,
-            main: self.phase.main_alive().then_some(self.main),
-            started_unix_ms: self.started_unix_ms,
-            limits: self.limits,
-            snapshot: &self.last.0,
-            units: &self.last.1,
-            duplicates: &self.last.2,
-            terminating: &terminating,
-            counters: &self.counters,
-            activity: self.watcher.uses(),
-            blind: self.blind,
-        };
+        let view = self.view(&terminating);
         let now = statefile::unix_ms();
         let state = view.document(now).with_processes(Vec::new());
-        crate::surface::status::verdict(&state, now).map_err(|e| e.to_string())
+        crate::surface::status::verdict(&state, now)
     }
 }

@@ -21,6 +21,7 @@ use crate::sys::reap::{self, Reaped};
 use crate::sys::signals::{self, Received, Signals};
 use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
+use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -66,7 +67,7 @@ pub struct Supervisor {
     limits: Limits,
     started_unix_ms: u64,
     /// The last scan, its units and the plan's duplicates: what the state file shows.
-    last: (Snapshot, Vec<Unit>, Vec<UnitId>),
+    last: LastLook,
     /// Why scans cannot see every process, while they cannot.
     blind: Option<Blind>,
     /// The instances' input, and the policy on it.
@@ -78,6 +79,15 @@ pub struct Supervisor {
 /// Signals taken per wake-up at most (31 standard ones can be pending, real-time ones
 /// queue): the rest wait for the next turn, which comes at once.
 const SIGNALS_PER_TURN: usize = 64;
+
+/// The last look, its units and the plan's duplicates: what the state file and the
+/// metrics show between looks.
+#[derive(Default)]
+struct LastLook {
+    snapshot: Snapshot,
+    units: Vec<Unit>,
+    duplicates: Vec<UnitId>,
+}
 
 /// While a ptrace call waits to be finished, how often the loop looks at it.
 const SETTLE_POLL: Duration = Duration::from_millis(10);
@@ -119,7 +129,7 @@ impl Supervisor {
             counters: Counters::default(),
             limits: cgroup.limits,
             started_unix_ms: statefile::unix_ms(),
-            last: (Snapshot::default(), Vec::new(), Vec::new()),
+            last: LastLook::default(),
             blind: None,
             watcher: Watcher::new(&config),
             signal_log: SignalLog::default(),
@@ -334,7 +344,7 @@ impl Supervisor {
         // The last look's units go before this one's are made: at 10,000 processes
         // each set holds about 600 kB. The state file shows them until then, so a blind
         // look after this one makes them again (`blinded`).
-        self.last.1 = Vec::new();
+        self.last.units = Vec::new();
         let mut units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
         for event in self.terminations.refresh(&mut Linux, &snapshot, now) {
             count_event(&mut self.counters, &event);
@@ -409,7 +419,11 @@ impl Supervisor {
         let busy = self.terminations.busy();
         self.publisher
             .observe(publisher::fingerprint(&snapshot, &busy, &self.counters));
-        self.last = (snapshot, units, plan.duplicates);
+        self.last = LastLook {
+            snapshot,
+            units,
+            duplicates: plan.duplicates,
+        };
         self.publish_if_due(now);
     }
 
@@ -434,8 +448,9 @@ impl Supervisor {
         if blind.is_none() {
             return false;
         }
-        if self.last.1.is_empty() && !self.last.0.procs.is_empty() {
-            self.last.1 = units::units(&self.last.0, Some(self.main), &self.config.dedupe);
+        if self.last.units.is_empty() && !self.last.snapshot.procs.is_empty() {
+            let snapshot = &self.last.snapshot;
+            self.last.units = units::units(snapshot, Some(self.main), &self.config.dedupe);
         }
         let found = Found {
             over_cap: false,
@@ -502,21 +517,29 @@ impl Supervisor {
     /// Write the state file now, from the last scan and the loop's own state.
     fn publish(&mut self, now: Instant) {
         let terminating = self.terminations.reasons();
-        let view = statefile::View {
+        // Out of `self` while the view borrows the rest of it; put back at once.
+        let mut publisher = std::mem::take(&mut self.publisher);
+        publisher.write(now, &self.view(&terminating));
+        self.publisher = publisher;
+    }
+
+    /// The loop's state as the state document shows it (`terminating`: the units being
+    /// ended and why, which the caller holds).
+    fn view<'a>(&'a self, terminating: &'a HashMap<UnitId, Reason>) -> statefile::View<'a> {
+        statefile::View {
             config: &self.config,
             pid: self.me,
             main: self.phase.main_alive().then_some(self.main),
             started_unix_ms: self.started_unix_ms,
             limits: self.limits,
-            snapshot: &self.last.0,
-            units: &self.last.1,
-            duplicates: &self.last.2,
-            terminating: &terminating,
+            snapshot: &self.last.snapshot,
+            units: &self.last.units,
+            duplicates: &self.last.duplicates,
+            terminating,
             counters: &self.counters,
             activity: self.watcher.uses(),
             blind: self.blind,
-        };
-        self.publisher.write(now, &view);
+        }
     }
 }
 

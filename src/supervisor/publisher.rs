@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 pub(super) const STATE_MIN_GAP: Duration = Duration::from_millis(250);
 pub(super) const STATE_HEARTBEAT: Duration = Duration::from_secs(10);
 
+#[derive(Default)]
 pub(super) struct Publisher {
     path: PathBuf,
     written: Option<Instant>,
