@@ -18,7 +18,19 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub fn as_str(self) -> &'static str {
+    /// In the order of the metrics' `reason` label.
+    pub const ALL: [Reason; 4] = [
+        Reason::Duplicate,
+        Reason::Orphan,
+        Reason::Cap,
+        Reason::Memory,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub const fn as_str(self) -> &'static str {
         match self {
             Reason::Duplicate => "duplicate",
             Reason::Orphan => "orphan",

@@ -5,9 +5,7 @@
 use super::Supervisor;
 use crate::core::units::UnitId;
 use crate::supervisor::terminate::Event;
-use crate::surface::metrics::{
-    self, EndedCounts, Figures, Histogram, Reply, Roles, Route, REASONS,
-};
+use crate::surface::metrics::{self, EndedCounts, Figures, Histogram, Reply, Roles, Route};
 use crate::surface::statefile::{self, Role};
 use crate::surface::status::Unhealthy;
 use std::collections::HashMap;
@@ -28,9 +26,7 @@ impl Tally {
 
     pub(super) fn event(&mut self, event: &Event) {
         if let Event::Gone { reason, ended, .. } = event {
-            if let Some(i) = REASONS.iter().position(|&r| r == reason.as_str()) {
-                self.ended.add(i, *ended);
-            }
+            self.ended.add(reason.index(), *ended);
         }
     }
 }

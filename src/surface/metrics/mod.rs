@@ -15,9 +15,15 @@ pub use server::{Outcome, Reply, Route, Server, OUTCOMES};
 use std::time::Duration;
 
 /// Why a unit was terminated, in the order of the `reason` label.
-pub const REASONS: [&str; 4] = ["duplicate", "orphan", "cap", "memory"];
+pub const REASONS: [&str; 4] = [
+    Reason::ALL[0].as_str(),
+    Reason::ALL[1].as_str(),
+    Reason::ALL[2].as_str(),
+    Reason::ALL[3].as_str(),
+];
 
 pub use crate::core::escalation::Ended;
+use crate::core::policy::Reason;
 
 /// Terminations that ended, by reason (index into `REASONS`) and by how.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
