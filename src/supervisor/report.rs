@@ -214,7 +214,7 @@ pub(super) fn escalation(event: &Event) {
         }
         Event::ExitRefused { id, why } => {
             info!(event = "exit_refused", unit = unit_name(*id).as_str(), cause = why.cause;
-                "{} still alive after the EOF grace and cannot be made to exit ({}): sending SIGTERM", unit_name(*id), why.why);
+                "{} still alive after the EOF grace and cannot be made to exit: {}", unit_name(*id), why.why);
         }
         Event::Spared { id, pids } => {
             let pids = join(pids);

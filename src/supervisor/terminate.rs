@@ -212,73 +212,81 @@ impl Terminations {
             !e.members.is_empty()
         });
         let mut events = Vec::new();
-        self.list.retain_mut(|e| match e.advance(snapshot, now) {
-            Step::Wait => true,
-            Step::Signal {
-                to,
-                signals,
-                escalated,
-            } => {
-                signal(kernel, e, snapshot, &to, signals);
-                if escalated {
-                    let (id, pgid, pids) = (e.id, e.group, e.pids());
-                    events.push(if signals == TERM {
-                        let crash = e.tracked;
-                        Event::Termed {
-                            id,
-                            crash,
-                            pgid,
-                            pids,
-                        }
-                    } else {
-                        Event::Killed { id, pgid, pids }
-                    });
-                }
-                true
-            }
-            Step::Exit { to } => {
-                match kernel.end_cleanly(&to) {
-                    Ok(pid) => {
-                        e.tracked = false;
-                        events.push(Event::Exited { id: e.id, pid });
-                    }
-                    Err(why) => {
-                        events.push(Event::ExitRefused { id: e.id, why });
-                        match e.exit_refused(now) {
-                            Step::Signal { to, signals, .. } => {
-                                signal(kernel, e, snapshot, &to, signals)
-                            }
-                            _ => {
-                                events.push(spared(e));
-                                return false;
-                            }
-                        }
-                    }
-                }
-                true
-            }
-            Step::Spare => {
-                events.push(spared(e));
-                false
-            }
-            Step::Gone(ended) => {
-                events.push(Event::Gone {
-                    id: e.id,
-                    reason: e.reason,
-                    ended,
-                    after: now.saturating_duration_since(e.started),
-                });
-                false
-            }
-            Step::Stuck => {
-                events.push(Event::Stuck {
-                    id: e.id,
-                    pids: e.pids(),
-                });
-                false
-            }
+        self.list.retain_mut(|e| {
+            let step = e.advance(snapshot, now);
+            apply(kernel, e, snapshot, step, now, &mut events)
         });
         events
+    }
+}
+
+/// Carry out one step of `e`, saying what happened in `events`: whether the unit stays
+/// in the table.
+fn apply(
+    kernel: &mut impl Kernel,
+    e: &mut Escalation,
+    snapshot: &Snapshot,
+    step: Step,
+    now: Instant,
+    events: &mut Vec<Event>,
+) -> bool {
+    match step {
+        Step::Wait => true,
+        Step::Signal {
+            to,
+            signals,
+            escalated,
+        } => {
+            signal(kernel, e, snapshot, &to, signals);
+            if escalated {
+                let (id, pgid, pids) = (e.id, e.group, e.pids());
+                events.push(if signals == TERM {
+                    let crash = e.tracked;
+                    Event::Termed {
+                        id,
+                        crash,
+                        pgid,
+                        pids,
+                    }
+                } else {
+                    Event::Killed { id, pgid, pids }
+                });
+            }
+            true
+        }
+        Step::Exit { to } => match kernel.end_cleanly(&to) {
+            Ok(pid) => {
+                e.tracked = false;
+                events.push(Event::Exited { id: e.id, pid });
+                true
+            }
+            Err(why) => {
+                events.push(Event::ExitRefused { id: e.id, why });
+                // SIGTERM, or left alone: never another exit step.
+                let next = e.exit_refused(now);
+                apply(kernel, e, snapshot, next, now, events)
+            }
+        },
+        Step::Spare => {
+            events.push(spared(e));
+            false
+        }
+        Step::Gone(ended) => {
+            events.push(Event::Gone {
+                id: e.id,
+                reason: e.reason,
+                ended,
+                after: now.saturating_duration_since(e.started),
+            });
+            false
+        }
+        Step::Stuck => {
+            events.push(Event::Stuck {
+                id: e.id,
+                pids: e.pids(),
+            });
+            false
+        }
     }
 }
 

@@ -291,12 +291,21 @@ fn an_exit_step_that_cannot_be_taken_falls_back_to_sigterm_at_once() {
     kernel.exit = Some(why.clone());
     let (mut t, _, t0) = begin(&mut kernel, &snap, Reason::Cap, WITH_EXIT);
     let events = t.refresh(&mut kernel, &snap, t0 + EOF_GRACE);
+    // A cap may signal a tracked instance as the last resort: said as a crash.
     assert_eq!(
         events,
-        [Event::ExitRefused {
-            id: UnitId::Group(40),
-            why
-        }]
+        [
+            Event::ExitRefused {
+                id: UnitId::Group(40),
+                why
+            },
+            Event::Termed {
+                id: UnitId::Group(40),
+                crash: true,
+                pgid: 40,
+                pids: vec![40, 41, 42]
+            }
+        ]
     );
     assert_eq!(kernel.signals_to(-40), [SIGTERM, SIGCONT]);
     assert_eq!(t.next_deadline(), Some(t0 + EOF_GRACE + KILL_GRACE));
