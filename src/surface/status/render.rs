@@ -4,7 +4,7 @@
 use super::{verdict, State};
 use crate::config::values;
 pub use crate::config::values::{duration_short as duration, size_short as size};
-use crate::surface::statefile::{Role, Row};
+use crate::surface::statefile::{Counters, Role, Row, Settings};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -85,6 +85,22 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
         Err(reason) => format!("UNHEALTHY: {reason}"),
     };
     let _ = writeln!(out, "health     {health}");
+    live_line(out, state);
+    settings_line(out, s);
+    let _ = writeln!(
+        out,
+        "cgroup     pids.max {}, memory.max {}",
+        state
+            .cgroup
+            .pids_max
+            .map_or("none".into(), |n| n.to_string()),
+        state.cgroup.memory_max.map_or("none".into(), size)
+    );
+    counters_line(out, c);
+}
+
+fn live_line(out: &mut String, state: &State) {
+    let (s, c) = (&state.settings, &state.counters);
     let _ = writeln!(
         out,
         "live       {} processes (max {}, peak {}), {} tasks (peak {}), rss {} (max {}, peak {}){}",
@@ -102,6 +118,9 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
             ""
         }
     );
+}
+
+fn settings_line(out: &mut String, s: &Settings) {
     let _ = writeln!(
         out,
         "settings   dedupe {} keep {} idle {}, orphans {}, kill grace {}, stop grace {}, scan {}, \
@@ -122,15 +141,9 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
             format!(" ({})", crate::sys::output::printable(&s.route_refused))
         }
     );
-    let _ = writeln!(
-        out,
-        "cgroup     pids.max {}, memory.max {}",
-        state
-            .cgroup
-            .pids_max
-            .map_or("none".into(), |n| n.to_string()),
-        state.cgroup.memory_max.map_or("none".into(), size)
-    );
+}
+
+fn counters_line(out: &mut String, c: &Counters) {
     let terminated = [
         c.terminated_duplicate,
         c.terminated_orphan,
