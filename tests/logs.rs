@@ -120,7 +120,7 @@ fn every_json_line_parses_at_every_level() {
     assert_eq!(str_of(start[0], "dedupe"), "npm exec,npx,uvx");
     assert_eq!(num_of(start[0], "eof_grace_ms"), 3_000);
     assert_eq!(num_of(start[0], "dedupe_idle_ms"), 500);
-    assert_eq!(str_of(start[0], "orphans"), "term");
+    assert_eq!(str_of(start[0], "orphans"), "servers");
 
     let terminate = event(&lines, "terminate");
     let duplicate = terminate

@@ -152,7 +152,7 @@ fn human_status_renders_units_as_trees_with_marks() {
         "health     ok",
         "live       7 processes (max 128,",
         "DRY RUN: nothing is terminated",
-        "settings   dedupe npm exec,npx,uvx keep 1 idle 1s, orphans term, kill grace 5s",
+        "settings   dedupe npm exec,npx,uvx keep 1 idle 1s, orphans servers, kill grace 5s",
         ", scan 1s, eof grace 1500ms\n",
         "counters   terminated 0 (duplicate 0,",
         "units      servers 2 (1 keys, 1 duplicates), orphans 0, other 0",

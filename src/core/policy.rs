@@ -89,10 +89,13 @@ pub fn decide(
         .filter(|u| u.id != UnitId::Main && !busy.contains(&u.id))
         .collect();
 
-    if config.orphans == Orphans::Term {
-        for unit in candidates.iter().filter(|u| u.orphaned) {
-            picker.pick(unit, Reason::Orphan, None);
-        }
+    let reclaimed = |u: &Unit| match config.orphans {
+        Orphans::Servers => u.served,
+        Orphans::All => true,
+        Orphans::None => false,
+    };
+    for unit in candidates.iter().filter(|u| u.orphaned && reclaimed(u)) {
+        picker.pick(unit, Reason::Orphan, None);
     }
     // Each candidate's rank and recency, once: the sorts below compare them often.
     let ranked: Vec<(&Unit, Rank, u64)> = candidates

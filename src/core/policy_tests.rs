@@ -1,6 +1,8 @@
 use super::*;
+use crate::core::lineage::Lineage;
 use crate::core::testkit::*;
 use crate::core::units::units;
+use std::collections::HashSet;
 use std::time::Duration;
 
 const IDLE_S: u64 = 600;
@@ -261,7 +263,10 @@ fn dedupe_off() {
 }
 
 #[test]
-fn orphans_terminated_or_kept() {
+fn orphans_ended_by_what_they_were() {
+    // 300 is the node of a server whose `npm exec` (298) and `sh` (299) died.
+    let mut before = backend_with(&[400]);
+    before.extend(server(298, 20, 90, "@x/a"));
     let mut procs = backend_with(&[400]);
     procs.push(p(
         300,
@@ -270,15 +275,69 @@ fn orphans_terminated_or_kept() {
         90,
         "node /root/.npm/_npx/x/node_modules/.bin/srv",
     ));
-    assert_eq!(
-        chosen(&plan(procs.clone(), &config())),
-        [(UnitId::Group(298), Reason::Orphan, None)]
-    );
-    let keep = Config {
-        orphans: Orphans::Keep,
+    // A daemon the entrypoint started with a double fork: never part of a server.
+    procs.push(p(500, ME, MAIN, 60, "crond"));
+    let plan_after = |config: &Config, seen_before: bool| {
+        let mut lineage = Lineage::default();
+        if seen_before {
+            let snap = snapshot(before.clone());
+            let mut u = units(&snap, Some(MAIN), &config.dedupe);
+            lineage.remember(&snap, &mut u);
+        }
+        let snap = snapshot(procs.clone());
+        let mut u = units(&snap, Some(MAIN), &config.dedupe);
+        lineage.remember(&snap, &mut u);
+        chosen(&decide(
+            &u,
+            &Activity::new(),
+            config,
+            snap.now_ms,
+            &HashSet::new(),
+        ))
+    };
+    let server_orphan = (UnitId::Group(298), Reason::Orphan, None);
+    let daemon = (UnitId::Subtree(500), Reason::Orphan, None);
+    let all = Config {
+        orphans: Orphans::All,
         ..config()
     };
-    assert_eq!(chosen(&plan(procs, &keep)), []);
+    let none = Config {
+        orphans: Orphans::None,
+        ..config()
+    };
+    type Case<'a> = (
+        &'a str,
+        &'a Config,
+        bool,
+        Vec<(UnitId, Reason, Option<i32>)>,
+    );
+    let table: &[Case] = &[
+        (
+            "servers: the server's orphan, not the daemon",
+            &config(),
+            true,
+            vec![server_orphan],
+        ),
+        (
+            "servers: an orphan never seen in a server lives",
+            &config(),
+            false,
+            vec![],
+        ),
+        ("all: both", &all, true, vec![server_orphan, daemon]),
+        (
+            "all: both, whatever was seen",
+            &all,
+            false,
+            vec![server_orphan, daemon],
+        ),
+        ("none: neither", &none, true, vec![]),
+    ];
+    for (name, config, seen, want) in table {
+        let mut got = plan_after(config, *seen);
+        got.sort_by_key(|c| c.0);
+        assert_eq!(&got, want, "{name}");
+    }
 }
 
 #[test]
@@ -288,7 +347,7 @@ fn an_orphaned_instance_is_not_kept_in_place_of_a_tracked_one() {
     orphan.truncate(1);
     procs.extend(orphan);
     let keep = Config {
-        orphans: Orphans::Keep,
+        orphans: Orphans::None,
         ..config()
     };
     assert_eq!(
@@ -306,6 +365,7 @@ fn cap_order_duplicates_orphans_oldest_servers_then_others() {
     procs.push(p(400, ME, 399, 90, "node leaf.js"));
     let config = Config {
         max_procs: 6,
+        orphans: Orphans::All,
         ..config()
     };
     // live: 1 main + 1 backend + 9 + 3 + 1 = 15; over the cap by 9.
@@ -485,6 +545,7 @@ fn cap_ranks_orphans_idle_detached_in_use_newest_then_the_application() {
     let config = Config {
         max_procs: 1,
         dedupe: defaults(),
+        orphans: Orphans::All,
         ..config()
     };
     let plan = plan_with(procs, &config, &[], &uses);

@@ -6,6 +6,7 @@
 
 use crate::config::{Config, Orphans};
 use crate::core::escalation::{Ended, Graces};
+use crate::core::lineage::Lineage;
 use crate::core::policy::{self, Reason};
 use crate::core::process::{Blind, Depth, Snapshot};
 use crate::core::units::{self, Unit, UnitId};
@@ -73,6 +74,8 @@ pub struct Supervisor {
     watcher: Watcher,
     /// Which forwards get a line of their own, and the counts of the rest.
     signal_log: SignalLog,
+    /// The processes seen in server units: which orphans were servers.
+    lineage: Lineage,
 }
 
 /// Signals taken per wake-up at most (31 standard ones can be pending, real-time ones
@@ -123,6 +126,7 @@ impl Supervisor {
             blind: None,
             watcher: Watcher::new(&config),
             signal_log: SignalLog::default(),
+            lineage: Lineage::default(),
             config,
         }
     }
@@ -247,7 +251,7 @@ impl Supervisor {
             report::child_exit(main, exit);
             self.phase = self.phase.main_exited(exit, now, self.config.stop_grace);
         }
-        let follow = self.config.orphans == Orphans::Term || self.terminations.in_flight();
+        let follow = self.config.orphans != Orphans::None || self.terminations.in_flight();
         self.schedule.reaped(now, others > 0, follow);
         outcome
     }
@@ -335,7 +339,7 @@ impl Supervisor {
         // each set holds about 600 kB. The state file shows them until then, so a blind
         // look after this one makes them again (`blinded`).
         self.last.1 = Vec::new();
-        let mut units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
+        let mut units = self.units(&snapshot);
         for event in self.terminations.refresh(&mut Linux, &snapshot, now) {
             count_event(&mut self.counters, &event);
             self.tally.event(&event);
@@ -354,7 +358,7 @@ impl Supervisor {
             if self.blinded(now, depth) {
                 return;
             }
-            units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
+            units = self.units(&snapshot);
             plan = self
                 .watcher
                 .decide(&snapshot, &units, &self.config, &busy, now);
@@ -410,6 +414,13 @@ impl Supervisor {
         self.publish_if_due(now);
     }
 
+    /// The units of a complete look, marked by what they were (see `lineage`).
+    fn units(&mut self, snapshot: &Snapshot) -> Vec<Unit> {
+        let mut units = units::units(snapshot, Some(self.main), &self.config.dedupe);
+        self.lineage.remember(snapshot, &mut units);
+        units
+    }
+
     /// The members of the units about to be ended are as the look has them.
     fn confirmed(&mut self, decisions: &[policy::Decision], units: &[Unit]) -> bool {
         let touched = units
@@ -433,6 +444,7 @@ impl Supervisor {
         }
         if self.last.1.is_empty() && !self.last.0.procs.is_empty() {
             self.last.1 = units::units(&self.last.0, Some(self.main), &self.config.dedupe);
+            self.lineage.mark(&self.last.0, &mut self.last.1);
         }
         let found = Found {
             over_cap: false,
