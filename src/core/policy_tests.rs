@@ -20,6 +20,7 @@ fn seen(watched_s: u64, input_s: Option<u64>) -> Use {
     Use {
         last_input_ms: input_s.map(|s| NOW_MS - s * 1000),
         watched_since_ms: NOW_MS - watched_s * 1000,
+        from: None,
     }
 }
 
@@ -682,3 +683,4 @@ fn a_twin_alone_in_its_environment_is_not_watched() {
     let watched = watched(&units, &config, &HashSet::new());
     assert_eq!(watched, [UnitId::Group(110), UnitId::Group(120)]);
 }
+

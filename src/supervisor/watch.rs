@@ -1,19 +1,20 @@
-//! The effect side of `activity`: read `/proc/PID/io` of the leaves of the units the
-//! policy needs to know about, feed the tracker, and hand the policy each unit's use.
+//! The effect side of `activity`: read the counters of the processes that hold the
+//! input of the units the policy needs to know about, feed the tracker, and hand the
+//! policy each unit's use.
 //!
-//! Only leaves are read: a launcher's counters (`npm exec`, `sh -c`, `uv`) never move
-//! with the traffic, while the server at the bottom reads every request. A unit's
-//! leaves are its members with no child among the members.
+//! A unit's readers are its members holding its input socket (or pipe) at any
+//! descriptor (`activity::readers`): the server whatever the tree's shape, with or
+//! without a helper child, at fd 0 or, for Python on the mcp 2.x SDK, at fd 6 or 7.
+//! When no member has a socket or pipe at fd 0 (stdin from /dev/null), the unit's
+//! leaves are read instead: its members with no child among the members.
 
 use crate::config::Config;
-use crate::core::activity::{self, Tracker, Use};
+use crate::core::activity::{self, Holding, Tracker, Use};
 use crate::core::policy::{self, Activity, Plan};
 use crate::core::process::Snapshot;
 use crate::core::units::{Unit, UnitId};
-use crate::sys::procfs::{push_decimal, read_at};
+use crate::sys::holdings::Reader;
 use std::collections::HashSet;
-use std::fs::File;
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 /// The policy with the input it needs, read as recently as it needs it: the
@@ -107,7 +108,7 @@ pub fn period(idle: Duration, scan_interval: Duration) -> Duration {
 /// A sample younger than this is fresh enough to act on.
 pub const FRESH: Duration = Duration::from_secs(1);
 
-/// Read the leaves of `ids` (units of `units`, seen in `snapshot`) into `tracker`, and
+/// Read the readers of `ids` (units of `units`, seen in `snapshot`) into `tracker`, and
 /// return what is known of each of them. Processes of other units are forgotten.
 pub fn sample(
     tracker: &mut Tracker,
@@ -121,10 +122,14 @@ pub fn sample(
     let mut out = Activity::with_capacity(ids.len());
     tracker.begin(now_ms);
     for unit in units.iter().filter(|u| wanted.contains(&u.id)) {
-        let seen = leaves(unit, snapshot).into_iter().map(|pid| {
+        let readers = match reader.as_mut() {
+            Some(r) => readers(r, unit, snapshot),
+            None => leaves(unit, snapshot),
+        };
+        let seen = readers.into_iter().map(|pid| {
             let proc = snapshot.get(pid);
             let (start, started_ms) = proc.map_or((0, 0), |p| (p.start, p.started_ms));
-            let io = reader.as_mut().and_then(|r| r.read(pid));
+            let io = reader.as_mut().and_then(|r| r.io(pid));
             tracker.observe(pid, start, started_ms, io, now_ms)
         });
         if let Some(unit_use) = activity::unit_use(seen.collect::<Vec<Use>>()) {
@@ -149,29 +154,19 @@ pub fn leaves(unit: &Unit, snapshot: &Snapshot) -> Vec<i32> {
         .collect()
 }
 
-/// `/proc/PID/io`, read relative to one open /proc with one reused buffer.
-struct Reader {
-    proc_dir: File,
-    buf: Vec<u8>,
-    path: Vec<u8>,
-}
-
-impl Reader {
-    fn new() -> Option<Reader> {
-        Some(Reader {
-            proc_dir: File::open("/proc").ok()?,
-            buf: vec![0; 256],
-            path: Vec::with_capacity(24),
+/// The members of `unit` whose reads are its input: those holding its input, or its
+/// leaves when it has none (see the module's comment).
+pub fn readers(reader: &mut Reader, unit: &Unit, snapshot: &Snapshot) -> Vec<i32> {
+    let members: Vec<Holding> = unit
+        .pids
+        .iter()
+        .map(|&pid| Holding {
+            pid,
+            held: reader.held(pid),
         })
-    }
-
-    /// None when unreadable: gone, or no ptrace rights over it (another user).
-    fn read(&mut self, pid: i32) -> Option<activity::Io> {
-        self.path.clear();
-        push_decimal(&mut self.path, pid.unsigned_abs());
-        self.path.extend_from_slice(b"/io\0");
-        let path = std::ffi::CStr::from_bytes_with_nul(&self.path).ok()?;
-        let len = read_at(self.proc_dir.as_fd(), path, &mut self.buf).ok()?;
-        activity::parse_io(&self.buf[..len])
+        .collect();
+    match activity::readers(&members) {
+        Some((_, pids)) => pids,
+        None => leaves(unit, snapshot),
     }
 }

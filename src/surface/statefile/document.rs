@@ -249,6 +249,9 @@ pub struct Row<'a> {
     pub idle_ms: Option<u64>,
     /// Input was seen since mcpinit began watching the unit.
     pub input_seen: bool,
+    /// The process whose reads were the unit's last input seen (a holder of its input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_from: Option<i32>,
     pub duplicate: bool,
     pub terminating: bool,
 }

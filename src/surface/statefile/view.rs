@@ -140,6 +140,7 @@ impl Serialize for Rows<'_> {
             let seen = view.activity.get(&unit.id);
             let idle_ms = seen.map(|u| view.snapshot.now_ms.saturating_sub(u.idle_since_ms()));
             let input_seen = seen.is_some_and(|u| u.last_input_ms.is_some());
+            let input_from = seen.and_then(|u| u.from);
             let env = unit
                 .key
                 .as_deref()
@@ -161,6 +162,7 @@ impl Serialize for Rows<'_> {
                     env: env.clone(),
                     idle_ms,
                     input_seen,
+                    input_from,
                     duplicate: view.duplicate(unit.id),
                     terminating: view.terminating.contains_key(&unit.id),
                 })?;

@@ -202,7 +202,10 @@ fn unit_heading(out: &mut String, unit: &UnitRows, dry_run: bool, since: u64) {
     if let Some(idle) = top.idle_ms {
         let idle = duration(idle.saturating_add(since));
         let _ = if top.input_seen {
-            write!(out, ", last input {idle} ago")
+            match top.input_from {
+                Some(pid) => write!(out, ", last input {idle} ago (read by {pid})"),
+                None => write!(out, ", last input {idle} ago"),
+            }
         } else {
             write!(out, ", no input in {idle}")
         };
