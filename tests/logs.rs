@@ -274,6 +274,9 @@ fn a_subtree_units_lines_name_its_real_process_group() {
     let script = "( (trap '' TERM; exec sleep 300) & ); exec sleep 300";
     let mut run = Run::start(
         &[
+            // Never a server's: only `all` ends it.
+            "--orphans",
+            "all",
             "--kill-grace",
             "300ms",
             "--stop-grace",

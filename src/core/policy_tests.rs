@@ -684,3 +684,19 @@ fn a_twin_alone_in_its_environment_is_not_watched() {
     assert_eq!(watched, [UnitId::Group(110), UnitId::Group(120)]);
 }
 
+#[test]
+fn a_key_split_beyond_its_expected_environments_is_found() {
+    let mut procs = vec![p(20, MAIN, MAIN, 900, "node backend")];
+    // @x/a: two accounts, expected; @x/b: a token that differs by instance.
+    procs.extend(server_with_env(100, 20, 400, "@x/a", 1));
+    procs.extend(server_with_env(110, 20, 300, "@x/a", 2));
+    procs.extend(server_with_env(120, 20, 200, "@x/a", 2));
+    for (i, env) in [7, 8, 9].into_iter().enumerate() {
+        procs.extend(server_with_env(200 + 10 * i as i32, 20, 100, "@x/b", env));
+    }
+    // an orphan of @x/b under a fourth environment is not an instance.
+    procs.extend(server_with_env(300, ME, 100, "@x/b", 10));
+    let snap = snapshot(procs);
+    let units = units(&snap, Some(MAIN), &defaults());
+    assert_eq!(env_splits(&units), [("npm exec @x/b", 3)]);
+}

@@ -273,6 +273,10 @@ impl Supervisor {
         self.publisher.mark_dirty();
         report::signal_lines(self.signal_log.forwarded(signal, target, now));
         if matches!(signal, libc::SIGTERM | libc::SIGINT) {
+            // A main child stopped by someone else (`kill -STOP`, a debugger) would hold
+            // the signal pending until the stop grace's SIGKILL (137): continued, it
+            // acts on it (143). SIGCONT to a running process does nothing.
+            signals::forward(target, libc::SIGCONT);
             self.phase = self.phase.stop_asked(now);
         }
     }
@@ -367,6 +371,7 @@ impl Supervisor {
         self.counters.peak_rss = self.counters.peak_rss.max(plan.rss);
         self.thresholds
             .watch(&plan, &units, &self.config, self.main);
+        self.counters.env_splits += self.thresholds.splits(&units);
         let cap = self.config.max_procs;
         if !self.config.dry_run {
             // Stopped first, so that nothing forks while the units are being ended.

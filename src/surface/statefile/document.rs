@@ -128,6 +128,8 @@ pub struct Counters {
     /// Instances a gateway tracks that dedupe or the idle rule would have ended but
     /// could not end cleanly, left alone instead.
     pub spared: u64,
+    /// Server keys warned of for running under more environments than expected.
+    pub env_splits: u64,
     pub peak_procs: usize,
     pub peak_rss: u64,
 }
@@ -148,6 +150,9 @@ struct CountersDoc {
     crashes: u64,
     #[serde(default)]
     spared: u64,
+    /// Added with the split warning: an older document reads as none.
+    #[serde(default)]
+    env_splits: u64,
     peak_procs: usize,
     peak_rss: u64,
 }
@@ -187,6 +192,7 @@ impl From<CountersDoc> for Counters {
             eof_fallbacks: d.eof_fallbacks,
             crashes: d.crashes,
             spared: d.spared,
+            env_splits: d.env_splits,
             peak_procs: d.peak_procs,
             peak_rss: d.peak_rss,
         }
@@ -214,6 +220,7 @@ impl From<Counters> for CountersDoc {
             eof_fallbacks: c.eof_fallbacks,
             crashes: c.crashes,
             spared: c.spared,
+            env_splits: c.env_splits,
             peak_procs: c.peak_procs,
             peak_rss: c.peak_rss,
         }

@@ -185,7 +185,7 @@ pub fn role(unit: &Unit) -> Role {
 /// The longest prefix of `text` that takes at most `max` bytes as a JSON string's
 /// contents, ending on a character. Control characters count as the six bytes of
 /// `\u00XX`, the most serde_json writes for one.
-fn cut(text: &str, max: usize) -> &str {
+pub fn cut(text: &str, max: usize) -> &str {
     let mut used = 0;
     for (at, c) in text.char_indices() {
         used += match c {

@@ -141,7 +141,7 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
         out,
         "counters   terminated {terminated} (duplicate {}, orphan {}, cap {}, memory {}), \
          ended eof {} exit {} term {} kill {} (input not closed {}), \
-         crashes a gateway saw {}, left alone {}, \
+         crashes a gateway saw {}, left alone {}, keys split by environment {}, \
          escalations {}, zombies reaped {}, signals forwarded {}",
         c.terminated_duplicate,
         c.terminated_orphan,
@@ -154,6 +154,7 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
         c.eof_fallbacks,
         c.crashes,
         c.spared,
+        c.env_splits,
         c.escalations,
         c.zombies_reaped,
         c.signals_forwarded
