@@ -110,9 +110,13 @@ fn scan(c: &mut Criterion) {
         // link count stands in, as it does in the loop.
         group.bench_with_input(BenchmarkId::new("unchanged", n), &n, |b, _| {
             b.iter(|| {
+                // st_nlink is u32 on aarch64, u64 on x86_64.
+                #[allow(clippy::useless_conversion)]
                 let tasks = match &pids_current {
                     Some(file) => cgroup::current(file),
-                    None => nix::sys::stat::stat(c"/proc").ok().map(|st| st.st_nlink),
+                    None => nix::sys::stat::stat(c"/proc")
+                        .ok()
+                        .map(|st| u64::from(st.st_nlink)),
                 };
                 black_box((tasks, procfs::last_pid(&loadavg)))
             })

@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build-static.sh
 cargo test --locked -- --test-threads=2
+# The aarch64 binary: the same suites under qemu-user, then mcpinit as PID 1 of an
+# aarch64 VM (qemu-system, Debian's arm64 kernel) running tests/aarch64/vm/checks.sh
+# (tests/aarch64/run.sh; installs qemu-user-static and qemu-system-arm when root).
+tests/aarch64/run.sh
 # tini's own inner suite against mcpinit, in its own PID namespace (tests/tini/run.sh)
 tests/tini/run.sh
 # mcpinit in a real Docker container (starts a dockerd if none runs; fails in CI without one).

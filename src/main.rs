@@ -44,7 +44,13 @@ extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
             0
         }
         Ok(Invocation::Version) => {
-            output::out(&format!("mcpinit {}\n", env!("CARGO_PKG_VERSION")));
+            // build.rs: the commit (`unknown` outside a git checkout) and the target triple.
+            output::out(&format!(
+                "mcpinit {} (commit {}, target {})\n",
+                env!("CARGO_PKG_VERSION"),
+                env!("MCPINIT_COMMIT"),
+                env!("MCPINIT_TARGET")
+            ));
             0
         }
         Err(error) => {

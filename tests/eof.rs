@@ -199,8 +199,8 @@ fn a_tracked_server_that_ignores_eof_and_sigterm_is_made_to_exit_zero() {
 }
 
 /// The parent saw its server exit 0, by the exit step, and no signal reached anything
-/// it tracked. (Readers the parent forked into the group while the input was being
-/// closed may outlive it and get SIGTERM: they are not what it tracks.)
+/// it tracked: what outlived the top (the server below it, readers the parent forked
+/// into the group) was orphaned by then, and may get SIGTERM and SIGKILL.
 fn assert_made_to_exit_zero(run: &Run, exit: &str) {
     assert!(exit.contains("\"code\": 0"), "{exit}\n{}", run.stdout());
     assert_eq!(
@@ -209,18 +209,9 @@ fn assert_made_to_exit_zero(run: &Run, exit: &str) {
         "{}",
         run.stdout()
     );
-    let gone = gone_line(run);
-    assert!(
-        gone.contains("ended=exit") || gone.contains("ended=term"),
-        "{gone}"
-    );
+    gone_line(run);
     assert!(
         mcpinit_lines(run, "crash=true").is_empty(),
-        "{}",
-        run.stdout()
-    );
-    assert!(
-        mcpinit_lines(run, "sending SIGKILL").is_empty(),
         "{}",
         run.stdout()
     );
@@ -272,7 +263,7 @@ fn where_pidfd_getfd_is_refused_a_server_that_ignores_eof_still_exits_zero() {
 #[test]
 fn a_pipe_at_fd0_falls_back_to_sigterm_with_one_line_saying_why() {
     let run = start(
-        &["--max-procs", "5"],
+        &["--max-procs", "5", "--exit-step", "off"],
         &["--stdin", "pipe", "--grow", "4"],
         &node_server(""),
     );

@@ -214,6 +214,7 @@ fn any_state() -> impl Strategy<Value = State> {
                     ..Counters::default()
                 },
                 live: s[7],
+                tasks: s[7],
                 rss: c[8],
                 blind: (c[0] % 3 == 0).then(|| Blindness {
                     errno: errno_name(c[1]),
@@ -392,6 +393,7 @@ fn small() -> State {
         cgroup: Cgroup::default(),
         counters: Counters::default(),
         live: 1,
+        tasks: 1,
         rss: 0,
         blind: None,
         processes: Vec::new(),

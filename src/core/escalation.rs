@@ -147,10 +147,20 @@ impl Escalation {
             members,
             stage,
             kill_grace: graces.kill,
-            exit_grace: graces.exit.filter(|_| input_closed),
+            exit_grace: graces.exit,
             tracked: graces.tracked,
             started: now,
         }
+    }
+
+    /// Made to exit 0 at the start, its input not closable (a pipe, /dev/null): what is
+    /// left gets SIGTERM after the exit grace, as after an exit step taken later.
+    pub fn exited_at_start(&mut self, now: Instant) {
+        let grace = self.exit_grace.take().unwrap_or(self.kill_grace);
+        self.stage = Stage::Exit {
+            term_at: now + grace,
+        };
+        self.tracked = false;
     }
 
     /// The exit step could not be taken (no process of the unit could be made to

@@ -44,8 +44,8 @@ pub enum Fallback {
     /// A process outside the unit holds the socket too: shutting it down would end
     /// that one's input as well.
     SharedOutside { pid: i32, holder: i32 },
-    /// fd 0 is a socket, but not a connected Unix stream (a listening or TCP socket, a
-    /// datagram): not a server's stdio, and shutting it down may break its owner.
+    /// fd 0 is a socket, but not a connected stream (a listening socket, a datagram):
+    /// not a server's stdio, and shutting it down may break its owner.
     NotStdio { pid: i32 },
 }
 
@@ -97,7 +97,7 @@ impl Fallback {
                 "the socket at fd 0 of {pid} is also held by {holder}, outside the unit"
             ),
             Fallback::NotStdio { pid } => {
-                format!("fd 0 of {pid} is not a connected Unix stream socket")
+                format!("fd 0 of {pid} is not a connected stream socket (a listener?)")
             }
             Fallback::Failed { pid, errno } => format!(
                 "closing the input of {pid} failed: {}",
@@ -179,13 +179,13 @@ pub struct Member {
     pub holds: bool,
 }
 
-/// Whom the exit step makes call `exit_group(0)`, best first: down the line from the
-/// unit's top (the process the gateway started and tracks) through the children that
-/// hold its input, the deepest first. That one is the server; the launchers above it
-/// (`npm exec`, `sh -c`, `uv`) pass its status 0 up, so the top exits 0 whichever of
-/// them is reached. Members off that line (a helper the server started with pipes of
-/// its own) are not the gateway's to see. The top is the member whose parent is not a
-/// member and under which most members live (the lowest pid on a tie).
+/// Whom the exit step makes call `exit_group(0)`, best first: the unit's top, the
+/// process the gateway started and tracks, so that the exit it sees is a clean 0 whatever
+/// the shape of the tree below; what survives it is orphaned, tracked by no one, and
+/// gets SIGTERM after the grace. Should the top not be waiting in a system call, the
+/// processes down the line from it through the children holding its input follow (the
+/// launchers pass a status up). The top is the member whose parent is not a member and
+/// under which most members live (the lowest pid on a tie).
 pub fn exit_order(members: &[Member]) -> Vec<ProcId> {
     let is_member = |pid: i32| members.iter().any(|m| m.who.pid == pid);
     let under = |root: i32| {
@@ -222,7 +222,6 @@ pub fn exit_order(members: &[Member]) -> Vec<ProcId> {
             None => break,
         }
     }
-    line.reverse();
     line
 }
 
@@ -305,9 +304,9 @@ mod tests {
         let pids = |v: Vec<ProcId>| v.into_iter().map(|p| p.pid).collect::<Vec<_>>();
         let table: &[(&str, Vec<Member>, Vec<i32>)] = &[
             (
-                "npm exec -> sh -> node: the server first",
+                "npm exec -> sh -> node: the top the gateway tracks first",
                 vec![m(40, 7, true), m(41, 40, true), m(42, 41, true)],
-                vec![42, 41, 40],
+                vec![40, 41, 42],
             ),
             (
                 "a helper the server started with pipes of its own is off the line",
@@ -317,17 +316,17 @@ mod tests {
                     m(42, 41, true),
                     m(43, 42, false),
                 ],
-                vec![42, 41, 40],
+                vec![40, 41, 42],
             ),
             (
                 "readers the gateway put in the group are other roots, not the top",
                 vec![m(4, 2, true), m(5, 4, true), m(12, 2, true), m(13, 2, true)],
-                vec![5, 4],
+                vec![4, 5],
             ),
             (
                 "uv keeps the socket at fd 0, python at fd 6: both hold it",
                 vec![m(40, 7, true), m(41, 40, true)],
-                vec![41, 40],
+                vec![40, 41],
             ),
             (
                 "nothing holds the input: the top alone",

@@ -86,7 +86,7 @@ pub fn decide(
     let look = Look::new(units, activity, config, now_ms, busy);
     let candidates: Vec<&Unit> = units
         .iter()
-        .filter(|u| u.id != UnitId::Main && !busy.contains(&u.id))
+        .filter(|u| u.id != UnitId::Main && !busy.contains(&u.id) && !u.unborn)
         .collect();
 
     let reclaimed = |u: &Unit| match config.orphans {
@@ -179,10 +179,12 @@ pub enum Rank {
     Orphan,
     /// An older instance without input for `dedupe_idle`: a leak.
     Idle,
-    /// A detached group that is no server (`setsid` and the like).
-    Detached,
     /// An older instance with recent input: some session uses it.
     InUse,
+    /// A detached group that is no known server (`setsid` and the like): as likely a
+    /// server a gateway tracks under a launcher mcpinit does not know as anything else,
+    /// so never taken before an instance in use.
+    Detached,
     /// The newest instance(s) of a key, and its spare: the newest never seen
     /// reading input.
     Newest,

@@ -528,7 +528,7 @@ fn memory_cap_spares_the_application_while_a_server_can_go() {
 }
 
 #[test]
-fn cap_ranks_orphans_idle_detached_in_use_newest_then_the_application() {
+fn cap_ranks_orphans_idle_in_use_detached_newest_then_the_application() {
     // main, backend (20, app), a: 100 never used, watched since 800 s, 110 in use
     // 10 s ago, 120 in use 100 s ago, 130 never used, watched since 700 s (the spare:
     // the newest never used besides the newest), 140 newest; a detached
@@ -557,9 +557,9 @@ fn cap_ranks_orphans_idle_detached_in_use_newest_then_the_application() {
         [
             (g(399), Reason::Orphan),
             (g(100), Reason::Duplicate),
-            (g(60), Reason::Cap),
             (g(120), Reason::Cap),
             (g(110), Reason::Cap),
+            (g(60), Reason::Cap),
             (g(140), Reason::Cap),
             (g(130), Reason::Cap),
             (UnitId::Subtree(20), Reason::Cap),
@@ -699,4 +699,38 @@ fn a_key_split_beyond_its_expected_environments_is_found() {
     let snap = snapshot(procs);
     let units = units(&snap, Some(MAIN), &defaults());
     assert_eq!(env_splits(&units), [("npm exec @x/b", 3)]);
+}
+
+#[test]
+fn a_process_between_fork_and_exec_is_not_judged_yet() {
+    // The backend (20) just forked 70 into a session of its own; it has not exec'd
+    // `npm exec` yet, so it still runs the backend's program. The cap takes the idle
+    // instance, never the newborn, whatever its rank would be.
+    let mut procs = backend_with(&[900, 800]);
+    let mut newborn = p(70, 20, 70, 0, "node backend.js");
+    newborn.started_ms = NOW_MS - 5;
+    procs.push(newborn.clone());
+    let config = Config {
+        max_procs: 1,
+        dedupe: defaults(),
+        ..config()
+    };
+    let decided = plan(procs.clone(), &config);
+    assert!(
+        decided
+            .terminate
+            .iter()
+            .all(|d| d.unit != UnitId::Group(70)),
+        "{:?}",
+        decided.terminate
+    );
+    // Past the window it is judged as what it is: a detached group.
+    newborn.started_ms = NOW_MS - crate::core::units::UNBORN_MS - 1;
+    let last = procs.len() - 1;
+    procs[last] = newborn;
+    let decided = plan(procs, &config);
+    assert!(decided
+        .terminate
+        .iter()
+        .any(|d| d.unit == UnitId::Group(70)));
 }

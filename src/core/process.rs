@@ -23,6 +23,8 @@ pub struct Proc {
     pub started_ms: u64,
     pub state: u8,
     pub rss: u64,
+    /// Its threads: what the kernel's pids limit counts (a node process has about 11).
+    pub threads: u32,
     /// Arguments joined by spaces (npm's title form is already one string).
     pub cmdline: Rc<str>,
     /// Hash of the environment it was started with (`/proc/PID/environ`, its first
@@ -77,6 +79,12 @@ impl Snapshot {
         !foreign_pgid(pgid) && self.shared_groups.binary_search(&pgid).is_err()
     }
 
+    /// The live processes' threads: what the kernel's pids limit (`pids.max`) counts.
+    pub fn tasks(&self) -> u64 {
+        let live = self.procs.iter().filter(|p| !p.is_zombie());
+        live.map(|p| u64::from(p.threads.max(1))).sum()
+    }
+
     pub fn get(&self, pid: i32) -> Option<&Proc> {
         self.procs
             .binary_search_by_key(&pid, |p| p.pid)
@@ -94,6 +102,7 @@ pub struct Stat {
     pub state: u8,
     pub start: u64,
     pub rss_pages: u64,
+    pub threads: u32,
     /// Hash of `comm` and of where the arguments live (`arg_start`, `arg_end`): a new
     /// title changes the first, an exec (a new stack) the second, and either way the
     /// cached cmdline is read again.
@@ -137,7 +146,8 @@ fn parse_fields(text: &[u8], open: usize, close: usize) -> Option<Stat> {
     let ppid = number(0)? as i32;
     let pgid = number(0)? as i32;
     let sid = number(0)? as i32;
-    let start = number(15)? as u64; // field 22
+    let threads = number(13)?.clamp(0, u32::MAX as i64) as u32; // field 20
+    let start = number(1)? as u64; // field 22
     let rss_pages = number(1)?.max(0) as u64; // field 24
 
     // Fields 48 and 49, absent before Linux 3.5 and 0 where we may not look: then the
@@ -156,6 +166,7 @@ fn parse_fields(text: &[u8], open: usize, close: usize) -> Option<Stat> {
         state,
         start,
         rss_pages,
+        threads,
         exec_hash,
     })
 }
@@ -204,10 +215,10 @@ mod tests {
 
     #[test]
     fn stat_with_hostile_comm() {
-        let line = b"42 (a) b) (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 250 18446744073709551615\n";
+        let line = b"42 (a) b) (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 11 0 123456 1000 250 18446744073709551615\n";
         let s = parse_stat(line).unwrap();
         assert_eq!((s.ppid, s.pgid, s.sid, s.state), (1, 42, 42, b'S'));
-        assert_eq!((s.start, s.rss_pages), (123456, 250));
+        assert_eq!((s.start, s.rss_pages, s.threads), (123456, 250, 11));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub fn p(pid: i32, ppid: i32, pgid: i32, age_s: u64, cmdline: &str) -> Proc {
         started_ms: NOW_MS - age_s * 1000,
         state: b'S',
         rss: 1 << 20,
+        threads: 1,
         cmdline: cmdline.into(),
         env_hash: 0,
     }

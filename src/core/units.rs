@@ -38,6 +38,10 @@ pub struct Unit {
     /// (two accounts of one server) are not duplicates of each other.
     pub env: u64,
     pub rss: u64,
+    /// A lone process still in its fork-to-exec window: a few milliseconds old and
+    /// still its parent's program. Not a unit to judge yet: what it will be (an
+    /// `npm exec` a gateway tracks, say) shows once it execs.
+    pub unborn: bool,
 }
 
 impl Unit {
@@ -127,6 +131,11 @@ fn unit(snapshot: &Snapshot, id: UnitId, mut procs: Vec<&Proc>, patterns: &[Stri
     };
     let env = if key.is_some() { top.env_hash } else { 0 };
     let rss = procs.iter().map(|p| p.rss).sum();
+    let unborn = procs.len() == 1
+        && snapshot.now_ms.saturating_sub(top.started_ms) < UNBORN_MS
+        && snapshot
+            .get(top.ppid)
+            .is_some_and(|parent| parent.cmdline == top.cmdline);
     procs.sort_by_key(|p| (p.pid != top.pid, p.start, p.pid));
     Unit {
         id,
@@ -138,8 +147,15 @@ fn unit(snapshot: &Snapshot, id: UnitId, mut procs: Vec<&Proc>, patterns: &[Stri
         key,
         env,
         rss,
+        unborn,
     }
 }
+
+/// How long after its fork a process that still runs its parent's program is taken to
+/// be on its way to an exec (MetaMCP's fork, setsid and exec of `npm exec` take a few
+/// milliseconds); past it, it is judged as what it is. Short, so that a fork storm that
+/// never execs is not spared for long.
+pub const UNBORN_MS: u64 = 100;
 
 #[cfg(test)]
 #[path = "units_tests.rs"]

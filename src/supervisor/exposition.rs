@@ -108,6 +108,8 @@ impl Supervisor {
             live: units.iter().map(|u| u.pids.len()).sum(),
             rss: units.iter().map(|u| u.rss).sum(),
             peak_procs: c.peak_procs,
+            tasks: self.last.0.tasks(),
+            peak_tasks: c.peak_tasks,
             peak_rss: c.peak_rss,
             max_procs: self.config.max_procs,
             max_memory: self.config.max_memory,

@@ -368,10 +368,13 @@ impl Supervisor {
                 .decide(&snapshot, &units, &self.config, &busy, now);
         }
         self.counters.peak_procs = self.counters.peak_procs.max(plan.live);
+        let tasks = snapshot.tasks();
+        self.counters.peak_tasks = self.counters.peak_tasks.max(tasks);
         self.counters.peak_rss = self.counters.peak_rss.max(plan.rss);
         self.thresholds
             .watch(&plan, &units, &self.config, self.main);
         self.counters.env_splits += self.thresholds.splits(&units);
+        self.thresholds.watch_tasks(tasks, self.limits.pids_max);
         let cap = self.config.max_procs;
         if !self.config.dry_run {
             // Stopped first, so that nothing forks while the units are being ended.

@@ -166,8 +166,10 @@ impl Probe {
 /// Processes on the system, from the link count of /proc: one syscall, no directory
 /// read. It counts the whole host, beyond our namespace, so it is only the fallback
 /// trigger for a real scan where no cgroup task count is to be had, never a measurement.
+/// `nlink_t` is u64 on x86_64 but u32 on aarch64: the conversion is real there.
+#[allow(clippy::useless_conversion)]
 fn proc_count() -> u64 {
-    nix::sys::stat::stat(c"/proc").map_or(0, |st| st.st_nlink)
+    nix::sys::stat::stat(c"/proc").map_or(0, |st| st.st_nlink.into())
 }
 
 #[cfg(test)]

@@ -21,12 +21,25 @@ pub(super) struct Thresholds {
     /// Hashes of the keys already warned of for an environment split (at most
     /// `SPLITS_MAX`: past that, new splits are neither warned of nor counted).
     split: std::collections::HashSet<u64>,
+    near_pids_max: bool,
 }
 
 /// Keys remembered as warned of for a split, at most.
 const SPLITS_MAX: usize = 4096;
 
 impl Thresholds {
+    /// The kernel's pids limit counts tasks (threads), not processes: a node server has
+    /// about 11, so `pids.max` is met long before a cap on processes.
+    pub(super) fn watch_tasks(&mut self, tasks: u64, pids_max: Option<u64>) {
+        let Some(max) = pids_max else { return };
+        let near = tasks * 5 > max * 4;
+        if near && !self.near_pids_max {
+            warn!(event = "near_pids_max", tasks = tasks, cgroup_pids_max = max;
+                "{tasks} tasks (threads), above 80% of the cgroup's pids.max of {max}: the kernel will refuse forks (EAGAIN) before mcpinit's process cap is reached");
+        }
+        self.near_pids_max = near;
+    }
+
     pub(super) fn watch(
         &mut self,
         plan: &policy::Plan,
@@ -179,6 +192,10 @@ pub(super) fn begun(top: i32, tracked: bool, begun: &Begun) {
                 if tracked { " (the gateway that tracks it will count a crash)" } else { "" }, why.describe())
         }
         Begun::Signalled => {}
+        Begun::Exited { why, pid } => {
+            info!(event = "exit_step", top = top, pid = pid, cause = why.cause();
+                "cannot close the input of unit {top} ({}): made {pid} exit with status 0 instead", why.describe())
+        }
         Begun::Spared(why) => {
             warn!(event = "spared", top = top, cause = why.cause();
                 "leaving unit {top} alone: its input cannot be closed ({}) and a signal would be a crash to the gateway that tracks it", why.describe())

@@ -24,6 +24,9 @@ pub enum Begun {
     Signalled,
     /// The input could not be closed and the unit may not be signalled: left alone.
     Spared(Fallback),
+    /// The input could not be closed; the unit was made to exit 0 at once instead (the
+    /// exit step), `pid` being the process made to.
+    Exited { why: Fallback, pid: i32 },
 }
 
 /// What a refresh did, for the log.
@@ -147,23 +150,48 @@ impl Terminations {
                 Err(why) => Begun::Fallback(why),
             }
         };
-        let begun = match begun {
-            Begun::Fallback(why) if !escalation::may_signal(graces.tracked, reason) => {
-                self.spared.push((unit.id, members.first().copied()));
-                return Begun::Spared(why);
-            }
-            begun => begun,
-        };
         let closed = matches!(begun, Begun::InputClosed(_));
         let group = unit.process_group(snapshot);
-        let escalation = Escalation::begin(unit.id, group, reason, members, closed, graces, now);
+        let top = members.first().copied();
+        let mut escalation =
+            Escalation::begin(unit.id, group, reason, members, closed, graces, now);
         if dry_run {
             self.watched.push(escalation);
             return begun;
         }
-        if !closed {
-            signal(kernel, &escalation, snapshot, &escalation.members, TERM);
-        }
+        let why = match begun {
+            Begun::Fallback(why) => why,
+            Begun::Signalled => {
+                // The EOF step is off: SIGTERM at once, as before it existed.
+                signal(kernel, &escalation, snapshot, &escalation.members, TERM);
+                self.list.push(escalation);
+                return begun;
+            }
+            begun => {
+                self.list.push(escalation);
+                return begun;
+            }
+        };
+        // No input to close (a pipe, /dev/null): a tracked unit is made to exit 0 at
+        // once, the clean end left; else SIGTERM, unless that would be a crash that
+        // dedupe or the idle rule may not cause.
+        let exited = graces
+            .exit
+            .and_then(|_| kernel.end_cleanly(&escalation.members).ok());
+        let begun = match exited {
+            Some(pid) => {
+                escalation.exited_at_start(now);
+                Begun::Exited { why, pid }
+            }
+            None if !escalation::may_signal(graces.tracked, reason) => {
+                self.spared.push((unit.id, top));
+                return Begun::Spared(why);
+            }
+            None => {
+                signal(kernel, &escalation, snapshot, &escalation.members, TERM);
+                Begun::Fallback(why)
+            }
+        };
         self.list.push(escalation);
         begun
     }

@@ -257,7 +257,7 @@ fn a_server_that_ignores_eof_is_made_to_exit_before_any_signal() {
         events,
         [Event::Exited {
             id: UnitId::Group(40),
-            pid: 42
+            pid: 40
         }]
     );
     assert_eq!(t.next_deadline(), Some(t0 + EOF_GRACE * 2));
@@ -339,26 +339,32 @@ fn an_exit_step_that_cannot_be_taken_falls_back_to_sigterm_at_once() {
 }
 
 #[test]
-fn without_a_closed_input_there_is_no_exit_step() {
+fn without_an_input_to_close_a_tracked_server_is_made_to_exit_at_once() {
     let snap = tree();
     let server = unit(&snap, UnitId::Group(40));
     let mut kernel = Fake::of(&snap);
-    kernel.close = Some(Fallback::NoSyscall);
-    kernel.ignore_term = vec![40, 41, 42];
+    kernel.close = Some(Fallback::NotSocket(crate::core::input::Input::Pipe));
     let mut t = Terminations::default();
     let t0 = Instant::now();
-    t.start(
+    let begun = t.start(
         &mut kernel,
         &server,
         &snap,
-        Reason::Cap,
+        Reason::Duplicate,
         WITH_EXIT,
         false,
         t0,
     );
-    t.refresh(&mut kernel, &snap, t0 + KILL_GRACE);
+    assert!(matches!(begun, Begun::Exited { pid: 40, .. }), "{begun:?}");
+    assert!(kernel.sent.is_empty());
+    assert_eq!(t.next_deadline(), Some(t0 + EOF_GRACE));
+    // Without the exit step (an orphan, or --exit-step off): SIGTERM at once.
+    let mut kernel = Fake::of(&snap);
+    kernel.close = Some(Fallback::NoSyscall);
+    let mut t = Terminations::default();
+    t.start(&mut kernel, &server, &snap, Reason::Cap, GRACES, false, t0);
     assert!(kernel.exited.is_empty());
-    assert_eq!(kernel.signals_to(-40), [SIGTERM, SIGCONT, SIGKILL]);
+    assert_eq!(kernel.signals_to(-40), [SIGTERM, SIGCONT]);
 }
 
 #[test]
@@ -366,9 +372,13 @@ fn a_tracked_duplicate_with_no_clean_end_is_left_alone_and_said_once() {
     let snap = tree();
     let server = unit(&snap, UnitId::Group(40));
     let t0 = Instant::now();
-    // No input route: never started, never signalled.
+    // No input route and no exit step: never started, never signalled.
     let mut kernel = Fake::of(&snap);
     kernel.close = Some(Fallback::NoRoute);
+    kernel.exit = Some(NotEnded {
+        cause: "no_route",
+        why: "ptrace refused".into(),
+    });
     let mut t = Terminations::default();
     let begun = t.start(
         &mut kernel,

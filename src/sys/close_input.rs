@@ -86,9 +86,9 @@ pub fn routes() -> &'static Routes {
 }
 
 /// Each call of the ptrace route waits this long at most for its process to stop.
-const INJECT_BUDGET: Duration = Duration::from_millis(100);
+const INJECT_BUDGET: Duration = Duration::from_millis(200);
 /// A unit's holders tried in turn, at most: each try is bounded by `INJECT_BUDGET`.
-const INJECT_TRIES: usize = 4;
+const INJECT_TRIES: usize = 3;
 /// A process's descriptors looked at for the socket, at most.
 const FDS_MAX: usize = 4096;
 
@@ -101,7 +101,7 @@ pub fn close_input(members: &[ProcId], outside: &[i32]) -> Result<i32, Fallback>
         .map(|&ProcId { pid, .. }| (pid, classify(fd_link(pid, 0).as_deref())))
         .collect();
     let (pid, inode) = choose(&inputs, own_socket())?;
-    if !connected_unix_stream(pid, inode) {
+    if !connected_stream(pid, inode) {
         return Err(Fallback::NotStdio { pid });
     }
     if let Some(holder) = outside
@@ -177,9 +177,8 @@ fn shut_down_inside(holders: &[Holder], pid: i32) -> Result<i32, Fallback> {
     Err(last)
 }
 
-/// The exit step: a process of the unit made to call `exit_group(0)`, the server first
-/// (the deepest holder of its input: launchers above it pass its status 0 up), then the
-/// others deepest first.
+/// The exit step: a process of the unit made to call `exit_group(0)`, its top first
+/// (see `exit_order`).
 pub fn end_cleanly(members: &[ProcId]) -> Result<i32, NotEnded> {
     if !routes().exit {
         return Err(NotEnded {
@@ -259,23 +258,31 @@ fn socket_link(inode: u64) -> String {
     format!("socket:[{inode}]")
 }
 
-/// `inode` is a connected Unix stream socket in `pid`'s network namespace (its line of
-/// /proc/PID/net/unix: type 0001, state 03), as a stdio socketpair is; a listening or a
-/// TCP socket is not.
-fn connected_unix_stream(pid: i32, inode: u64) -> bool {
-    use std::io::{BufRead, BufReader};
-    let Ok(file) = File::open(format!("/proc/{pid}/net/unix")) else {
-        return false;
-    };
+/// `inode` is a connected stream socket in `pid`'s network namespace, as a server's
+/// stdio is: a Unix socketpair (type 0001, state 03 in /proc/PID/net/unix) or an
+/// established TCP connection (state 01 in net/tcp or net/tcp6). A listening socket, a
+/// datagram socket, or anything else is not, and is never shut down.
+fn connected_stream(pid: i32, inode: u64) -> bool {
     let wanted = inode.to_string();
-    // Bounded: a namespace's sockets, read a line at a time.
-    BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .any(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            f.len() >= 7 && f[6] == wanted && f[4] == "0001" && f[5] == "03"
-        })
+    let found = |table: &str, fields: &dyn Fn(&[&str]) -> bool| {
+        use std::io::{BufRead, BufReader};
+        let Ok(file) = File::open(format!("/proc/{pid}/net/{table}")) else {
+            return false;
+        };
+        // Bounded: a namespace's sockets, read a line at a time.
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                fields(&f)
+            })
+    };
+    found("unix", &|f| {
+        f.len() >= 7 && f[6] == wanted && f[4] == "0001" && f[5] == "03"
+    }) || ["tcp", "tcp6"]
+        .iter()
+        .any(|t| found(t, &|f| f.len() >= 10 && f[9] == wanted && f[3] == "01"))
 }
 
 /// Whether inputs can be closed here at all, asked of mcpinit itself at start: a copy of

@@ -104,12 +104,13 @@ impl Kernel for Fake {
         if let Some(why) = &self.exit {
             return Err(why.clone());
         }
-        let leaf = members.last().map_or(0, |m| m.pid);
+        // The top, as exit_order puts it first.
+        let top = members.first().map_or(0, |m| m.pid);
         for m in members {
             self.procs.remove(&m.pid);
         }
-        self.exited.push(leaf);
-        Ok(leaf)
+        self.exited.push(top);
+        Ok(top)
     }
 }
 
@@ -124,6 +125,7 @@ impl Fake {
                 state: p.state,
                 start: p.start,
                 rss_pages: 0,
+                threads: p.threads,
                 exec_hash: 0,
             };
             (p.pid, stat)

@@ -399,6 +399,7 @@ impl Scanner {
                 started_ms: stat.start * 1000 / self.ticks_per_sec,
                 state: stat.state,
                 rss: stat.rss_pages * self.page_size,
+                threads: stat.threads,
                 cmdline,
                 env_hash,
             });
@@ -778,6 +779,7 @@ mod tests {
             state: b'S',
             start: 0,
             rss_pages: 0,
+            threads: 1,
             exec_hash: 0,
         }
     }

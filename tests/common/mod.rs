@@ -27,8 +27,17 @@ pub fn python() -> String {
 /// Hard limit for any one mcpinit run; tests use far shorter bounds of their own.
 const HARD_LIMIT_SECS: u32 = 120;
 
+/// The binary under test: cargo's own build, or `MCPINIT_TEST_BIN` when set (the
+/// aarch64 binary run through qemu-user by tests/aarch64/run.sh; the variable is one of
+/// ours, so `without_our_env` keeps it from the runs themselves).
 pub fn mcpinit() -> &'static str {
-    env!("CARGO_BIN_EXE_mcpinit")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("MCPINIT_TEST_BIN")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_mcpinit").to_string())
+    })
 }
 
 pub fn fixture(name: &str) -> String {
@@ -260,7 +269,7 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// CPU time `pid` has used so far (utime + stime), in clock ticks. Read here, not with
-/// `proctree::parse_stat`: mcpinit itself never needs these two fields.
+/// `core::process::parse_stat`: mcpinit itself never needs these two fields.
 pub fn cpu_ticks(pid: i32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<u64> = stat

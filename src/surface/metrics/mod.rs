@@ -114,6 +114,9 @@ pub struct Figures {
     pub live: usize,
     pub rss: u64,
     pub peak_procs: usize,
+    /// Live descendants' tasks (threads) at the last scan, and the most seen.
+    pub tasks: u64,
+    pub peak_tasks: u64,
     pub peak_rss: u64,
     pub max_procs: usize,
     pub max_memory: u64,

@@ -188,6 +188,16 @@ fn population(out: &mut Out, f: &Figures) {
         f.peak_procs,
     );
     out.gauge(
+        "mcpinit_tasks",
+        "Threads of the live descendants at the last scan: what the cgroup's pids.max counts.",
+        f.tasks,
+    );
+    out.gauge(
+        "mcpinit_peak_tasks",
+        "Most threads of live descendants seen at one scan.",
+        f.peak_tasks,
+    );
+    out.gauge(
         "mcpinit_peak_rss_bytes",
         "Highest total RSS seen at one scan.",
         f.peak_rss,

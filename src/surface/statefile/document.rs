@@ -23,6 +23,10 @@ pub struct Document<P> {
     pub cgroup: Cgroup,
     pub counters: Counters,
     pub live: u64,
+    /// Their tasks (threads), as the kernel's pids limit counts them. Absent from files
+    /// of earlier versions.
+    #[serde(default)]
+    pub tasks: u64,
     pub rss: u64,
     /// Set while scans cannot see every process (file descriptors or memory ran out):
     /// `live` is then not to be trusted, and health fails.
@@ -54,6 +58,7 @@ impl<P> Document<P> {
             cgroup: self.cgroup,
             counters: self.counters,
             live: self.live,
+            tasks: self.tasks,
             rss: self.rss,
             blind: self.blind,
             processes,
@@ -132,6 +137,8 @@ pub struct Counters {
     pub env_splits: u64,
     pub peak_procs: usize,
     pub peak_rss: u64,
+    /// The most tasks (threads) the descendants had at a look.
+    pub peak_tasks: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -155,6 +162,9 @@ struct CountersDoc {
     env_splits: u64,
     peak_procs: usize,
     peak_rss: u64,
+    /// Added with task counts: an older document reads as none.
+    #[serde(default)]
+    peak_tasks: u64,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -194,6 +204,7 @@ impl From<CountersDoc> for Counters {
             spared: d.spared,
             env_splits: d.env_splits,
             peak_procs: d.peak_procs,
+            peak_tasks: d.peak_tasks,
             peak_rss: d.peak_rss,
         }
     }
@@ -222,6 +233,7 @@ impl From<Counters> for CountersDoc {
             spared: c.spared,
             env_splits: c.env_splits,
             peak_procs: c.peak_procs,
+            peak_tasks: c.peak_tasks,
             peak_rss: c.peak_rss,
         }
     }

@@ -57,6 +57,7 @@ impl<'a> View<'a> {
             },
             counters: self.counters.clone(),
             live: self.units.iter().map(|u| u.pids.len() as u64).sum(),
+            tasks: self.snapshot.tasks(),
             rss: self.units.iter().map(|u| u.rss).sum(),
             blind: self.blind.map(|b| Blindness {
                 errno: format!("{:?}", b.errno),

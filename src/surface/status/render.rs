@@ -87,10 +87,12 @@ fn header(out: &mut String, state: &State, path: &Path, now_ms: u64) {
     let _ = writeln!(out, "health     {health}");
     let _ = writeln!(
         out,
-        "live       {} processes (max {}, peak {}), rss {} (max {}, peak {}){}",
+        "live       {} processes (max {}, peak {}), {} tasks (peak {}), rss {} (max {}, peak {}){}",
         state.live,
         cap(s.max_procs, |n| n.to_string()),
         c.peak_procs,
+        state.tasks,
+        c.peak_tasks,
         size(state.rss),
         cap(s.max_memory, size),
         size(c.peak_rss),

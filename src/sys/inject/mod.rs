@@ -97,7 +97,9 @@ pub enum Refusal {
 /// registers are restored and it is detached (or, after `Timeout`, will be by `settle`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InjectError {
-    /// No ptrace on this architecture in mcpinit.
+    /// The registers did not behave as this architecture's layout says (a step ended
+    /// elsewhere, the probe's getpid returned another pid), or there is no layout for
+    /// it: the route must not be used.
     Arch { what: String },
     /// The process exited, or the pid is another process's now.
     Gone { pid: i32 },
@@ -176,12 +178,21 @@ impl InjectError {
 }
 
 /// Make the process `pid`, started at `start` (`/proc/PID/stat` field 22, as
-/// `proctree` reads it), make the system call `call`, within `budget`: its result
+/// `sys::procfs` reads it), make the system call `call`, within `budget`: its result
 /// (a negative errno as the kernel returns it, e.g. -107 for ENOTCONN). For
 /// `ExitGroup`, `Ok(0)` once the process has exited (its parent sees the status).
 ///
 /// The thread must be waiting in a system call (`syscall_of` tells beforehand);
 /// single-threaded processes blocked in `wait4` (a launcher's `sh`) are the safest.
+///
+/// What the interrupted call does afterwards is what it does after a stop and SIGCONT
+/// (signal(7)): `wait4`, `read`, `pause` restart; a relative sleep resumes with the
+/// time left on x86_64 (on arm64 it starts again from its full length); `epoll_wait`
+/// and `epoll_pwait` return EINTR, which libuv and Python retry.
+///
+/// Waits are by pid with `__WALL`: for an `ExitGroup` into mcpinit's own child, this
+/// wait is the one that reaps it. A tracer's `waitpid(-1, …)` also returns its
+/// tracees' stops: after a `Timeout`, the reap loop must hand statuses to `claim`.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub fn inject(pid: i32, start: u64, call: Call, budget: Duration) -> Result<i64, InjectError> {
     tracee::inject(pid, start, call, budget)
@@ -222,4 +233,62 @@ pub fn pending() -> usize {
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub fn claim(_pid: i32, _status: i32) -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_its_word_and_a_sentence_naming_the_pid() {
+        let table = [
+            (InjectError::Gone { pid: 7 }, "gone"),
+            (
+                InjectError::Refused {
+                    pid: 7,
+                    cause: Refusal::Seccomp,
+                },
+                "seccomp",
+            ),
+            (
+                InjectError::Refused {
+                    pid: 7,
+                    cause: Refusal::Permission,
+                },
+                "permission",
+            ),
+            (
+                InjectError::Refused {
+                    pid: 7,
+                    cause: Refusal::Traced { tracer: 9 },
+                },
+                "traced",
+            ),
+            (
+                InjectError::Timeout {
+                    pid: 7,
+                    step: "stop",
+                },
+                "timeout",
+            ),
+            (InjectError::NotInSyscall { pid: 7 }, "not_in_syscall"),
+            (
+                InjectError::Failed {
+                    pid: 7,
+                    step: "detach",
+                    errno: libc::EIO,
+                },
+                "error",
+            ),
+        ];
+        for (error, word) in table {
+            assert_eq!(error.cause(), word);
+            assert!(error.describe().contains('7'), "{}", error.describe());
+        }
+        let arch = InjectError::Arch {
+            what: "no register layout for mips".into(),
+        };
+        assert_eq!(arch.cause(), "arch");
+        assert!(arch.describe().contains("mips"));
+    }
 }

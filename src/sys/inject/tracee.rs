@@ -138,19 +138,28 @@ pub(super) fn inject(
     if !same(pid, start) {
         tracee.abandoned = true;
     }
-    if let Err(errno) = ptrace::interrupt(target) {
-        // ESRCH: killed between the seize and now; its exit is ours to collect.
-        tracee.phase = Phase::Dying;
-        if errno != Errno::ESRCH {
-            tracee.abandoned = true;
+    let wrong = tracee.abandoned.then_some(InjectError::Gone { pid });
+    let wrong = match ptrace::interrupt(target) {
+        Ok(()) => wrong,
+        // Killed between the seize and now: its exit is ours to collect.
+        Err(Errno::ESRCH) => {
+            tracee.phase = Phase::Dying;
+            wrong
         }
-    }
-    let wrong = tracee.abandoned;
-    let result = tracee.drive(deadline);
-    match result {
-        Err(InjectError::Timeout { .. }) => {}
-        _ if wrong => return Err(InjectError::Gone { pid }),
-        r => return r,
+        // Cannot happen to a tracee we have just seized; it is let go at its next stop.
+        Err(errno) => {
+            tracee.abandoned = true;
+            Some(InjectError::Failed {
+                pid,
+                step: "interrupt",
+                errno: errno as i32,
+            })
+        }
+    };
+    match (tracee.drive(deadline), wrong) {
+        (Err(InjectError::Timeout { .. }), _) => {}
+        (_, Some(e)) => return Err(e),
+        (r, None) => return r,
     }
     // Out of budget: it cannot be detached until it stops, which it will (it is
     // interrupted). `settle` or `claim` finishes the routine then.
