@@ -35,7 +35,6 @@ here=$repo/tests/metamcp
 COMMIT=250240be7da37e3f21d53eaa66afac5eee775aa5
 SHORT=${COMMIT:0:8}
 SDK_VERSION=$(sed -n 's/.*"@modelcontextprotocol\/sdk": "\(.*\)".*/\1/p' "$here/package.json")
-UV_VERSION=0.13.8
 cache=${MCPINIT_TEST_CACHE:-${HOME:-/root}/.cache/mcpinit-tests}
 bin=${MCPINIT_BIN:-target/x86_64-unknown-linux-musl/release/mcpinit}
 scenarios=${METAMCP_SCENARIOS:-healthy leak stubborn twins}
@@ -169,18 +168,8 @@ setup_client() {
 }
 
 # uv for the Python server; the suite runs without that server if uv cannot be had.
-setup_uv() {
-    uvbin=$cache/uv-$UV_VERSION/bin
-    [ "${E2E_NO_UVX:-}" = 1 ] && { uvbin=""; return 0; }
-    [ -x "$uvbin/uvx" ] && return 0
-    say "installing uv $UV_VERSION (pip, in a venv of its own)"
-    if ! { python3 -m venv "$cache/uv-$UV_VERSION" &&
-        timeout 300 "$uvbin/pip" install -q "uv==$UV_VERSION"; } >/dev/null 2>&1; then
-        say "cannot install uv: the uvx server is left out"
-        rm -rf "$cache/uv-$UV_VERSION"
-        uvbin=""
-    fi
-}
+# shellcheck source=../../scripts/uv.sh
+. "$repo/scripts/uv.sh"
 
 # Servers start from the npx / uv caches; fill them once, each in a namespace under a
 # time limit. They exit at their input's end (except the stubborn one: the namespace ends it).
