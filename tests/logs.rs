@@ -340,3 +340,39 @@ fn a_signal_flood_is_counted_not_logged_line_by_line() {
     );
     assert!(!counts.is_empty());
 }
+
+/// A deduped instance with a huge command line (50,000 arguments, ~290 kB) writes a
+/// terminate line of bounded length: the key is cut as in the state file.
+#[test]
+fn a_huge_command_line_makes_a_bounded_line() {
+    // Forked and exec'd at once by Python: a shell expanding 50,000 words in the child
+    // would exec late, after the looks that read a young process's command line.
+    let script = "import subprocess, sys, time\n\
+        args = [str(i) for i in range(50000)]\n\
+        for _ in range(2):\n    \
+            subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)', *args], start_new_session=True)\n    \
+            time.sleep(1)\n\
+        time.sleep(1000)\n";
+    let python = python();
+    let run = Run::start(
+        &[
+            "--dedupe",
+            "python3",
+            "--dedupe-idle",
+            "0",
+            "--",
+            &python,
+            "-c",
+            script,
+        ],
+        &[],
+    );
+    assert!(
+        run.wait_for_log("terminating duplicate unit", LONG),
+        "{}",
+        run.stderr()
+    );
+    let out = run.stdout();
+    let longest = out.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 4096, "a line of {longest} bytes");
+}
