@@ -340,8 +340,11 @@ fn state_file_falls_back_to_tmp_when_run_is_not_writable() {
     );
     let run = Run::start_with("sh", &["-c", &script], &[]);
     let written = tmp.join("mcpinit.json");
+    // The first look's document: the one written at start lists no process yet.
     let doc = wait_until(LONG, || {
-        serde_json::from_str::<Value>(&fs::read_to_string(&written).ok()?).ok()
+        serde_json::from_str::<Value>(&fs::read_to_string(&written).ok()?)
+            .ok()
+            .filter(|d| d["processes"].as_array().is_some_and(|p| !p.is_empty()))
     })
     .unwrap_or_else(|| panic!("no /tmp/mcpinit.json: {}{}", run.stdout(), run.stderr()));
     assert_eq!(number(&doc, "pid"), 1);

@@ -39,6 +39,7 @@ impl Reader {
     pub fn io(&mut self, pid: i32) -> Option<Io> {
         let path = proc_path(&mut self.path, pid, b"io")?;
         let len = read_at(self.proc_dir.as_fd(), path, &mut self.buf).ok()?;
+        // Seven short lines: a buffer a strange file grew past that is given back.
         if self.buf.len() > IO_MAX {
             self.buf.truncate(IO_MAX);
             self.buf.shrink_to(IO_MAX);
