@@ -114,6 +114,25 @@ fn real_servers_under_a_crash_counting_gateway() {
         ],
         &[],
     );
+    // While it runs, status names the process the helper server's input was read from:
+    // the server (python), not its helper (`sleep`), the unit's leaf.
+    let state = run.dir().join("state.json");
+    let reader = wait_until(Duration::from_secs(60), || {
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&state).ok()?).ok()?;
+        let rows = doc["processes"].as_array()?;
+        let from = rows
+            .iter()
+            .filter(|r| r["key"] == "server.py --kind helper")
+            .find_map(|r| r["input_from"].as_i64())?;
+        let row = rows.iter().find(|r| r["pid"].as_i64() == Some(from))?;
+        Some(row["cmdline"].as_str()?.to_string())
+    })
+    .unwrap_or_else(|| panic!("status never named a reader:\n{}", run.stdout()));
+    assert!(
+        reader.contains("server.py --kind helper"),
+        "read from {reader}"
+    );
     let summary = wait_until(Duration::from_secs(110), || {
         run.stdout()
             .lines()
