@@ -11,10 +11,10 @@
 use crate::config::Config;
 use crate::core::activity::{self, Holding, Tracker, Use};
 use crate::core::policy::{self, Activity, Plan};
-use crate::core::process::Snapshot;
+use crate::core::process::{ProcId, Snapshot};
 use crate::core::units::{Unit, UnitId};
 use crate::sys::holdings::Reader;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// The policy with the input it needs, read as recently as it needs it: the
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 /// made again, so nothing is ended on a stale look.
 pub struct Watcher {
     tracker: Tracker,
+    holders: Holders,
     uses: Activity,
     next_sample: Option<Instant>,
     sampled: Option<Instant>,
@@ -33,6 +34,7 @@ impl Watcher {
     pub fn new(config: &Config) -> Watcher {
         Watcher {
             tracker: Tracker::new(activity::startup_ms(config.dedupe_idle.as_millis() as u64)),
+            holders: Holders::default(),
             uses: Activity::new(),
             next_sample: None,
             sampled: None,
@@ -92,7 +94,7 @@ impl Watcher {
         now: Instant,
         period: Duration,
     ) {
-        self.uses = sample(&mut self.tracker, snapshot, units, ids);
+        self.uses = sample(&mut self.tracker, &mut self.holders, snapshot, units, ids);
         self.sampled = Some(now);
         self.next_sample = Some(now + period);
     }
@@ -108,10 +110,20 @@ pub fn period(idle: Duration, scan_interval: Duration) -> Duration {
 /// A sample younger than this is fresh enough to act on.
 pub const FRESH: Duration = Duration::from_secs(1);
 
+/// Who reads each watched unit's input, as found for its members at the time: found
+/// again only when the members change. A process can come to hold the socket only by
+/// being forked by a holder, which changes the members, so the descriptor links (the
+/// bulk of a look's cost) are read once per unit shape, not at every look.
+#[derive(Debug, Default)]
+pub struct Holders {
+    known: HashMap<UnitId, (Vec<ProcId>, Vec<i32>)>,
+}
+
 /// Read the readers of `ids` (units of `units`, seen in `snapshot`) into `tracker`, and
 /// return what is known of each of them. Processes of other units are forgotten.
 pub fn sample(
     tracker: &mut Tracker,
+    holders: &mut Holders,
     snapshot: &Snapshot,
     units: &[Unit],
     ids: &[UnitId],
@@ -122,9 +134,19 @@ pub fn sample(
     let mut out = Activity::with_capacity(ids.len());
     tracker.begin(now_ms);
     for unit in units.iter().filter(|u| wanted.contains(&u.id)) {
-        let readers = match reader.as_mut() {
-            Some(r) => readers(r, unit, snapshot),
-            None => leaves(unit, snapshot),
+        let members: Vec<ProcId> = unit
+            .pids
+            .iter()
+            .filter_map(|&pid| snapshot.get(pid).map(|p| p.id()))
+            .collect();
+        let readers = match (holders.known.get(&unit.id), reader.as_mut()) {
+            (Some((seen, pids)), _) if *seen == members => pids.clone(),
+            (_, Some(r)) => {
+                let pids = readers(r, unit, snapshot);
+                holders.known.insert(unit.id, (members, pids.clone()));
+                pids
+            }
+            (_, None) => leaves(unit, snapshot),
         };
         let seen = readers.into_iter().map(|pid| {
             let proc = snapshot.get(pid);
@@ -137,6 +159,7 @@ pub fn sample(
         }
     }
     tracker.finish();
+    holders.known.retain(|id, _| wanted.contains(id));
     out
 }
 
