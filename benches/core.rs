@@ -62,6 +62,7 @@ fn grouping_and_policy(c: &mut Criterion) {
                     let seen = mcpinit::core::activity::Use {
                         last_input_ms: input,
                         watched_since_ms: NOW_MS - 3_600_000,
+                        from: None,
                     };
                     (u.id, seen)
                 })

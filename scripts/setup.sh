@@ -32,3 +32,28 @@ if ! ls -d "${HOME:-/root}"/.npm/_npx/*/node_modules/@modelcontextprotocol/serve
     timeout -s KILL 300 "${ns[@]}" npx -y @modelcontextprotocol/server-everything </dev/null >/dev/null 2>&1 ||
         echo "setup: could not cache it (registry unreachable?); that one test will say SKIPPED" >&2
 fi
+
+# The behaviour test (tests/behaviour.rs) runs real servers too: `npx
+# @modelcontextprotocol/server-memory` from the npx cache and `uvx mcp-server-time` with
+# the uv tests/metamcp/run.sh uses (scripts/uv.sh). Cached once each, in a namespace
+# under a time limit; without them the test leaves that server out and says SKIPPED.
+if ! ls -d "${HOME:-/root}"/.npm/_npx/*/node_modules/@modelcontextprotocol/server-memory >/dev/null 2>&1; then
+    echo "setup: caching @modelcontextprotocol/server-memory for the behaviour test" >&2
+    ns=(unshare --pid --fork --mount-proc --kill-child)
+    [ "$(id -u)" = 0 ] || ns=(unshare --user --map-root-user --pid --fork --mount-proc --kill-child)
+    timeout -s KILL 300 "${ns[@]}" npx -y @modelcontextprotocol/server-memory </dev/null >/dev/null 2>&1 ||
+        echo "setup: could not cache it (registry unreachable?); the behaviour test leaves it out" >&2
+fi
+say() { echo "setup: $*" >&2; }
+# shellcheck source=uv.sh
+. "$(dirname "$0")/uv.sh"
+setup_uv
+if [ -n "$uvbin" ] && [ ! -f "$uv_cache/.warm-mcp-server-time" ]; then
+    ns=(unshare --pid --fork --mount-proc --kill-child)
+    [ "$(id -u)" = 0 ] || ns=(unshare --user --map-root-user --pid --fork --mount-proc --kill-child)
+    if timeout -s KILL 300 "${ns[@]}" "$uvbin/uvx" mcp-server-time@2026.10.19 </dev/null >/dev/null 2>&1; then
+        touch "$uv_cache/.warm-mcp-server-time"
+    else
+        echo "setup: could not cache mcp-server-time; the behaviour test leaves it out" >&2
+    fi
+fi

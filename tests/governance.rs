@@ -146,14 +146,54 @@ fn dedupe_off_leaves_duplicates_alone() {
 }
 
 #[test]
-fn orphans_are_terminated_by_default() {
-    let run = with_backend(&[], "--orphan c:1", &[]);
+fn every_orphan_is_terminated_with_all() {
+    let run = with_backend(&["--orphans", "all"], "--orphan c:1", &[]);
     assert!(
         run.wait_for_log("terminating orphan unit", LONG),
         "{}",
         run.stdout()
     );
     assert!(settle_until(&run, 0, "node-leaf:c"));
+}
+
+/// The default: an instance whose `npm exec` was killed leaves `sh` and the server
+/// orphaned; mcpinit saw them in the server's unit, so the orphan is reclaimed.
+#[test]
+fn a_servers_orphan_is_reclaimed_when_its_launcher_dies() {
+    let run = with_backend(&[], "--spawn c:1", &[]);
+    assert!(run.wait_for_log("\"seq\":0", LONG));
+    assert!(settle_until(&run, 1, "node-leaf:c"));
+    // Seen in a few looks as a member of its server unit.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!run.stdout().contains("terminating"), "{}", run.stdout());
+    let npm = run
+        .processes()
+        .into_iter()
+        .find(|(_, c)| c.starts_with("npm exec @modelcontextprotocol/server-c"))
+        .map(|(pid, _)| pid)
+        .expect("the instance's npm exec");
+    // SAFETY: plain kill(2) of a process of the test's own namespace.
+    unsafe { libc::kill(npm, libc::SIGKILL) };
+    assert!(
+        run.wait_for_log("terminating orphan unit", LONG),
+        "{}",
+        run.stdout()
+    );
+    assert!(settle_until(&run, 0, "node-leaf:c"));
+}
+
+/// The default: a daemon an entrypoint starts with a double fork (cron, nginx) is an
+/// orphan that never was a server's, and lives, as under tini.
+#[test]
+fn a_daemon_the_entrypoint_started_lives() {
+    let run = Run::start(
+        &["--", "sh", "-c", "sh -c 'sleep 300 &'; exec sleep 1000"],
+        &[],
+    );
+    assert!(wait_until(LONG, || (run.count("sleep 300") == 1).then_some(())).is_some());
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(run.count("sleep 300"), 1, "{}", run.stdout());
+    assert!(!run.stdout().contains("terminating"), "{}", run.stdout());
 }
 
 #[test]

@@ -238,6 +238,36 @@ fn sigterm_with_a_stubborn_child_ends_in_the_stop_grace_with_137() {
     );
 }
 
+/// A main child stopped by someone else gets SIGCONT after the forwarded SIGTERM, so it
+/// dies of SIGTERM (143) at once rather than of SIGKILL (137) at the stop grace.
+#[test]
+fn a_stopped_child_is_continued_after_sigterm_and_exits_143() {
+    let mut run = Run::start(&["sleep", "1000"], &[("MCPINIT_STOP_GRACE", "20s")]);
+    let child = wait_until(LONG, || {
+        run.processes()
+            .into_iter()
+            .find(|(_, c)| c.starts_with("sleep 1000"))
+            .map(|(pid, _)| pid)
+    })
+    .expect("the child");
+    // SAFETY: plain kill(2) of a process of the test's own namespace.
+    unsafe { libc::kill(child, libc::SIGSTOP) };
+    assert!(wait_until(LONG, || (proc_state(child) == Some('T')).then_some(())).is_some());
+    let sent = Instant::now();
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(LONG), Some(143), "{}", run.stdout());
+    assert!(
+        sent.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        sent.elapsed()
+    );
+}
+
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
 #[test]
 fn a_child_that_handles_sigterm_stops_gracefully() {
     let dir = temp_dir("graceful");

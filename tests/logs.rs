@@ -106,7 +106,7 @@ fn every_json_line_parses_at_every_level() {
     assert_eq!(str_of(start[0], "dedupe"), "npm exec,npx,uvx");
     assert_eq!(num_of(start[0], "eof_grace_ms"), 3_000);
     assert_eq!(num_of(start[0], "dedupe_idle_ms"), 500);
-    assert_eq!(str_of(start[0], "orphans"), "term");
+    assert_eq!(str_of(start[0], "orphans"), "servers");
 
     let terminate = event(&lines, "terminate");
     let duplicate = terminate
@@ -262,6 +262,9 @@ fn a_subtree_units_lines_name_its_real_process_group() {
     let script = "( trap '' TERM; sleep 300 & ); exec sleep 300";
     let mut run = Run::start(
         &[
+            // Never a server's: only `all` ends it.
+            "--orphans",
+            "all",
             "--kill-grace",
             "300ms",
             "--stop-grace",
@@ -324,4 +327,40 @@ fn a_signal_flood_is_counted_not_logged_line_by_line() {
         first.len() + counts.len()
     );
     assert!(!counts.is_empty());
+}
+
+/// A deduped instance with a huge command line (50,000 arguments, ~290 kB) writes a
+/// terminate line of bounded length: the key is cut as in the state file.
+#[test]
+fn a_huge_command_line_makes_a_bounded_line() {
+    // Forked and exec'd at once by Python: a shell expanding 50,000 words in the child
+    // would exec late, after the looks that read a young process's command line.
+    let script = "import subprocess, sys, time\n\
+        args = [str(i) for i in range(50000)]\n\
+        for _ in range(2):\n    \
+            subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)', *args], start_new_session=True)\n    \
+            time.sleep(1)\n\
+        time.sleep(1000)\n";
+    let python = python();
+    let run = Run::start(
+        &[
+            "--dedupe",
+            "python3",
+            "--dedupe-idle",
+            "0",
+            "--",
+            &python,
+            "-c",
+            script,
+        ],
+        &[],
+    );
+    assert!(
+        run.wait_for_log("terminating duplicate unit", LONG),
+        "{}",
+        run.stderr()
+    );
+    let out = run.stdout();
+    let longest = out.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 4096, "a line of {longest} bytes");
 }

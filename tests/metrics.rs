@@ -131,7 +131,9 @@ fn a_scrape_parsed_by_prometheus_client_agrees_with_status_json() {
     // Every leaf ignores SIGTERM: the culled duplicates and the orphan need SIGKILL.
     // Every leaf reads once, 4 s in: used, then left (a never-used one would be the spare).
     let run = start(
-        &["--dedupe-idle", "500ms", "--kill-grace", "1s"],
+        // The fixture's orphan is made in its first milliseconds, before any look saw it
+        // as a server's: only `all` ends it.
+        &["--dedupe-idle", "500ms", "--kill-grace", "1s", "--orphans", "all"],
         "--spawn a:3 --spawn b:2 --orphan c:1 --gap-ms 150 --leaf-ignore-term --leaf-read-once 4000",
     );
     let addr = address(&run);

@@ -136,6 +136,7 @@ fn any_row() -> impl Strategy<Value = Row<'static>> {
                 env: None,
                 idle_ms,
                 input_seen,
+                input_from: None,
                 duplicate,
                 terminating,
             },
@@ -343,6 +344,7 @@ fn a_large_document_costs_a_small_multiple_of_its_size() {
         env: None,
         idle_ms: Some(1),
         input_seen: true,
+        input_from: None,
         duplicate: false,
         terminating: false,
     };

@@ -68,7 +68,7 @@ impl Default for Config {
             dedupe: DEFAULT_DEDUPE.iter().map(|s| s.to_string()).collect(),
             dedupe_keep: 1,
             dedupe_idle: Duration::from_secs(600),
-            orphans: Orphans::Term,
+            orphans: Orphans::Servers,
             kill_grace: Duration::from_secs(5),
             eof_grace: Duration::from_secs(3),
             exit_step: true,
@@ -84,15 +84,28 @@ impl Default for Config {
 
 pub const DEFAULT_DEDUPE: &[&str] = &["npm exec", "npx", "uvx"];
 
+/// Which orphans (units reparented to mcpinit) are ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Orphans {
-    Term,
-    Keep,
+    /// Those that were part of a server unit before their launcher died: what leaked.
+    /// Any other orphan (a daemon an entrypoint started with a double fork) lives, as
+    /// under tini.
+    Servers,
+    /// Every orphan.
+    All,
+    /// None: orphans are only reaped.
+    None,
 }
 
 impl Orphans {
-    const NAMES: &'static [(&'static str, Orphans)] =
-        &[("term", Orphans::Term), ("keep", Orphans::Keep)];
+    /// The names shown first; `term` and `keep` are the older names of `all` and `none`.
+    const NAMES: &'static [(&'static str, Orphans)] = &[
+        ("servers", Orphans::Servers),
+        ("all", Orphans::All),
+        ("none", Orphans::None),
+        ("term", Orphans::All),
+        ("keep", Orphans::None),
+    ];
 }
 
 impl fmt::Display for Orphans {
@@ -314,10 +327,11 @@ pub static SETTINGS: &[Setting] = &[
         "newest instances kept per command line, whatever their input"),
     Setting::duration("MCPINIT_DEDUPE_IDLE", "--dedupe-idle", |c| &mut c.dedupe_idle,
         "an older instance is ended once it had no input this long; 0 = ignore input"),
-    Setting::text("MCPINIT_ORPHANS", "--orphans", "term|keep",
-        |c, v| set(&mut c.orphans, choose(Orphans::NAMES, v), "'term' or 'keep'"),
+    Setting::text("MCPINIT_ORPHANS", "--orphans", "servers|all|none",
+        |c, v| set(&mut c.orphans, choose(Orphans::NAMES, v),
+            "'servers', 'all' or 'none' ('term' = all, 'keep' = none)"),
         |c| c.orphans.to_string(),
-        "term: terminate units reparented to mcpinit; keep: only reap them"),
+        "orphans ended: a server's (default), all, or none (only reaped)"),
     Setting::duration("MCPINIT_KILL_GRACE", "--kill-grace", |c| &mut c.kill_grace,
         "SIGTERM -> SIGKILL grace when mcpinit terminates a unit"),
     Setting::duration("MCPINIT_EOF_GRACE", "--eof-grace", |c| &mut c.eof_grace,
@@ -450,7 +464,8 @@ mod tests {
             ("MCPINIT_DEDUPE", "off"),
             ("MCPINIT_EOF_GRACE", "250ms"),
             ("MCPINIT_DEDUPE_IDLE", "1h"),
-            ("MCPINIT_ORPHANS", "keep"),
+            ("MCPINIT_ORPHANS", "none"),
+            ("MCPINIT_ORPHANS", "all"),
             ("MCPINIT_DRY_RUN", "1"),
             ("MCPINIT_LOG_FORMAT", "json"),
             ("MCPINIT_LOG_TARGET", "stderr"),

@@ -30,7 +30,7 @@ fn defaults_match_the_brief() {
     assert!(c.retired.is_empty());
     assert_eq!(c.dedupe_idle, Duration::from_secs(600));
     assert_eq!(c.eof_grace, Duration::from_secs(3));
-    assert_eq!(c.orphans, Orphans::Term);
+    assert_eq!(c.orphans, Orphans::Servers);
     assert_eq!(c.kill_grace, Duration::from_secs(5));
     assert_eq!(c.stop_grace, Duration::from_secs(8));
     assert_eq!(c.scan_interval, Duration::from_secs(1));
@@ -68,7 +68,7 @@ fn every_variable_is_read() {
     assert_eq!(c.dedupe_keep, 2);
     assert_eq!(c.dedupe_idle, Duration::from_secs(90));
     assert_eq!(c.eof_grace, Duration::ZERO);
-    assert_eq!(c.orphans, Orphans::Keep);
+    assert_eq!(c.orphans, Orphans::None);
     assert_eq!(c.kill_grace, Duration::from_secs(2));
     assert_eq!(c.stop_grace, Duration::from_secs(60));
     assert_eq!(c.scan_interval, Duration::from_millis(500));

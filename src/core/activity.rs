@@ -30,17 +30,18 @@ pub const EVENTFD_READ: u64 = 8;
 /// a session's first requests to an instance made for it fall in this window too.
 pub const STARTUP_MS: u64 = 5_000;
 
-/// The read counters of one process.
+/// The read and write counters of one process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Io {
     pub rchar: u64,
     pub syscr: u64,
+    pub wchar: u64,
+    pub syscw: u64,
 }
 
-/// `rchar` and `syscr` from the text of `/proc/PID/io`; None when either is missing.
+/// The counters from the text of `/proc/PID/io`; None when one is missing.
 pub fn parse_io(text: &[u8]) -> Option<Io> {
-    let mut rchar = None;
-    let mut syscr = None;
+    let [mut rchar, mut syscr, mut wchar, mut syscw] = [None; 4];
     for line in text.split(|&b| b == b'\n') {
         let field = |name: &[u8]| {
             let rest = line.strip_prefix(name)?.strip_prefix(b": ")?;
@@ -48,19 +49,32 @@ pub fn parse_io(text: &[u8]) -> Option<Io> {
         };
         rchar = rchar.or_else(|| field(b"rchar"));
         syscr = syscr.or_else(|| field(b"syscr"));
+        wchar = wchar.or_else(|| field(b"wchar"));
+        syscw = syscw.or_else(|| field(b"syscw"));
     }
     Some(Io {
         rchar: rchar?,
         syscr: syscr?,
+        wchar: wchar?,
+        syscw: syscw?,
     })
 }
 
-/// Whether the growth from `before` to `after` is input rather than eventfd wake-ups
-/// or failed reads. Counters that went down belong to another process (a reused pid):
-/// not input, the caller starts over.
+/// Whether the reads from `before` to `after` can be a request rather than eventfd
+/// wake-ups or failed reads. Counters that went down belong to another process (a
+/// reused pid): not input, the caller starts over.
 pub fn is_input(before: Io, after: Io) -> bool {
     let bytes = after.rchar.saturating_sub(before.rchar);
     let calls = after.syscr.saturating_sub(before.syscr);
+    bytes > EVENTFD_READ * calls
+}
+
+/// Whether the writes from `before` to `after` can be an answer: more than an eventfd
+/// write (8 bytes, libuv's wake-ups) per call. A request gets a response of 50 bytes or
+/// more; a server that only polls a file reads without answering.
+pub fn is_answer(before: Io, after: Io) -> bool {
+    let bytes = after.wchar.saturating_sub(before.wchar);
+    let calls = after.syscw.saturating_sub(before.syscw);
     bytes > EVENTFD_READ * calls
 }
 
@@ -71,6 +85,8 @@ pub struct Use {
     pub last_input_ms: Option<u64>,
     /// When mcpinit first read its counters.
     pub watched_since_ms: u64,
+    /// The process whose reads were last counted as input (for `status`).
+    pub from: Option<i32>,
 }
 
 impl Use {
@@ -82,9 +98,15 @@ impl Use {
 
     /// The later of two views, for a unit with several leaves.
     fn merge(self, other: Use) -> Use {
+        let later = if other.last_input_ms > self.last_input_ms {
+            other
+        } else {
+            self
+        };
         Use {
-            last_input_ms: self.last_input_ms.max(other.last_input_ms),
+            last_input_ms: later.last_input_ms,
             watched_since_ms: self.watched_since_ms.max(other.watched_since_ms),
+            from: later.from,
         }
     }
 }
@@ -99,6 +121,8 @@ struct Watched {
     read_ms: u64,
     /// The sample at which it was last read: what was not read at the latest is gone.
     round: u64,
+    /// It read, but wrote no answer, by the last look: the answer may come by the next.
+    unanswered: bool,
 }
 
 /// The start-up window for an idle time: `STARTUP_MS`, but never more than a quarter
@@ -160,6 +184,7 @@ impl Tracker {
             return Use {
                 last_input_ms: Some(now_ms),
                 watched_since_ms: now_ms,
+                from: Some(pid),
             };
         };
         let fresh = Watched {
@@ -168,20 +193,28 @@ impl Tracker {
             seen: Use {
                 last_input_ms: None,
                 watched_since_ms: now_ms,
+                from: None,
             },
             read_ms: now_ms,
             round,
+            unanswered: false,
         };
         let entry = self.procs.entry(pid).or_insert_with(|| fresh.clone());
         let reused = entry.start != start || io.rchar < entry.io.rchar || io.syscr < entry.io.syscr;
         if reused {
             *entry = fresh;
-        } else if entry.read_ms.saturating_sub(started_ms) >= self.startup_ms
-            && is_input(entry.io, io)
-        {
+        } else if entry.read_ms.saturating_sub(started_ms) >= self.startup_ms {
             // Only growth since a look taken after start-up: a look during it is a
-            // baseline, whatever start-up reads still come after it.
-            entry.seen.last_input_ms = Some(now_ms);
+            // baseline, whatever start-up reads still come after it. Input is a read
+            // answered by a write, in this interval or (a request late in the last
+            // one) the next: reads alone are a server polling a file.
+            let read = is_input(entry.io, io);
+            let answered = is_answer(entry.io, io);
+            if answered && (read || entry.unanswered) {
+                entry.seen.last_input_ms = Some(now_ms);
+                entry.seen.from = Some(pid);
+            }
+            entry.unanswered = read && !answered;
         }
         entry.io = io;
         entry.read_ms = now_ms;
@@ -217,6 +250,54 @@ impl Tracker {
 /// counts for the whole instance.
 pub fn unit_use(leaves: impl IntoIterator<Item = Use>) -> Option<Use> {
     leaves.into_iter().reduce(Use::merge)
+}
+
+/// What a descriptor of a watched process refers to, from its `/proc/PID/fd/N` link:
+/// only sockets and pipes can carry a server's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Object {
+    Socket(u64),
+    Pipe(u64),
+}
+
+/// The object a `/proc/PID/fd/N` link names (`socket:[INODE]`, `pipe:[INODE]`), if any.
+pub fn object(link: &[u8]) -> Option<Object> {
+    let inode = |prefix: &[u8]| -> Option<u64> {
+        let digits = link.strip_prefix(prefix)?.strip_suffix(b"]")?;
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    };
+    inode(b"socket:[")
+        .map(Object::Socket)
+        .or_else(|| inode(b"pipe:[").map(Object::Pipe))
+}
+
+/// One member of a watched unit as its descriptors were read: the sockets and pipes it
+/// holds, by descriptor, lowest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    pub pid: i32,
+    pub held: Vec<(i32, Object)>,
+}
+
+/// Whose read counters tell a unit's input (`members` top first), and what that input
+/// is. The input is what fd 0 of the highest member with a socket or pipe there names:
+/// the gateway's end, which `npm exec`, `sh` and `uv` pass down. Its readers are every
+/// member that holds it at any descriptor, whatever the tree's shape: the server below
+/// a launcher, a Python server that moved it to fd 6 or 7 (mcp 2.x puts /dev/null at
+/// fd 0), a server with a helper child of its own. Launchers hold it too; their own
+/// reads are 8-byte eventfd wake-ups, which `is_input` discounts. None when no member
+/// has a socket or pipe at fd 0 (stdin from /dev/null or a terminal): the caller falls
+/// back to the unit's leaves.
+pub fn readers(members: &[Holding]) -> Option<(Object, Vec<i32>)> {
+    let input = members
+        .iter()
+        .find_map(|m| m.held.iter().find(|(fd, _)| *fd == 0).map(|&(_, o)| o))?;
+    let pids = members
+        .iter()
+        .filter(|m| m.held.iter().any(|&(_, o)| o == input))
+        .map(|m| m.pid)
+        .collect();
+    Some((input, pids))
 }
 
 #[cfg(test)]

@@ -1,15 +1,28 @@
 use super::*;
 
+/// Counters of a process whose every read is answered by a write of the same size.
 fn io(rchar: u64, syscr: u64) -> Io {
-    Io { rchar, syscr }
+    Io {
+        rchar,
+        syscr,
+        wchar: rchar,
+        syscw: syscr,
+    }
 }
 
 #[test]
 fn parse_proc_io() {
     let text = b"rchar: 249866\nwchar: 12\nsyscr: 85\nsyscw: 3\nread_bytes: 0\n\
                  write_bytes: 0\ncancelled_write_bytes: 0\n";
-    assert_eq!(parse_io(text), Some(io(249866, 85)));
+    let want = Io {
+        rchar: 249866,
+        syscr: 85,
+        wchar: 12,
+        syscw: 3,
+    };
+    assert_eq!(parse_io(text), Some(want));
     assert_eq!(parse_io(b"rchar: 1\n"), None, "syscr missing");
+    assert_eq!(parse_io(b"rchar: 1\nsyscr: 1\n"), None, "no write counters");
     assert_eq!(parse_io(b"rchar: x\nsyscr: 1\n"), None);
     assert_eq!(parse_io(b""), None);
 }
@@ -148,10 +161,12 @@ fn a_unit_is_as_recent_as_its_latest_leaf() {
     let a = Use {
         last_input_ms: Some(5_000),
         watched_since_ms: 1_000,
+        from: None,
     };
     let b = Use {
         last_input_ms: None,
         watched_since_ms: 8_000,
+        from: None,
     };
     let unit = unit_use([a, b]).unwrap();
     assert_eq!(unit.idle_since_ms(), 8_000);
@@ -170,4 +185,154 @@ fn the_start_up_window_is_at_most_a_quarter_of_the_idle_time() {
     tracker.begin(2_200);
     let seen = tracker.observe(7, 99, 0, Some(io(2000, 12)), 2_200);
     assert_eq!(seen.last_input_ms, Some(2_200));
+}
+
+#[test]
+fn descriptor_links_name_sockets_and_pipes_only() {
+    let table: &[(&[u8], Option<Object>)] = &[
+        (b"socket:[4242]", Some(Object::Socket(4242))),
+        (b"pipe:[77]", Some(Object::Pipe(77))),
+        (b"/dev/null", None),
+        (b"anon_inode:[eventfd]", None),
+        (b"socket:[x]", None),
+        (b"socket:[12", None),
+        (b"", None),
+    ];
+    for (link, want) in table {
+        assert_eq!(object(link), *want, "{}", String::from_utf8_lossy(link));
+    }
+}
+
+#[test]
+fn a_units_input_is_read_on_every_holder_whatever_the_trees_shape() {
+    use Object::*;
+    let h = |pid: i32, held: &[(i32, Object)]| Holding {
+        pid,
+        held: held.to_vec(),
+    };
+    let s = Socket(9);
+    type Case<'a> = (&'a str, Vec<Holding>, Option<(Object, Vec<i32>)>);
+    let table: Vec<Case> = vec![
+        (
+            "npm exec -> sh -> node: all three hold it at fd 0",
+            vec![
+                h(40, &[(0, s)]),
+                h(41, &[(0, s)]),
+                h(42, &[(0, s), (3, Socket(5))]),
+            ],
+            Some((s, vec![40, 41, 42])),
+        ),
+        (
+            "uv -> python on mcp 2.x: /dev/null at fd 0, the socket at fd 6",
+            vec![h(40, &[(0, s)]), h(41, &[(6, s), (7, s)])],
+            Some((s, vec![40, 41])),
+        ),
+        (
+            "a server with a helper: the helper inherited the socket, a leaf that never reads",
+            vec![h(40, &[(0, s)]), h(41, &[(0, s)]), h(42, &[(0, s)])],
+            Some((s, vec![40, 41, 42])),
+        ),
+        (
+            "a helper started with pipes of its own is not a reader",
+            vec![h(40, &[(0, s)]), h(41, &[(0, Pipe(3)), (1, Pipe(4))])],
+            Some((s, vec![40])),
+        ),
+        (
+            "a top with /dev/null at fd 0: the input is found lower",
+            vec![
+                h(40, &[(4, Socket(1))]),
+                h(41, &[(0, Pipe(8))]),
+                h(42, &[(0, Pipe(8))]),
+            ],
+            Some((Pipe(8), vec![41, 42])),
+        ),
+        (
+            "no socket or pipe at fd 0 anywhere: leaves instead",
+            vec![h(40, &[(5, s)]), h(41, &[])],
+            None,
+        ),
+        ("no members", vec![], None),
+    ];
+    for (name, members, want) in table {
+        assert_eq!(readers(&members), want, "{name}");
+    }
+}
+
+#[test]
+fn the_reader_of_the_latest_input_is_named() {
+    let mut tracker = Tracker::new(0);
+    let io = |rchar, syscr| Some(io(rchar, syscr));
+    tracker.begin(10_000);
+    let a = tracker.observe(40, 1, 0, io(100, 10), 10_000);
+    let b = tracker.observe(42, 1, 0, io(100, 10), 10_000);
+    assert_eq!(unit_use([a, b]).unwrap().from, None);
+    tracker.finish();
+    tracker.begin(20_000);
+    // the launcher's eventfd wake-ups (8 bytes a read) and the server's request.
+    let a = tracker.observe(40, 1, 0, io(180, 20), 20_000);
+    let b = tracker.observe(42, 1, 0, io(400, 11), 20_000);
+    let unit = unit_use([a, b]).unwrap();
+    assert_eq!(unit.from, Some(42));
+    assert_eq!(unit.last_input_ms, Some(20_000));
+}
+
+/// A server that polls a file reads without answering: never input. A request is
+/// answered in the same interval, or in the next when it came late in one.
+#[test]
+fn reads_are_input_only_when_answered() {
+    let rw = |rchar, syscr, wchar, syscw| {
+        Some(Io {
+            rchar,
+            syscr,
+            wchar,
+            syscw,
+        })
+    };
+    type Step = (u64, Option<Io>, Option<u64>, &'static str);
+    let table: &[(&str, &[Step])] = &[
+        (
+            "a file polled every few seconds, 2 kB a read, nothing written",
+            &[
+                (10_000, rw(0, 0, 0, 0), None, "baseline"),
+                (20_000, rw(8_000, 4, 0, 0), None, "read, no answer"),
+                (30_000, rw(16_000, 8, 0, 0), None, "still none"),
+                (
+                    40_000,
+                    rw(24_000, 12, 80, 10),
+                    None,
+                    "eventfd writes are no answer",
+                ),
+            ],
+        ),
+        (
+            "a request and its response in one interval",
+            &[
+                (10_000, rw(0, 0, 0, 0), None, "baseline"),
+                (20_000, rw(300, 2, 900, 1), Some(20_000), "answered"),
+            ],
+        ),
+        (
+            "a request late in one interval, its response in the next",
+            &[
+                (10_000, rw(0, 0, 0, 0), None, "baseline"),
+                (20_000, rw(300, 2, 0, 0), None, "read, not yet answered"),
+                (30_000, rw(300, 2, 900, 1), Some(30_000), "answered now"),
+                (
+                    40_000,
+                    rw(300, 2, 1800, 2),
+                    Some(30_000),
+                    "a write alone is no input",
+                ),
+            ],
+        ),
+    ];
+    for (name, steps) in table {
+        let mut tracker = Tracker::new(0);
+        for &(now, io, want, what) in steps.iter() {
+            tracker.begin(now);
+            let seen = tracker.observe(42, 1, 0, io, now);
+            tracker.finish();
+            assert_eq!(seen.last_input_ms, want, "{name}: {what}");
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod activity;
 pub mod escalation;
 pub mod input;
 pub(crate) mod launcher;
+pub mod lineage;
 pub mod phase;
 pub mod policy;
 pub mod process;

@@ -101,10 +101,13 @@ pub fn decide(
         .filter(|u| u.id != UnitId::Main && !busy.contains(&u.id) && !u.unborn)
         .collect();
 
-    if config.orphans == Orphans::Term {
-        for unit in candidates.iter().filter(|u| u.orphaned) {
-            picker.pick(unit, Reason::Orphan, None);
-        }
+    let reclaimed = |u: &Unit| match config.orphans {
+        Orphans::Servers => u.served,
+        Orphans::All => true,
+        Orphans::None => false,
+    };
+    for unit in candidates.iter().filter(|u| u.orphaned && reclaimed(u)) {
+        picker.pick(unit, Reason::Orphan, None);
     }
     // Each candidate's rank and recency, once: the sorts below compare them often.
     let ranked: Vec<(&Unit, Rank, u64)> = candidates
@@ -370,3 +373,27 @@ impl Picker {
 #[cfg(test)]
 #[path = "policy_tests.rs"]
 mod tests;
+
+/// Environments one server key is expected to run under at most: one, or two (two
+/// accounts of one server). Beyond that the split is more likely a variable that
+/// differs by instance (a random token, a session id), which keeps every instance out
+/// of dedupe: the operator is warned.
+pub const ENV_SPLIT_EXPECTED: usize = 2;
+
+/// The keys whose instances (keyed units something still tracks) run under more than
+/// `ENV_SPLIT_EXPECTED` environments, with how many, sorted by key.
+pub fn env_splits(units: &[Unit]) -> Vec<(&str, usize)> {
+    let mut envs: HashMap<&str, HashSet<u64>> = HashMap::new();
+    for unit in units.iter().filter(|u| !u.orphaned && u.id != UnitId::Main) {
+        if let Some((key, env)) = unit.group() {
+            envs.entry(key).or_default().insert(env);
+        }
+    }
+    let mut split: Vec<(&str, usize)> = envs
+        .into_iter()
+        .map(|(key, envs)| (key, envs.len()))
+        .filter(|&(_, n)| n > ENV_SPLIT_EXPECTED)
+        .collect();
+    split.sort_unstable();
+    split
+}

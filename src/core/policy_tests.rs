@@ -1,6 +1,8 @@
 use super::*;
+use crate::core::lineage::Lineage;
 use crate::core::testkit::*;
 use crate::core::units::units;
+use std::collections::HashSet;
 use std::time::Duration;
 
 const IDLE_S: u64 = 600;
@@ -18,6 +20,7 @@ fn seen(watched_s: u64, input_s: Option<u64>) -> Use {
     Use {
         last_input_ms: input_s.map(|s| NOW_MS - s * 1000),
         watched_since_ms: NOW_MS - watched_s * 1000,
+        from: None,
     }
 }
 
@@ -261,7 +264,10 @@ fn dedupe_off() {
 }
 
 #[test]
-fn orphans_terminated_or_kept() {
+fn orphans_ended_by_what_they_were() {
+    // 300 is the node of a server whose `npm exec` (298) and `sh` (299) died.
+    let mut before = backend_with(&[400]);
+    before.extend(server(298, 20, 90, "@x/a"));
     let mut procs = backend_with(&[400]);
     procs.push(p(
         300,
@@ -270,15 +276,69 @@ fn orphans_terminated_or_kept() {
         90,
         "node /root/.npm/_npx/x/node_modules/.bin/srv",
     ));
-    assert_eq!(
-        chosen(&plan(procs.clone(), &config())),
-        [(UnitId::Group(298), Reason::Orphan, None)]
-    );
-    let keep = Config {
-        orphans: Orphans::Keep,
+    // A daemon the entrypoint started with a double fork: never part of a server.
+    procs.push(p(500, ME, MAIN, 60, "crond"));
+    let plan_after = |config: &Config, seen_before: bool| {
+        let mut lineage = Lineage::default();
+        if seen_before {
+            let snap = snapshot(before.clone());
+            let mut u = units(&snap, Some(MAIN), &config.dedupe);
+            lineage.remember(&snap, &mut u);
+        }
+        let snap = snapshot(procs.clone());
+        let mut u = units(&snap, Some(MAIN), &config.dedupe);
+        lineage.remember(&snap, &mut u);
+        chosen(&decide(
+            &u,
+            &Activity::new(),
+            config,
+            snap.now_ms,
+            &HashSet::new(),
+        ))
+    };
+    let server_orphan = (UnitId::Group(298), Reason::Orphan, None);
+    let daemon = (UnitId::Subtree(500), Reason::Orphan, None);
+    let all = Config {
+        orphans: Orphans::All,
         ..config()
     };
-    assert_eq!(chosen(&plan(procs, &keep)), []);
+    let none = Config {
+        orphans: Orphans::None,
+        ..config()
+    };
+    type Case<'a> = (
+        &'a str,
+        &'a Config,
+        bool,
+        Vec<(UnitId, Reason, Option<i32>)>,
+    );
+    let table: &[Case] = &[
+        (
+            "servers: the server's orphan, not the daemon",
+            &config(),
+            true,
+            vec![server_orphan],
+        ),
+        (
+            "servers: an orphan never seen in a server lives",
+            &config(),
+            false,
+            vec![],
+        ),
+        ("all: both", &all, true, vec![server_orphan, daemon]),
+        (
+            "all: both, whatever was seen",
+            &all,
+            false,
+            vec![server_orphan, daemon],
+        ),
+        ("none: neither", &none, true, vec![]),
+    ];
+    for (name, config, seen, want) in table {
+        let mut got = plan_after(config, *seen);
+        got.sort_by_key(|c| c.0);
+        assert_eq!(&got, want, "{name}");
+    }
 }
 
 #[test]
@@ -288,7 +348,7 @@ fn an_orphaned_instance_is_not_kept_in_place_of_a_tracked_one() {
     orphan.truncate(1);
     procs.extend(orphan);
     let keep = Config {
-        orphans: Orphans::Keep,
+        orphans: Orphans::None,
         ..config()
     };
     assert_eq!(
@@ -306,6 +366,7 @@ fn cap_order_duplicates_orphans_oldest_servers_then_others() {
     procs.push(p(400, ME, 399, 90, "node leaf.js"));
     let config = Config {
         max_procs: 6,
+        orphans: Orphans::All,
         ..config()
     };
     // live: 1 main + 1 backend + 9 + 3 + 1 = 15; over the cap by 9.
@@ -485,6 +546,7 @@ fn cap_ranks_orphans_idle_in_use_detached_newest_then_the_application() {
     let config = Config {
         max_procs: 1,
         dedupe: defaults(),
+        orphans: Orphans::All,
         ..config()
     };
     let plan = plan_with(procs, &config, &[], &uses);
@@ -620,6 +682,23 @@ fn a_twin_alone_in_its_environment_is_not_watched() {
     let units = units(&snap, Some(MAIN), &config.dedupe);
     let watched = watched(&units, &config, &HashSet::new());
     assert_eq!(watched, [UnitId::Group(110), UnitId::Group(120)]);
+}
+
+#[test]
+fn a_key_split_beyond_its_expected_environments_is_found() {
+    let mut procs = vec![p(20, MAIN, MAIN, 900, "node backend")];
+    // @x/a: two accounts, expected; @x/b: a token that differs by instance.
+    procs.extend(server_with_env(100, 20, 400, "@x/a", 1));
+    procs.extend(server_with_env(110, 20, 300, "@x/a", 2));
+    procs.extend(server_with_env(120, 20, 200, "@x/a", 2));
+    for (i, env) in [7, 8, 9].into_iter().enumerate() {
+        procs.extend(server_with_env(200 + 10 * i as i32, 20, 100, "@x/b", env));
+    }
+    // an orphan of @x/b under a fourth environment is not an instance.
+    procs.extend(server_with_env(300, ME, 100, "@x/b", 10));
+    let snap = snapshot(procs);
+    let units = units(&snap, Some(MAIN), &defaults());
+    assert_eq!(env_splits(&units), [("npm exec @x/b", 3)]);
 }
 
 #[test]

@@ -29,6 +29,9 @@ pub struct Unit {
     pub started_ms: u64,
     /// Its top was reparented to mcpinit: whoever started it is gone.
     pub orphaned: bool,
+    /// It is, or holds a process that was seen in, a server unit (see `lineage`):
+    /// false until the lineage marks it.
+    pub served: bool,
     pub key: Option<String>,
     /// Hash of its top's environment, for a keyed unit (else 0): instances are grouped
     /// by key and this, so two servers with one command line but different environments
@@ -140,6 +143,7 @@ fn unit(snapshot: &Snapshot, id: UnitId, mut procs: Vec<&Proc>, patterns: &[Stri
         top: top.pid,
         started_ms: top.started_ms,
         orphaned,
+        served: false,
         key,
         env,
         rss,

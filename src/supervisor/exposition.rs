@@ -97,6 +97,7 @@ impl Supervisor {
             escalations: c.escalations,
             crashes: c.crashes,
             spared: c.spared,
+            env_splits: c.env_splits,
             input_route: crate::sys::close_input::known_routes()
                 .map_or("unprobed", |r| r.close.as_str()),
             zombies_reaped: c.zombies_reaped,

@@ -6,6 +6,7 @@
 
 use crate::config::{Config, Orphans};
 use crate::core::escalation::{Ended, Graces};
+use crate::core::lineage::Lineage;
 use crate::core::policy::{self, Reason};
 use crate::core::process::{Blind, Depth, Snapshot};
 use crate::core::units::{self, Unit, UnitId};
@@ -74,6 +75,8 @@ pub struct Supervisor {
     watcher: Watcher,
     /// Which forwards get a line of their own, and the counts of the rest.
     signal_log: SignalLog,
+    /// The processes seen in server units: which orphans were servers.
+    lineage: Lineage,
 }
 
 /// Signals taken per wake-up at most (31 standard ones can be pending, real-time ones
@@ -133,6 +136,7 @@ impl Supervisor {
             blind: None,
             watcher: Watcher::new(&config),
             signal_log: SignalLog::default(),
+            lineage: Lineage::default(),
             config,
         }
     }
@@ -257,7 +261,7 @@ impl Supervisor {
             report::child_exit(main, exit);
             self.phase = self.phase.main_exited(exit, now, self.config.stop_grace);
         }
-        let follow = self.config.orphans == Orphans::Term || self.terminations.in_flight();
+        let follow = self.config.orphans != Orphans::None || self.terminations.in_flight();
         self.schedule.reaped(now, others > 0, follow);
         outcome
     }
@@ -279,6 +283,10 @@ impl Supervisor {
         self.publisher.mark_dirty();
         report::signal_lines(self.signal_log.forwarded(signal, target, now));
         if matches!(signal, libc::SIGTERM | libc::SIGINT) {
+            // A main child stopped by someone else (`kill -STOP`, a debugger) would hold
+            // the signal pending until the stop grace's SIGKILL (137): continued, it
+            // acts on it (143). SIGCONT to a running process does nothing.
+            signals::forward(target, libc::SIGCONT);
             self.phase = self.phase.stop_asked(now);
         }
     }
@@ -345,7 +353,7 @@ impl Supervisor {
         // each set holds about 600 kB. The state file shows them until then, so a blind
         // look after this one makes them again (`blinded`).
         self.last.units = Vec::new();
-        let mut units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
+        let mut units = self.units(&snapshot);
         for event in self.terminations.refresh(&mut Linux, &snapshot, now) {
             count_event(&mut self.counters, &event);
             self.tally.event(&event);
@@ -364,7 +372,7 @@ impl Supervisor {
             if self.blinded(now, depth) {
                 return;
             }
-            units = units::units(&snapshot, Some(self.main), &self.config.dedupe);
+            units = self.units(&snapshot);
             plan = self
                 .watcher
                 .decide(&snapshot, &units, &self.config, &busy, now);
@@ -375,6 +383,7 @@ impl Supervisor {
         self.counters.peak_rss = self.counters.peak_rss.max(plan.rss);
         self.thresholds
             .watch(&plan, &units, &self.config, self.main);
+        self.counters.env_splits += self.thresholds.splits(&units);
         self.thresholds.watch_tasks(tasks, self.limits.pids_max);
         let cap = self.config.max_procs;
         if !self.config.dry_run {
@@ -427,6 +436,13 @@ impl Supervisor {
         self.publish_if_due(now);
     }
 
+    /// The units of a complete look, marked by what they were (see `lineage`).
+    fn units(&mut self, snapshot: &Snapshot) -> Vec<Unit> {
+        let mut units = units::units(snapshot, Some(self.main), &self.config.dedupe);
+        self.lineage.remember(snapshot, &mut units);
+        units
+    }
+
     /// The members of the units about to be ended are as the look has them.
     fn confirmed(&mut self, decisions: &[policy::Decision], units: &[Unit]) -> bool {
         let touched = units
@@ -451,6 +467,7 @@ impl Supervisor {
         if self.last.units.is_empty() && !self.last.snapshot.procs.is_empty() {
             let snapshot = &self.last.snapshot;
             self.last.units = units::units(snapshot, Some(self.main), &self.config.dedupe);
+            self.lineage.mark(&self.last.snapshot, &mut self.last.units);
         }
         let found = Found {
             over_cap: false,

@@ -10,6 +10,7 @@ use crate::core::policy;
 use crate::core::process::Blind;
 use crate::core::units::{Unit, UnitId};
 use crate::supervisor::terminate::{Begun, Event};
+use crate::surface::statefile::KEY_MAX;
 use log::{debug, error, info, warn};
 
 /// Which thresholds are crossed now, so each crossing is said once.
@@ -17,8 +18,14 @@ use log::{debug, error, info, warn};
 pub(super) struct Thresholds {
     near_cap: bool,
     main_over_memory: bool,
+    /// Hashes of the keys already warned of for an environment split (at most
+    /// `SPLITS_MAX`: past that, new splits are neither warned of nor counted).
+    split: std::collections::HashSet<u64>,
     near_pids_max: bool,
 }
+
+/// Keys remembered as warned of for a split, at most.
+const SPLITS_MAX: usize = 4096;
 
 impl Thresholds {
     /// The kernel's pids limit counts tasks (threads), not processes: a node server has
@@ -57,6 +64,30 @@ impl Thresholds {
         }
         self.main_over_memory = plan.main_over_memory;
     }
+
+    /// Warn once per key whose instances run under more environments than expected;
+    /// returns how many keys were newly warned of.
+    pub(super) fn splits(&mut self, units: &[Unit]) -> u64 {
+        let mut new = 0;
+        for (key, envs) in policy::env_splits(units) {
+            if self.split.len() >= SPLITS_MAX || !self.split.insert(hash(key)) {
+                continue;
+            }
+            new += 1;
+            let key = crate::surface::statefile::cut(key, KEY_MAX);
+            warn!(event = "env_split", key = key, environments = envs, expected = policy::ENV_SPLIT_EXPECTED;
+                "the instances of one server run under {envs} different environments, more than the {} expected: they are never deduped against each other (does a variable differ by instance, such as a token?)",
+                policy::ENV_SPLIT_EXPECTED);
+        }
+        new
+    }
+}
+
+fn hash(key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 pub(super) fn storm_began(stopped: &[i32], live: usize, cap: usize) {
@@ -117,7 +148,9 @@ fn whom(target: i32) -> &'static str {
 
 pub(super) fn terminating(unit: &Unit, pgid: i32, decision: &policy::Decision, dry: bool) {
     let pids = join(&unit.pids);
-    let key = unit.key.as_deref().unwrap_or("");
+    // Capped as in the state file: a 100,000-argument command line must not make a
+    // line of nearly a megabyte.
+    let key = crate::surface::statefile::cut(unit.key.as_deref().unwrap_or(""), KEY_MAX);
     let reason = decision.reason.as_str();
     let verb = if dry {
         "would terminate"

@@ -1,19 +1,20 @@
-//! The effect side of `activity`: read `/proc/PID/io` of the leaves of the units the
-//! policy needs to know about, feed the tracker, and hand the policy each unit's use.
+//! The effect side of `activity`: read the counters of the processes that hold the
+//! input of the units the policy needs to know about, feed the tracker, and hand the
+//! policy each unit's use.
 //!
-//! Only leaves are read: a launcher's counters (`npm exec`, `sh -c`, `uv`) never move
-//! with the traffic, while the server at the bottom reads every request. A unit's
-//! leaves are its members with no child among the members.
+//! A unit's readers are its members holding its input socket (or pipe) at any
+//! descriptor (`activity::readers`): the server whatever the tree's shape, with or
+//! without a helper child, at fd 0 or, for Python on the mcp 2.x SDK, at fd 6 or 7.
+//! When no member has a socket or pipe at fd 0 (stdin from /dev/null), the unit's
+//! leaves are read instead: its members with no child among the members.
 
 use crate::config::Config;
-use crate::core::activity::{self, Tracker, Use};
+use crate::core::activity::{self, Holding, Tracker, Use};
 use crate::core::policy::{self, Activity, Plan};
-use crate::core::process::Snapshot;
+use crate::core::process::{ProcId, Snapshot};
 use crate::core::units::{Unit, UnitId};
-use crate::sys::procfs::{push_decimal, read_at};
-use std::collections::HashSet;
-use std::fs::File;
-use std::os::fd::AsFd;
+use crate::sys::holdings::Reader;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// The policy with the input it needs, read as recently as it needs it: the
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 /// made again, so nothing is ended on a stale look.
 pub struct Watcher {
     tracker: Tracker,
+    holders: Holders,
     uses: Activity,
     next_sample: Option<Instant>,
     sampled: Option<Instant>,
@@ -32,6 +34,7 @@ impl Watcher {
     pub fn new(config: &Config) -> Watcher {
         Watcher {
             tracker: Tracker::new(activity::startup_ms(config.dedupe_idle.as_millis() as u64)),
+            holders: Holders::default(),
             uses: Activity::new(),
             next_sample: None,
             sampled: None,
@@ -91,7 +94,7 @@ impl Watcher {
         now: Instant,
         period: Duration,
     ) {
-        self.uses = sample(&mut self.tracker, snapshot, units, ids);
+        self.uses = sample(&mut self.tracker, &mut self.holders, snapshot, units, ids);
         self.sampled = Some(now);
         self.next_sample = Some(now + period);
     }
@@ -107,10 +110,20 @@ pub fn period(idle: Duration, scan_interval: Duration) -> Duration {
 /// A sample younger than this is fresh enough to act on.
 pub const FRESH: Duration = Duration::from_secs(1);
 
-/// Read the leaves of `ids` (units of `units`, seen in `snapshot`) into `tracker`, and
+/// Who reads each watched unit's input, as found for its members at the time: found
+/// again only when the members change. A process can come to hold the socket only by
+/// being forked by a holder, which changes the members, so the descriptor links (the
+/// bulk of a look's cost) are read once per unit shape, not at every look.
+#[derive(Debug, Default)]
+pub struct Holders {
+    known: HashMap<UnitId, (Vec<ProcId>, Vec<i32>)>,
+}
+
+/// Read the readers of `ids` (units of `units`, seen in `snapshot`) into `tracker`, and
 /// return what is known of each of them. Processes of other units are forgotten.
 pub fn sample(
     tracker: &mut Tracker,
+    holders: &mut Holders,
     snapshot: &Snapshot,
     units: &[Unit],
     ids: &[UnitId],
@@ -121,10 +134,24 @@ pub fn sample(
     let mut out = Activity::with_capacity(ids.len());
     tracker.begin(now_ms);
     for unit in units.iter().filter(|u| wanted.contains(&u.id)) {
-        let seen = leaves(unit, snapshot).into_iter().map(|pid| {
+        let members: Vec<ProcId> = unit
+            .pids
+            .iter()
+            .filter_map(|&pid| snapshot.get(pid).map(|p| p.id()))
+            .collect();
+        let readers = match (holders.known.get(&unit.id), reader.as_mut()) {
+            (Some((seen, pids)), _) if *seen == members => pids.clone(),
+            (_, Some(r)) => {
+                let pids = readers(r, unit, snapshot);
+                holders.known.insert(unit.id, (members, pids.clone()));
+                pids
+            }
+            (_, None) => leaves(unit, snapshot),
+        };
+        let seen = readers.into_iter().map(|pid| {
             let proc = snapshot.get(pid);
             let (start, started_ms) = proc.map_or((0, 0), |p| (p.start, p.started_ms));
-            let io = reader.as_mut().and_then(|r| r.read(pid));
+            let io = reader.as_mut().and_then(|r| r.io(pid));
             tracker.observe(pid, start, started_ms, io, now_ms)
         });
         if let Some(unit_use) = activity::unit_use(seen.collect::<Vec<Use>>()) {
@@ -132,6 +159,7 @@ pub fn sample(
         }
     }
     tracker.finish();
+    holders.known.retain(|id, _| wanted.contains(id));
     out
 }
 
@@ -149,29 +177,19 @@ pub fn leaves(unit: &Unit, snapshot: &Snapshot) -> Vec<i32> {
         .collect()
 }
 
-/// `/proc/PID/io`, read relative to one open /proc with one reused buffer.
-struct Reader {
-    proc_dir: File,
-    buf: Vec<u8>,
-    path: Vec<u8>,
-}
-
-impl Reader {
-    fn new() -> Option<Reader> {
-        Some(Reader {
-            proc_dir: File::open("/proc").ok()?,
-            buf: vec![0; 256],
-            path: Vec::with_capacity(24),
+/// The members of `unit` whose reads are its input: those holding its input, or its
+/// leaves when it has none (see the module's comment).
+pub fn readers(reader: &mut Reader, unit: &Unit, snapshot: &Snapshot) -> Vec<i32> {
+    let members: Vec<Holding> = unit
+        .pids
+        .iter()
+        .map(|&pid| Holding {
+            pid,
+            held: reader.held(pid),
         })
-    }
-
-    /// None when unreadable: gone, or no ptrace rights over it (another user).
-    fn read(&mut self, pid: i32) -> Option<activity::Io> {
-        self.path.clear();
-        push_decimal(&mut self.path, pid.unsigned_abs());
-        self.path.extend_from_slice(b"/io\0");
-        let path = std::ffi::CStr::from_bytes_with_nul(&self.path).ok()?;
-        let len = read_at(self.proc_dir.as_fd(), path, &mut self.buf).ok()?;
-        activity::parse_io(&self.buf[..len])
+        .collect();
+    match activity::readers(&members) {
+        Some((_, pids)) => pids,
+        None => leaves(unit, snapshot),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod cgroup;
 pub mod close_input;
+pub mod holdings;
 pub mod inject;
 pub mod kernel;
 pub mod output;

@@ -18,7 +18,6 @@ here=$repo/tests/metamcp
 COMMIT=250240be7da37e3f21d53eaa66afac5eee775aa5
 SHORT=${COMMIT:0:8}
 SDK_VERSION=$(sed -n 's/.*"@modelcontextprotocol\/sdk": "\(.*\)".*/\1/p' "$here/package.json")
-UV_VERSION=0.13.8
 cache=${MCPINIT_TEST_CACHE:-${HOME:-/root}/.cache/mcpinit-tests}
 pg_bin="" pg_port="" pg_data="$work/pg/data"
 # pnpm 10 would switch to package.json's packageManager (pnpm@9.0.0) by running `pnpm
@@ -127,19 +126,10 @@ setup_client() {
         skip "cannot install @modelcontextprotocol/sdk $SDK_VERSION"
 }
 
-# uv for the Python server; the suite runs without that server if uv cannot be had.
-setup_uv() {
-    uvbin=$cache/uv-$UV_VERSION/bin
-    [ "${E2E_NO_UVX:-}" = 1 ] && { uvbin=""; return 0; }
-    [ -x "$uvbin/uvx" ] && return 0
-    say "installing uv $UV_VERSION (pip, in a venv of its own)"
-    if ! { python3 -m venv "$cache/uv-$UV_VERSION" &&
-        timeout 300 "$uvbin/pip" install -q "uv==$UV_VERSION"; } >/dev/null 2>&1; then
-        say "cannot install uv: the uvx server is left out"
-        rm -rf "$cache/uv-$UV_VERSION"
-        uvbin=""
-    fi
-}
+# uv for the Python server (scripts/uv.sh, shared with scripts/setup.sh); the suite runs
+# without that server if uv cannot be had.
+# shellcheck source=../../scripts/uv.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/uv.sh"
 
 # Servers start from the npx / uv caches; fill them once, each in a namespace under a
 # time limit. They exit at their input's end (except the stubborn one: the namespace ends it).

@@ -110,6 +110,8 @@ pub struct Figures {
     /// instances left alone for want of a clean end.
     pub crashes: u64,
     pub spared: u64,
+    /// Server keys running under more environments than expected (warned once each).
+    pub env_splits: u64,
     /// How inputs are closed here (`pidfd`, `ptrace`, `none`, `unprobed`).
     pub input_route: &'static str,
     pub zombies_reaped: u64,

@@ -103,6 +103,11 @@ pub fn render(f: &Figures, format: Format) -> String {
         f.spared,
     );
     out.counter(
+        "mcpinit_env_splits",
+        "Server keys seen running under more environments than expected (more than 2): their instances are never duplicates of each other.",
+        f.env_splits,
+    );
+    out.counter(
         "mcpinit_zombies_reaped",
         "Exited processes reaped, the main child not counted.",
         f.zombies_reaped,

@@ -133,6 +133,8 @@ pub struct Counters {
     /// Instances a gateway tracks that dedupe or the idle rule would have ended but
     /// could not end cleanly, left alone instead.
     pub spared: u64,
+    /// Server keys warned of for running under more environments than expected.
+    pub env_splits: u64,
     pub peak_procs: usize,
     pub peak_rss: u64,
     /// The most tasks (threads) the descendants had at a look.
@@ -155,6 +157,9 @@ struct CountersDoc {
     crashes: u64,
     #[serde(default)]
     spared: u64,
+    /// Added with the split warning: an older document reads as none.
+    #[serde(default)]
+    env_splits: u64,
     peak_procs: usize,
     peak_rss: u64,
     /// Added with task counts: an older document reads as none.
@@ -197,6 +202,7 @@ impl From<CountersDoc> for Counters {
             eof_fallbacks: d.eof_fallbacks,
             crashes: d.crashes,
             spared: d.spared,
+            env_splits: d.env_splits,
             peak_procs: d.peak_procs,
             peak_tasks: d.peak_tasks,
             peak_rss: d.peak_rss,
@@ -225,6 +231,7 @@ impl From<Counters> for CountersDoc {
             eof_fallbacks: c.eof_fallbacks,
             crashes: c.crashes,
             spared: c.spared,
+            env_splits: c.env_splits,
             peak_procs: c.peak_procs,
             peak_tasks: c.peak_tasks,
             peak_rss: c.peak_rss,
@@ -261,6 +268,9 @@ pub struct Row<'a> {
     pub idle_ms: Option<u64>,
     /// Input was seen since mcpinit began watching the unit.
     pub input_seen: bool,
+    /// The process whose reads were the unit's last input seen (a holder of its input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_from: Option<i32>,
     pub duplicate: bool,
     pub terminating: bool,
 }

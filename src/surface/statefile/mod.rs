@@ -5,7 +5,7 @@ mod document;
 mod view;
 
 pub use document::{Blindness, Cgroup, Counters, Document, Role, Row, Settings, State};
-pub use view::{role, Rows, View, CMDLINE_MAX, KEY_MAX};
+pub use view::{cut, role, Rows, View, CMDLINE_MAX, KEY_MAX};
 
 use crate::config::Config;
 use std::path::{Path, PathBuf};

@@ -38,6 +38,7 @@ fn with_view_busy<T>(
             let idle = crate::core::activity::Use {
                 last_input_ms: Some(0),
                 watched_since_ms: 0,
+                from: None,
             };
             (u.id, idle)
         })

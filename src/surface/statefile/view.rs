@@ -141,6 +141,7 @@ impl Serialize for Rows<'_> {
             let seen = view.activity.get(&unit.id);
             let idle_ms = seen.map(|u| view.snapshot.now_ms.saturating_sub(u.idle_since_ms()));
             let input_seen = seen.is_some_and(|u| u.last_input_ms.is_some());
+            let input_from = seen.and_then(|u| u.from);
             let env = unit
                 .key
                 .as_deref()
@@ -162,6 +163,7 @@ impl Serialize for Rows<'_> {
                     env: env.clone(),
                     idle_ms,
                     input_seen,
+                    input_from,
                     duplicate: view.duplicate(unit.id),
                     terminating: view.terminating.contains_key(&unit.id),
                 })?;
@@ -184,7 +186,7 @@ pub fn role(unit: &Unit) -> Role {
 /// The longest prefix of `text` that takes at most `max` bytes as a JSON string's
 /// contents, ending on a character. Control characters count as the six bytes of
 /// `\u00XX`, the most serde_json writes for one.
-fn cut(text: &str, max: usize) -> &str {
+pub fn cut(text: &str, max: usize) -> &str {
     let mut used = 0;
     for (at, c) in text.char_indices() {
         used += match c {

@@ -156,7 +156,7 @@ fn counters_line(out: &mut String, c: &Counters) {
         out,
         "counters   terminated {terminated} (duplicate {}, orphan {}, cap {}, memory {}), \
          ended eof {} exit {} term {} kill {} (input not closed {}), \
-         crashes a gateway saw {}, left alone {}, \
+         crashes a gateway saw {}, left alone {}, keys split by environment {}, \
          escalations {}, zombies reaped {}, signals forwarded {}",
         c.terminated_duplicate,
         c.terminated_orphan,
@@ -169,6 +169,7 @@ fn counters_line(out: &mut String, c: &Counters) {
         c.eof_fallbacks,
         c.crashes,
         c.spared,
+        c.env_splits,
         c.escalations,
         c.zombies_reaped,
         c.signals_forwarded
@@ -217,7 +218,10 @@ fn unit_heading(out: &mut String, unit: &UnitRows, dry_run: bool, since: u64) {
     if let Some(idle) = top.idle_ms {
         let idle = duration(idle.saturating_add(since));
         let _ = if top.input_seen {
-            write!(out, ", last input {idle} ago")
+            match top.input_from {
+                Some(pid) => write!(out, ", last input {idle} ago (read by {pid})"),
+                None => write!(out, ", last input {idle} ago"),
+            }
         } else {
             write!(out, ", no input in {idle}")
         };

@@ -53,6 +53,7 @@ fn sample(config: &Config, counters: &Counters) -> State {
             crate::core::activity::Use {
                 last_input_ms: Some(now - 700_000),
                 watched_since_ms: now - 880_000,
+                from: None,
             },
         ),
         (
@@ -60,6 +61,7 @@ fn sample(config: &Config, counters: &Counters) -> State {
             crate::core::activity::Use {
                 last_input_ms: None,
                 watched_since_ms: now - 90_000,
+                from: None,
             },
         ),
     ]
@@ -209,6 +211,7 @@ fn parent_cycles_print_every_row_once() {
         env: None,
         idle_ms: None,
         input_seen: false,
+        input_from: None,
         duplicate: false,
         terminating: false,
     };
