@@ -442,11 +442,17 @@ fn one_call_costs_little() {
     let cpu = self_cpu();
     let t = Instant::now();
     for _ in 0..n {
-        wait_for("sh blocked", || in_call(sh, libc::SYS_wait4).then_some(()));
-        assert_eq!(
-            inject::inject(sh, start, Call::Getpid, BUDGET),
-            Ok(i64::from(sh))
-        );
+        // Under load the sh may be caught restarting its wait4 after the call before
+        // (in user space for an instant): refused untouched, as documented; tried again.
+        let mut answer = Err(InjectError::Gone { pid: sh });
+        for _ in 0..10 {
+            wait_for("sh blocked", || in_call(sh, libc::SYS_wait4).then_some(()));
+            answer = inject::inject(sh, start, Call::Getpid, BUDGET);
+            if !matches!(answer, Err(InjectError::NotInSyscall { .. })) {
+                break;
+            }
+        }
+        assert_eq!(answer, Ok(i64::from(sh)));
     }
     let wall = t.elapsed() / n;
     let cpu = (self_cpu() - cpu) / n;
