@@ -12,13 +12,22 @@ use std::time::Duration;
 
 /// mcpinit `settings` running parent.py `parent` with the server `server` (a shell line).
 fn start(settings: &[&str], parent: &[&str], server: &str) -> Run {
-    let (python, script) = (python(), fixture("eof/parent.py"));
-    let mut argv: Vec<&str> = settings.to_vec();
-    argv.extend(["--", &python, &script]);
-    argv.extend(parent);
-    argv.extend(["--", "sh", "-c", server]);
-    Run::start(&argv, &[])
+    let argv = mcpinit_args(settings, parent, server);
+    Run::start(&argv.iter().map(String::as_str).collect::<Vec<_>>(), &[])
 }
+
+/// mcpinit's arguments for `start`: `settings -- python parent.py parent -- sh -c server`.
+fn mcpinit_args(settings: &[&str], parent: &[&str], server: &str) -> Vec<String> {
+    let mut argv: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+    argv.extend(["--".into(), python(), fixture("eof/parent.py")]);
+    argv.extend(parent.iter().map(|s| s.to_string()));
+    argv.extend(["--", "sh", "-c", server].map(String::from));
+    argv
+}
+
+/// The EOF grace of the tests that show an end at EOF: far longer than a server takes
+/// to exit at EOF on a loaded machine, so that they never see the exit step instead.
+const EOF_WAIT: &str = "20s";
 
 fn node_server(flags: &str) -> String {
     // `; exit $?` keeps sh as the middle level (a last simple command may be exec'd).
@@ -71,7 +80,11 @@ fn gone_line(run: &Run) -> String {
 
 #[test]
 fn a_server_that_exits_at_eof_ends_by_eof_without_any_signal() {
-    let mut run = start(&["--max-procs", "5"], &["--grow", "4"], &node_server(""));
+    let mut run = start(
+        &["--max-procs", "5", "--eof-grace", EOF_WAIT],
+        &["--grow", "4"],
+        &node_server(""),
+    );
     let exit = parent_line(&run, "exit", LONG).unwrap_or_else(|| panic!("{}", run.stdout()));
     if eof_refused(
         &run,
@@ -208,19 +221,19 @@ fn assert_made_to_exit_zero(run: &Run, exit: &str) {
 /// mcpinit as PID 1 under a seccomp filter that refuses pidfd_getfd, as Docker's and
 /// containerd's default profiles do without CAP_SYS_PTRACE.
 fn start_without_pidfd_getfd(settings: &[&str], parent: &[&str], server: &str) -> Run {
-    let (python, script) = (python(), fixture("eof/parent.py"));
-    let filter = fixture("no_pidfd_getfd.py");
-    let mut argv: Vec<&str> = vec![&filter, mcpinit()];
-    argv.extend(settings);
-    argv.extend(["--", &python, &script]);
-    argv.extend(parent);
-    argv.extend(["--", "sh", "-c", server]);
-    Run::start_with(&python, &argv, &[])
+    let mut argv = vec![fixture("no_pidfd_getfd.py"), mcpinit().to_string()];
+    argv.extend(mcpinit_args(settings, parent, server));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    Run::start_with(&python(), &argv, &[])
 }
 
 #[test]
 fn where_pidfd_getfd_is_refused_the_input_is_closed_through_ptrace() {
-    let run = start_without_pidfd_getfd(&["--max-procs", "5"], &["--grow", "4"], &node_server(""));
+    let run = start_without_pidfd_getfd(
+        &["--max-procs", "5", "--eof-grace", EOF_WAIT],
+        &["--grow", "4"],
+        &node_server(""),
+    );
     let exit = parent_line(&run, "exit", LONG).unwrap_or_else(|| panic!("{}", run.stdout()));
     let routes = run.mcpinit_lines("inputs are closed through");
     let routes = routes.first().cloned().unwrap_or_default();
@@ -277,7 +290,11 @@ fn a_socket_moved_below_the_top_is_found_there() {
         "exec 3<&0 </dev/null; node {} <&3 3<&-; exit $?",
         fixture("eof/server.js")
     );
-    let run = start(&["--max-procs", "5"], &["--grow", "4"], &server);
+    let run = start(
+        &["--max-procs", "5", "--eof-grace", EOF_WAIT],
+        &["--grow", "4"],
+        &server,
+    );
     let exit = parent_line(&run, "exit", LONG).unwrap_or_else(|| panic!("{}", run.stdout()));
     if eof_refused(&run, "a_socket_moved_below_the_top_is_found_there") {
         return;
@@ -301,7 +318,11 @@ fn an_eof_grace_of_zero_sends_sigterm_at_once_and_says_nothing_of_input() {
 
 #[test]
 fn the_ended_counters_reach_the_state_file() {
-    let run = start(&["--max-procs", "5"], &["--grow", "4"], &node_server(""));
+    let run = start(
+        &["--max-procs", "5", "--eof-grace", EOF_WAIT],
+        &["--grow", "4"],
+        &node_server(""),
+    );
     parent_line(&run, "exit", LONG).unwrap_or_else(|| panic!("{}", run.stdout()));
     if eof_refused(&run, "the_ended_counters_reach_the_state_file") {
         return;
@@ -347,6 +368,8 @@ fn real_server_everything_exits_zero_at_eof() {
         &[
             "--max-procs",
             "6",
+            "--eof-grace",
+            EOF_WAIT,
             "--",
             &python,
             &fixture("eof/parent.py"),
