@@ -52,7 +52,8 @@ fn out_of_file_descriptors_a_scan_says_so_and_decides_nothing() {
         ],
         &[],
     );
-    assert!(run.wait_for_log("started child", LONG));
+    // After the start-up probe of the routes, whose victim holds descriptors a moment.
+    assert!(run.wait_for_log("inputs are closed through", LONG));
     let init = run.init_pid();
     // The limit at its lowest free descriptor number: a new descriptor would take that
     // number, so none can be opened now, except by giving one up.
@@ -127,7 +128,8 @@ fn out_of_memory_a_scan_is_skipped_and_pid_1_lives_on() {
         go = go.display()
     );
     let mut run = Run::start(&["--max-procs", "8000", "--", "sh", "-c", &script], &[]);
-    assert!(run.wait_for_log("started child", LONG));
+    // After the start-up probe of the routes, whose victim holds descriptors a moment.
+    assert!(run.wait_for_log("inputs are closed through", LONG));
     let init = run.init_pid();
     std::thread::sleep(Duration::from_millis(500));
     let cap_kb = vm_size_kb(init) + 256;

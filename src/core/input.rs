@@ -70,6 +70,18 @@ impl Fallback {
         }
     }
 
+    /// The unit has a stdio channel a gateway may be talking to (a socket or a pipe at
+    /// its input) that could not be closed. Without one (/dev/null, a file, a terminal,
+    /// no fd 0, a listener) it is no stdio server of anyone's, and a signal to it is no
+    /// stdio gateway's crash.
+    pub fn has_stdio_channel(&self) -> bool {
+        !matches!(
+            self,
+            Fallback::NotSocket(Input::Other(_) | Input::Closed | Input::Tty)
+                | Fallback::NotStdio { .. }
+        )
+    }
+
     /// The sentence for the operator: why, and what would make it work.
     pub fn describe(&self) -> String {
         match self {

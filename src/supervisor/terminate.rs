@@ -183,7 +183,7 @@ impl Terminations {
                 escalation.exited_at_start(now);
                 Begun::Exited { why, pid }
             }
-            None if !escalation::may_signal(graces.tracked, reason) => {
+            None if !escalation::may_signal(graces.tracked && why.has_stdio_channel(), reason) => {
                 self.spared.push((unit.id, top));
                 return Begun::Spared(why);
             }

@@ -418,3 +418,29 @@ fn a_cap_may_signal_a_tracked_instance_and_says_it_is_a_crash() {
     let events = t.refresh(&mut kernel, &helper, t0 + EOF_GRACE * 2);
     assert!(matches!(events[..], [Event::Termed { crash: false, .. }]));
 }
+
+#[test]
+fn without_a_stdio_channel_a_tracked_duplicate_may_get_sigterm() {
+    use crate::core::input::Input;
+    // (what closing the input answered, whether the duplicate is left alone)
+    let table = [
+        (Fallback::NotSocket(Input::Other("/dev/null".into())), false),
+        (Fallback::NotSocket(Input::Closed), false),
+        (Fallback::NotStdio { pid: 40 }, false),
+        (Fallback::NotSocket(Input::Pipe), true),
+        (Fallback::NoRoute, true),
+        (Fallback::SharedOutside { pid: 40, holder: 7 }, true),
+    ];
+    for (why, spared) in table {
+        let snap = tree();
+        let mut kernel = Fake::of(&snap);
+        kernel.close = Some(why.clone());
+        kernel.exit = Some(NotEnded {
+            cause: "no_route",
+            why: "ptrace refused".into(),
+        });
+        let (_, begun, _) = begin(&mut kernel, &snap, Reason::Duplicate, WITH_EXIT);
+        assert_eq!(matches!(begun, Begun::Spared(_)), spared, "{why:?}");
+        assert_eq!(kernel.sent.is_empty(), spared, "{why:?}");
+    }
+}
