@@ -119,22 +119,23 @@ eof_run() {
     run_fg "$@" -e MCPINIT_MAX_PROCS=4 -e MCPINIT_KILL_GRACE=1s "$IMAGE" node /app/parent.js 3 2>&1
 }
 
-# The default profile refuses pidfd_getfd without CAP_SYS_PTRACE: mcpinit warns at start,
-# one line per termination says so, and the server gets SIGTERM at once (which MetaMCP
-# would count as a crash).
+# The default profile refuses pidfd_getfd without CAP_SYS_PTRACE and allows ptrace of a
+# descendant: mcpinit says at start that it closes inputs through ptrace, and the server
+# reads EOF and exits 0, no signal sent, as root and as user 1001.
 eof_default_seccomp() {
-    local out
-    out=$(eof_run) || true
-    note "$(grep -m1 'cannot be closed here' <<<"$out")"
-    note "$(grep -m1 'cannot close the input' <<<"$out")"
-    note "$(grep -m1 '"event":"exit"' <<<"$out")"
-    grep -q 'server inputs cannot be closed here .*cause=seccomp' <<<"$out" \
-        && grep -q 'cannot close the input .*cause=seccomp' <<<"$out" \
-        && grep -q 'ended=term' <<<"$out" && return 0
-    note "expected the start-time eof_unavailable warning and an eof_fallback line, both"
-    note "cause=seccomp, then SIGTERM (ended=term):"
-    note "$out"
-    return 1
+    local out user ok=0
+    for user in 0 1001; do
+        out=$(eof_run --user "$user") || true
+        note "--user $user: $(grep -m1 -o 'inputs are closed through [a-z]*' <<<"$out"); $(grep -m1 '"event":"exit"' <<<"$out"); $(grep -m1 -o 'ended=[a-z]* after_ms=[0-9]*' <<<"$out")"
+        if ! grep -q 'inputs are closed through ptrace.*cause\|close=ptrace' <<<"$out" \
+            || ! grep -q '"event":"exit".*"code":0' <<<"$out" || ! grep -q 'ended=eof' <<<"$out" \
+            || grep -q 'cannot close the input\|sending SIG' <<<"$out"; then
+            note "expected close=ptrace at start, exit code 0 and ended=eof with no signal; got:"
+            note "$out"
+            ok=1
+        fi
+    done
+    return $ok
 }
 
 # With CAP_SYS_PTRACE (cap_add: [SYS_PTRACE]), as root and as user 1001: the server reads
@@ -298,7 +299,7 @@ metamcp_as_user_1001() {
     local c t0 state uid units newest duplicates ms code ok=0
     t0=$(now_ms)
     c=$(start metamcp --user 1001 -e MCPINIT_DEDUPE_IDLE=1s -e MCPINIT_KILL_GRACE=1s "$IMAGE" \
-        node /app/backend.js --spawn a:3 --spawn b:1 --orphan c:1 --leaf-read-once 4000 --gap-ms 200)
+        node /app/backend.js --spawn a:3 --spawn b:1 --orphan c:1 --orphan-after 2 --leaf-read-once 4000 --gap-ms 200)
     if wait_for 15 is_healthy "$c"; then
         note "HEALTHCHECK /mcpinit health (every 1 s): healthy $(($(now_ms) - t0)) ms after docker run"
     else
@@ -402,7 +403,7 @@ scenario "docker exec … /mcpinit status shows the tree" status_shows_tree
 dk rm -f "mcpinit-test-$$-leak-mcpinit" >/dev/null # done with it: stop the leak
 scenario "--pids-limit 64 with --init (tini): the leak hits the kernel's limit" pids_limit_tini
 scenario "MetaMCP-shaped, --user 1001: dedupe, orphan, /tmp state file, HEALTHCHECK, stop" metamcp_as_user_1001
-scenario "closing input: Docker's default seccomp refuses pidfd_getfd, one line says so, then SIGTERM" eof_default_seccomp
+scenario "closing input under Docker's default seccomp (root, 1001): through ptrace, the server exits 0 at EOF, no signal" eof_default_seccomp
 scenario "closing input with --cap-add SYS_PTRACE (root, 1001): the server exits 0 at EOF, no signal" eof_with_sys_ptrace
 scenario "MCPINIT_METRICS as user 1001: /metrics and /healthz from inside the container" metrics_in_a_container
 
