@@ -218,6 +218,10 @@ struct Look<'a> {
     now_ms: u64,
 }
 
+/// How long after a new instance of a server appears the one before it is kept (see
+/// `Look::new`): a session's first request follows its taking the spare within seconds.
+pub const HANDOVER_MS: u64 = 10_000;
+
 impl<'a> Look<'a> {
     fn new(
         units: &'a [Unit],
@@ -259,6 +263,14 @@ impl<'a> Look<'a> {
                     .is_some_and(|seen| seen.last_input_ms.is_none())
             });
             look.kept.extend(spare.map(|u| u.id));
+            // The spare a session has just taken: MetaMCP starts a new spare the moment
+            // a session takes the old one, which until the session's first request looks
+            // idle since its own start-up. While the newest is that young, the instance
+            // right before the kept ones is kept too.
+            let newest_age = now_ms.saturating_sub(list[0].started_ms);
+            if newest_age < HANDOVER_MS.min(look.idle_ms) {
+                look.kept.extend(list.get(keep).map(|u| u.id));
+            }
             look.instances.extend(list.iter().map(|u| u.id));
         }
         look

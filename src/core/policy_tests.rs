@@ -734,3 +734,33 @@ fn a_process_between_fork_and_exec_is_not_judged_yet() {
         .iter()
         .any(|d| d.unit == UnitId::Group(70)));
 }
+
+#[test]
+fn the_spare_a_session_just_took_is_kept_while_its_successor_is_young() {
+    // 100 and 110 read input long ago; 120 is the spare MetaMCP handed to a new
+    // session (its input: only its start-up, 900 s ago); 130 the new spare, started
+    // `age` seconds ago. Idle time 30 s.
+    let config = Config {
+        dedupe_idle: Duration::from_secs(30),
+        dedupe: defaults(),
+        ..config()
+    };
+    for (age, handed_over_kept) in [(2, true), (9, true), (11, false), (60, false)] {
+        let mut procs = backend_with(&[900, 800, 700]);
+        procs.extend(server(130, 20, age, "@x/a"));
+        let uses = [
+            (100, seen(995, Some(990))),
+            (110, seen(995, Some(980))),
+            (120, seen(995, Some(695))),
+            (130, idle()),
+        ];
+        let plan = plan_with(procs, &config, &[], &uses);
+        let ended: Vec<UnitId> = plan.terminate.iter().map(|d| d.unit).collect();
+        assert_eq!(
+            !ended.contains(&UnitId::Group(120)),
+            handed_over_kept,
+            "newest {age} s old: {ended:?}"
+        );
+        assert!(ended.contains(&UnitId::Group(100)), "{ended:?}");
+    }
+}
