@@ -96,11 +96,7 @@ const FDS_MAX: usize = 4096;
 /// socket must not be held by any of `outside`: on success the pid whose socket was
 /// shut down.
 pub fn close_input(members: &[ProcId], outside: &[i32]) -> Result<i32, Fallback> {
-    let inputs: Vec<(i32, Input)> = members
-        .iter()
-        .map(|&ProcId { pid, .. }| (pid, classify(fd_link(pid, 0).as_deref())))
-        .collect();
-    let (pid, inode) = choose(&inputs, own_socket())?;
+    let (pid, inode) = find_input(members)?;
     if !connected_stream(pid, inode) {
         return Err(Fallback::NotStdio { pid });
     }
@@ -186,11 +182,7 @@ pub fn end_cleanly(members: &[ProcId]) -> Result<i32, NotEnded> {
             why: "ptrace is refused here (see the start line)".into(),
         });
     }
-    let inputs: Vec<(i32, Input)> = members
-        .iter()
-        .map(|&ProcId { pid, .. }| (pid, classify(fd_link(pid, 0).as_deref())))
-        .collect();
-    let holding: Vec<i32> = choose(&inputs, own_socket()).map_or_else(
+    let holding: Vec<i32> = find_input(members).map_or_else(
         |_| Vec::new(),
         |(_, inode)| holders(members, inode).iter().map(|h| h.who.pid).collect(),
     );
@@ -223,6 +215,16 @@ pub fn end_cleanly(members: &[ProcId]) -> Result<i32, NotEnded> {
         }
     }
     Err(last)
+}
+
+/// The unit's input socket: the first member's fd 0 (top first) that is a socket and not
+/// mcpinit's own input; the pid and the socket's inode.
+fn find_input(members: &[ProcId]) -> Result<(i32, u64), Fallback> {
+    let inputs: Vec<(i32, Input)> = members
+        .iter()
+        .map(|&ProcId { pid, .. }| (pid, classify(fd_link(pid, 0).as_deref())))
+        .collect();
+    choose(&inputs, own_socket())
 }
 
 /// The processes of `members` holding the socket `inode`, at any descriptor (Python

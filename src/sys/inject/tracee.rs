@@ -471,7 +471,7 @@ fn peek(pid: Pid, at: u64, len: u64) -> Option<u64> {
 
 /// The process at `pid` is the one that started at `start`, and has not exited.
 fn same(pid: i32, start: u64) -> bool {
-    crate::sys::procfs::stat_of(pid).is_some_and(|s| s.start == start && !s.is_zombie())
+    crate::sys::procfs::is_alive(crate::core::process::ProcId { pid, start })
 }
 
 /// Why EPERM: a tracer already, a filter, or rights.
