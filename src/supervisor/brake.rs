@@ -13,7 +13,7 @@ use crate::core::policy::{Decision, Reason};
 use crate::core::process::{ProcId, Snapshot};
 use crate::core::units::{Unit, UnitId};
 use crate::sys::kernel::Kernel;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// The first hold of a storm, and the gap between looks while it lasts: a forker
@@ -39,51 +39,61 @@ pub(super) fn jump(cap: usize) -> usize {
     (cap / 16).max(4)
 }
 
-/// The processes to stop before `decisions` are carried out: the live parents of the
-/// units ended for the cap, when those hold more than `jump(cap)` processes. Never
-/// mcpinit itself (it adopted them: nothing of ours forks them), nor a member of a unit
-/// being ended (it is about to be signalled as one). Whether one is stopped already is
-/// the effect's to read (`apply`): the state a look keeps may be from a stop of ours.
+/// The processes to stop before `decisions` are carried out, when the units ended for
+/// the cap hold more than `jump(cap)` processes: whatever forked those, or anything
+/// started since the look before (`since_ms`, a tick early): the cap ends only what it
+/// must, newest first, while every forker of a storm is forking. A forker is a live
+/// parent of at least two of those processes, none of which is a forker itself: the
+/// main child that starts single-process groups, or a shell loop inside the main
+/// child's group that forks `sleep &` (not the main shell above the loops, which forked
+/// each loop once). It may be a member of a unit being ended: stopped, it forks no more
+/// before the SIGTERM that comes with a SIGCONT. Never mcpinit itself (it adopted them:
+/// nothing of ours forks them). Whether one is stopped already is the effect's to read
+/// (`apply`): the state a look keeps may be from a stop of ours.
 /// Pure: (pid, start) pairs, so the effect can tell a reused pid.
 pub(super) fn forkers(
     decisions: &[Decision],
     units: &[Unit],
-    busy: &HashSet<UnitId>,
     snapshot: &Snapshot,
+    since_ms: u64,
     me: i32,
     cap: usize,
 ) -> Vec<ProcId> {
-    let ended = |id: UnitId| busy.contains(&id) || decisions.iter().any(|d| d.unit == id);
-    let capped: Vec<&Unit> = units
-        .iter()
-        .filter(|u| {
-            decisions
-                .iter()
-                .any(|d| d.unit == u.id && d.reason == Reason::Cap)
-        })
+    let capped: HashSet<UnitId> = (decisions.iter())
+        .filter(|d| d.reason == Reason::Cap)
+        .map(|d| d.unit)
         .collect();
-    if cap == 0 || capped.iter().map(|u| u.pids.len()).sum::<usize>() <= jump(cap) {
-        return Vec::new();
-    }
-    let ending: HashSet<i32> = units
-        .iter()
-        .filter(|u| ended(u.id))
+    let mut ended: HashSet<i32> = (units.iter())
+        .filter(|u| capped.contains(&u.id))
         .flat_map(|u| u.pids.iter().copied())
         .collect();
-    let mut out: Vec<ProcId> = Vec::new();
-    for unit in capped {
-        let Some(parent) = snapshot.get(unit.top).and_then(|t| snapshot.get(t.ppid)) else {
-            continue;
-        };
-        if parent.pid == me || parent.is_zombie() || ending.contains(&parent.pid) {
-            continue;
-        }
-        if !out.iter().any(|f| f.pid == parent.pid) {
-            out.push(parent.id());
+    if cap == 0 || ended.len() <= jump(cap) {
+        return Vec::new();
+    }
+    ended.extend(
+        (snapshot.procs.iter())
+            .filter(|p| !p.is_zombie() && p.started_ms + TICK_MS >= since_ms)
+            .map(|p| p.pid),
+    );
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for &pid in &ended {
+        if let Some(proc) = snapshot.get(pid) {
+            children.entry(proc.ppid).or_default().push(pid);
         }
     }
+    let forks = |pid: &i32| children.get(pid).is_some_and(|c| c.len() >= 2);
+    let mut out: Vec<ProcId> = (children.iter())
+        .filter(|&(parent, kids)| forks(parent) && !kids.iter().any(forks) && *parent != me)
+        .filter_map(|(&parent, _)| snapshot.get(parent))
+        .filter(|parent| !parent.is_zombie())
+        .map(|parent| parent.id())
+        .collect();
+    out.sort_by_key(|f| f.pid);
     out
 }
+
+/// A start time's resolution: /proc gives it in clock ticks (USER_HZ, 100 a second).
+const TICK_MS: u64 = 10;
 
 /// The forkers held stopped, and until when.
 #[derive(Default)]

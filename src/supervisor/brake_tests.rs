@@ -8,9 +8,9 @@ use crate::sys::fake::Fake;
 
 const CAP: usize = 16;
 
-fn cap_decision(pgid: i32) -> Decision {
+fn cap_decision(unit: UnitId) -> Decision {
     Decision {
-        unit: UnitId::Group(pgid),
+        unit,
         reason: Reason::Cap,
         kept: None,
         idle_ms: None,
@@ -26,34 +26,41 @@ fn forked(parent: i32, first: i32, n: i32) -> Vec<crate::core::process::Proc> {
 
 #[test]
 fn the_brake_stops_whoever_forked_a_jump_and_nobody_else() {
-    // (name, extra processes, decisions by group, busy groups, expected forkers)
+    // (name, extra processes, units decided for the cap, expected forkers)
     type Case = (
         &'static str,
         Vec<crate::core::process::Proc>,
-        Vec<i32>,
-        Vec<i32>,
+        Vec<UnitId>,
         Vec<i32>,
     );
+    let groups = |r: std::ops::Range<i32>| r.map(UnitId::Group).collect::<Vec<_>>();
+    // Three shell loops in the main child's group, each forking `sleep &`: each loop
+    // is a subtree unit with its sleeps.
+    let loops: Vec<_> = [50, 60, 70]
+        .into_iter()
+        .flat_map(|lp| {
+            let mut unit = vec![p(lp, MAIN, MAIN, 9, "sh")];
+            unit.extend((1..=5).map(|i| p(lp + i, lp, MAIN, 9, "sleep")));
+            unit
+        })
+        .collect();
     let cases: Vec<Case> = vec![
         (
             "a jump past the cap: its forker",
             forked(MAIN, 100, 8),
-            (100..108).collect(),
-            vec![],
+            groups(100..108),
             vec![MAIN],
         ),
         (
             "a creep past the cap (4, not more): nobody",
             forked(MAIN, 100, 4),
-            (100..104).collect(),
-            vec![],
+            groups(100..104),
             vec![],
         ),
         (
             "orphans forked by nothing of ours any more: not mcpinit",
             forked(ME, 100, 8),
-            (100..108).collect(),
-            vec![],
+            groups(100..108),
             vec![],
         ),
         (
@@ -64,24 +71,35 @@ fn the_brake_stops_whoever_forked_a_jump_and_nobody_else() {
                 forked(60, 200, 4),
             ]
             .concat(),
-            [(100..104).collect::<Vec<_>>(), (200..204).collect()].concat(),
-            vec![],
+            [groups(100..104), groups(200..204)].concat(),
             vec![50, 60],
         ),
         (
-            "a forker that is itself being ended is signalled as one, not stopped",
+            "a forker whose own unit is being ended is stopped all the same",
             [vec![p(50, MAIN, 50, 9, "a")], forked(50, 100, 8)].concat(),
-            (100..108).collect(),
+            groups(100..108),
             vec![50],
-            vec![],
+        ),
+        (
+            "shell loops in the main child's group: the loops, not the main shell",
+            loops.clone(),
+            vec![UnitId::Subtree(50), UnitId::Subtree(60)],
+            vec![50, 60],
+        ),
+        (
+            "launchers with one child each (npm exec, sh): whoever started them",
+            (50..56)
+                .flat_map(|l| [p(l, MAIN, l, 9, "npm exec"), p(l + 10, l, l, 9, "sh")])
+                .collect(),
+            groups(50..56),
+            vec![MAIN],
         ),
     ];
-    for (name, procs, decided, busy, expected) in cases {
+    for (name, procs, decided, expected) in cases {
         let snap = snapshot(procs);
         let units = units::units(&snap, Some(MAIN), &[]);
         let decisions: Vec<Decision> = decided.into_iter().map(cap_decision).collect();
-        let busy: HashSet<UnitId> = busy.into_iter().map(UnitId::Group).collect();
-        let got: Vec<i32> = forkers(&decisions, &units, &busy, &snap, ME, CAP)
+        let got: Vec<i32> = forkers(&decisions, &units, &snap, snap.now_ms, ME, CAP)
             .into_iter()
             .map(|f| f.pid)
             .collect();
@@ -98,23 +116,23 @@ fn a_dead_forker_and_other_reasons_are_left_alone() {
         proc.state = b'Z';
     }
     let units = units::units(&snap, Some(MAIN), &[]);
-    let decisions: Vec<Decision> = (200..208).map(cap_decision).collect();
-    assert!(forkers(&decisions, &units, &HashSet::new(), &snap, ME, CAP).is_empty());
+    let decisions: Vec<Decision> = (200..208).map(UnitId::Group).map(cap_decision).collect();
+    assert!(forkers(&decisions, &units, &snap, snap.now_ms, ME, CAP).is_empty());
 
     let snap = snapshot(forked(MAIN, 100, 8));
     let units = units::units(&snap, Some(MAIN), &[]);
     let duplicates: Vec<Decision> = (100..108)
         .map(|g| Decision {
             reason: Reason::Duplicate,
-            ..cap_decision(g)
+            ..cap_decision(UnitId::Group(g))
         })
         .collect();
     assert!(
-        forkers(&duplicates, &units, &HashSet::new(), &snap, ME, CAP).is_empty(),
+        forkers(&duplicates, &units, &snap, snap.now_ms, ME, CAP).is_empty(),
         "only the cap's jumps brake"
     );
     assert!(
-        forkers(&duplicates, &units, &HashSet::new(), &snap, ME, 0).is_empty(),
+        forkers(&duplicates, &units, &snap, snap.now_ms, ME, 0).is_empty(),
         "no cap, no brake"
     );
 }
@@ -229,4 +247,31 @@ fn a_forker_is_stopped_and_continued_unless_someone_else_stopped_it() {
     b.release(&mut kernel, t0 + hold(1));
     assert_eq!(kernel.signals_to(20), [libc::SIGSTOP, libc::SIGCONT]);
     assert!(kernel.signals_to(21).is_empty());
+}
+
+#[test]
+fn a_loop_the_cap_leaves_is_stopped_too_when_it_forked_since_the_last_look() {
+    let loops: Vec<_> = [(50, 9), (60, 9), (70, 0)]
+        .into_iter()
+        .flat_map(|(lp, age)| {
+            let mut unit = vec![p(lp, MAIN, MAIN, 9, "sh")];
+            unit.extend((1..=5).map(|i| p(lp + i, lp, MAIN, age, "sleep")));
+            unit
+        })
+        .collect();
+    let snap = snapshot(loops);
+    let units = units::units(&snap, Some(MAIN), &[]);
+    let decisions = [UnitId::Subtree(50), UnitId::Subtree(60)].map(cap_decision);
+    let pids = |since_ms| -> Vec<i32> {
+        forkers(&decisions, &units, &snap, since_ms, ME, CAP)
+            .into_iter()
+            .map(|f| f.pid)
+            .collect()
+    };
+    assert_eq!(pids(snap.now_ms - 500), [50, 60, 70], "70's sleeps are new");
+    assert_eq!(
+        pids(snap.now_ms + 1000),
+        [50, 60],
+        "nothing new: the capped loops only"
+    );
 }

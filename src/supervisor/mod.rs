@@ -344,6 +344,7 @@ impl Supervisor {
     /// Look, decide and act, with `baseline` the probe's mark taken just before.
     fn look(&mut self, now: Instant, baseline: Mark, mut depth: Depth) {
         let started = Instant::now();
+        let since_ms = self.last.snapshot.now_ms;
         let mut snapshot = self.scanner.look(depth);
         self.tally.scanned(started.elapsed());
         if self.blinded(now, depth) {
@@ -388,7 +389,8 @@ impl Supervisor {
         let cap = self.config.max_procs;
         if !self.config.dry_run {
             // Stopped first, so that nothing forks while the units are being ended.
-            let forkers = brake::forkers(&plan.terminate, &units, &busy, &snapshot, self.me, cap);
+            let forkers =
+                brake::forkers(&plan.terminate, &units, &snapshot, since_ms, self.me, cap);
             if let Some(stopped) = self.brake.apply(&mut Linux, &forkers, now) {
                 report::storm_began(&stopped, plan.live, cap);
             }

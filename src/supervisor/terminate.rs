@@ -172,11 +172,12 @@ impl Terminations {
                 return begun;
             }
         };
-        // No input to close (a pipe, /dev/null): a tracked unit is made to exit 0 at
-        // once, the clean end left; else SIGTERM, unless that would be a crash that
-        // dedupe or the idle rule may not cause.
-        let exited = graces
-            .exit
+        // No input to close on a stdio channel (a pipe, say): a tracked unit is made to
+        // exit 0 at once, the clean end left; else SIGTERM, unless that would be a crash
+        // that dedupe or the idle rule may not cause. Without a stdio channel (/dev/null)
+        // it is no gateway's server: SIGTERM at once, which a fork storm also needs.
+        let exited = (graces.exit)
+            .filter(|_| why.has_stdio_channel())
             .and_then(|_| kernel.end_cleanly(&escalation.members).ok());
         let begun = match exited {
             Some(pid) => {
