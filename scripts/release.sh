@@ -27,6 +27,7 @@ SOURCE_DATE_EPOCH=$(git log -1 --format=%ct "$commit")
     echo "release: note: the working tree has uncommitted changes; building commit $short as committed" >&2
 
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
+sysroot=$(rustc --print sysroot)
 scratch=$(mktemp -d /tmp/mcpinit-release.XXXXXX)
 cleanup() {
     for d in "$scratch"/src-*; do
@@ -45,11 +46,11 @@ build() {
     git -C "$root" worktree add --detach --quiet "$src" "$commit"
     for arch in amd64 arm64; do
         t=${triple[$arch]}
-        rustup target list --installed | grep -x "$t" >/dev/null || rustup target add "$t"
         # Appended to .cargo/config.toml's flags for the target (cargo merges the lists).
-        (cd "$src" && MCPINIT_COMMIT=$short nice cargo build --quiet --release --locked --target "$t" \
-            --config "target.$t.rustflags=['--remap-path-prefix=$src=/build/mcpinit', '--remap-path-prefix=$cargo_home=/cargo']" \
-            --target-dir "$scratch/target-$1")
+        (cd "$src" && MCPINIT_COMMIT=$short CARGO_TARGET_DIR="$scratch/target-$1" \
+            scripts/build-static.sh "$arch" -- --quiet \
+            --config "target.$t.rustflags=['--remap-path-prefix=$src=/build/mcpinit', '--remap-path-prefix=$cargo_home=/cargo', '--remap-path-prefix=$sysroot=/rustc']" \
+            >/dev/null)
         cp "$scratch/target-$1/$t/release/mcpinit" "$scratch/mcpinit-$1-$arch"
     done
 }
