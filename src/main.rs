@@ -11,7 +11,7 @@ use log::info;
 use mcpinit::config::{self, Config, Invocation};
 use mcpinit::supervisor;
 use mcpinit::surface::{logging, metrics, status};
-use mcpinit::sys::{cgroup, close_input as closeinput, output, signals, spawn};
+use mcpinit::sys::{cgroup, output, signals, spawn};
 use std::ffi::{CStr, OsString};
 use std::os::unix::ffi::OsStringExt;
 
@@ -91,9 +91,7 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
                 "cannot become child subreaper ({error}): orphans of the child's tree go to the real init, so mcpinit neither reaps nor governs them");
         }
     }
-    let cgroup = cgroup::read();
-    // Both before the child exists: a port in use is refused like any bad setting, and
-    // (close-on-exec) neither descriptor reaches the child.
+    // Before the child exists: close-on-exec, it never reaches the child.
     let signals = match waited.open() {
         Ok(signals) => signals,
         Err(e) => {
@@ -101,21 +99,8 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
             return 1;
         }
     };
-    let metrics = match config.metrics.map(metrics::Server::bind) {
-        None => None,
-        Some(Ok(server)) => Some(server),
-        Some(Err(e)) => {
-            let address = config.metrics.map_or(String::new(), |a| a.to_string());
-            output::err(&format!(
-                "mcpinit: cannot serve metrics on {address} (MCPINIT_METRICS / --metrics): {e}\n"
-            ));
-            return 2;
-        }
-    };
-    log_start(&config, me, cgroup.limits);
-    if let Some(address) = metrics.as_ref().and_then(metrics::Server::local_addr) {
-        info!(event = "metrics", address = address.to_string().as_str(); "serving metrics on http://{address}/metrics");
-    }
+    // Only what the child's start needs comes before it: everything else (cgroup files,
+    // mount options, the metrics port, the routes probe) runs while it starts.
     let main = match spawn::spawn(&config.command, &inherited) {
         Ok(pid) => pid,
         Err(error) => {
@@ -127,33 +112,25 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
             return error.status();
         }
     };
+    let cgroup = cgroup::read();
+    log_start(&config, me, cgroup.limits);
     info!(event = "spawn", pid = main, command = config.command[0].to_string_lossy().as_ref(); "started child {main}");
-    if !config.eof_grace.is_zero() && !config.dry_run {
-        log_routes(&config);
-    }
-    supervisor::Supervisor::new(config, me, main, signals, metrics, cgroup).run()
-}
-
-/// How servers will be ended here, found after the child is spawned (the ptrace probe
-/// forks a victim of its own, which a container's start need not wait for).
-fn log_routes(c: &Config) {
-    let routes = closeinput::routes();
-    let refused = routes.refused.join("; ");
-    let route = routes.close.as_str();
-    let exit = if c.exit_step && routes.exit {
-        "on"
-    } else {
-        "off"
-    };
-    match routes.close {
-        closeinput::Route::None => {
-            log::warn!(event = "routes", close = route, exit = exit, refused = refused.as_str();
-            "server inputs cannot be closed here ({refused}): dedupe and the idle rule leave instances a gateway tracks alone; the caps still end them with SIGTERM, which MetaMCP counts as a crash")
+    let metrics = config.metrics.and_then(|address| match metrics::Server::bind(address) {
+        Ok(server) => {
+            if let Some(address) = server.local_addr() {
+                info!(event = "metrics", address = address.to_string().as_str(); "serving metrics on http://{address}/metrics");
+            }
+            Some(server)
         }
-        _ => info!(event = "routes", close = route, exit = exit, refused = refused.as_str();
-            "inputs are closed through {route}; the exit step is {exit}{}",
-            if refused.is_empty() { String::new() } else { format!(" ({refused})") }),
-    }
+        Err(e) => {
+            // The child runs already: an init does not end it over its metrics port.
+            let error = e.to_string();
+            log::error!(event = "metrics_error", address = address.to_string().as_str(), error = error.as_str();
+                "cannot serve metrics on {address} (MCPINIT_METRICS / --metrics): {error}; running without them");
+            None
+        }
+    });
+    supervisor::Supervisor::new(config, me, main, signals, metrics, cgroup).run()
 }
 
 /// `-p`: the signal mcpinit gets when its parent dies.

@@ -203,6 +203,11 @@ def scale_targets(r):
     peak = r.get("storm", {}).get("mcpinit", {}).get("peak")
     target("fork storm: peak processes (cap 100)", peak, "≤ 200 (2× the cap)",
            peak is not None and peak <= 200)
+    sh = r.get("shstorm", {})
+    if "peak" in sh:
+        target(f"shell-loop storm in the main child's group: peak by cgroup.procs, median of "
+               f"{sh['trials']} (runs: {', '.join(str(p) for p in sh['peaks'])})", sh["peak"],
+               "≤ 200 (2× the cap)", sh["peak"] <= 200)
     burst = r.get("burst", {}).get("term", {}).get("back_under_ms")
     target("burst: back under the cap, median (ms)", burst, "≤ 111 (as before)",
            burst is not None and burst <= 111)

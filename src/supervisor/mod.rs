@@ -69,6 +69,8 @@ pub struct Supervisor {
     started_unix_ms: u64,
     /// The last scan, its units and the plan's duplicates: what the state file shows.
     last: LastLook,
+    /// When the routes line is due (ROUTES_AFTER); None once said, or never to be.
+    routes_at: Option<Instant>,
     /// Why scans cannot see every process, while they cannot.
     blind: Option<Blind>,
     /// The instances' input, and the policy on it.
@@ -94,6 +96,10 @@ struct LastLook {
 
 /// While a ptrace call waits to be finished, how often the loop looks at it.
 const SETTLE_POLL: Duration = Duration::from_millis(10);
+/// How long after the spawn the routes are probed and said, unless a termination needed
+/// them first: the probe forks a victim and traces it, which a child that exits at once
+/// (`mcpinit -- true`) or a container's start need not wait for.
+const ROUTES_AFTER: Duration = Duration::from_millis(200);
 
 /// Whether the loop goes on.
 #[derive(PartialEq, Eq)]
@@ -133,6 +139,8 @@ impl Supervisor {
             limits: cgroup.limits,
             started_unix_ms: statefile::unix_ms(),
             last: LastLook::default(),
+            routes_at: (!config.eof_grace.is_zero() && !config.dry_run)
+                .then_some(now + ROUTES_AFTER),
             blind: None,
             watcher: Watcher::new(&config),
             signal_log: SignalLog::default(),
@@ -214,6 +222,7 @@ impl Supervisor {
                     endpoint,
                     signal_log,
                     settle,
+                    self.routes_at,
                 ],
             ),
             // Stopping or draining: no scans, probes or state writes any more, so only
@@ -293,6 +302,10 @@ impl Supervisor {
 
     /// While the main child runs: watch the tree and act on it.
     fn govern(&mut self, now: Instant) -> Flow {
+        if self.routes_at.is_some_and(|at| now >= at) {
+            self.routes_at = None;
+            report::routes(&self.config);
+        }
         let mut reading = Reading::default();
         if self.probe.due(now) && self.probe.burst(self.probe.read(&mut reading)) {
             self.schedule.scan_now(now, true);
@@ -515,16 +528,19 @@ impl Supervisor {
             dry,
             now,
         );
+        // Without a stdio channel (/dev/null) it is no gateway's server: no crash.
+        let crash = match &begun {
+            Begun::Fallback(why) => tracked && why.has_stdio_channel(),
+            _ => false,
+        };
         if let Begun::Fallback(_) = begun {
             self.counters.eof_fallbacks += 1;
-            if tracked {
-                self.counters.crashes += 1;
-            }
         }
+        self.counters.crashes += u64::from(crash);
         if let Begun::Spared(_) = begun {
             self.counters.spared += 1;
         }
-        report::begun(unit.top, tracked, &begun);
+        report::begun(unit.top, crash, &begun);
     }
 
     fn publish_if_due(&mut self, now: Instant) {

@@ -11,6 +11,7 @@ use crate::core::process::Blind;
 use crate::core::units::{Unit, UnitId};
 use crate::supervisor::terminate::{Begun, Event};
 use crate::surface::statefile::KEY_MAX;
+use crate::sys::close_input;
 use log::{debug, error, info, warn};
 
 /// Which thresholds are crossed now, so each crossing is said once.
@@ -181,7 +182,7 @@ pub(super) fn terminating(unit: &Unit, pgid: i32, decision: &policy::Decision, d
 
 /// How a termination began: the input closed (debug), or the one line saying why it
 /// could not be, the unit getting SIGTERM at once.
-pub(super) fn begun(top: i32, tracked: bool, begun: &Begun) {
+pub(super) fn begun(top: i32, crash: bool, begun: &Begun) {
     match begun {
         Begun::InputClosed(pid) => {
             debug!(event = "input_closed", top = top, pid = pid; "closed the input of unit {top} (fd 0 of {pid})")
@@ -189,7 +190,7 @@ pub(super) fn begun(top: i32, tracked: bool, begun: &Begun) {
         Begun::Fallback(why) => {
             info!(event = "eof_fallback", top = top, cause = why.cause();
                 "cannot close the input of unit {top}, sending SIGTERM{}: {}",
-                if tracked { " (the gateway that tracks it will count a crash)" } else { "" }, why.describe())
+                if crash { " (the gateway that tracks it will count a crash)" } else { "" }, why.describe())
         }
         Begun::Signalled => {}
         Begun::Exited { why, pid } => {
@@ -289,5 +290,26 @@ pub(super) fn sight(before: Option<Blind>, now: Option<Blind>) {
             info!(event = "scan_sight"; "scans see every process again");
         }
         _ => {}
+    }
+}
+
+/// How servers will be ended here: the routes, probed if nothing needed them yet.
+pub(super) fn routes(c: &Config) {
+    let routes = close_input::routes();
+    let refused = routes.refused.join("; ");
+    let route = routes.close.as_str();
+    let exit = if c.exit_step && routes.exit {
+        "on"
+    } else {
+        "off"
+    };
+    match routes.close {
+        close_input::Route::None => {
+            log::warn!(event = "routes", close = route, exit = exit, refused = refused.as_str();
+            "server inputs cannot be closed here ({refused}): dedupe and the idle rule leave instances a gateway tracks alone; the caps still end them with SIGTERM, which MetaMCP counts as a crash")
+        }
+        _ => log::info!(event = "routes", close = route, exit = exit, refused = refused.as_str();
+            "inputs are closed through {route}; the exit step is {exit}{}",
+            if refused.is_empty() { String::new() } else { format!(" ({refused})") }),
     }
 }

@@ -174,17 +174,21 @@ impl Terminations {
         };
         // No input to close on a stdio channel (a pipe, say): a tracked unit is made to
         // exit 0 at once, the clean end left; else SIGTERM, unless that would be a crash
-        // that dedupe or the idle rule may not cause. Without a stdio channel (/dev/null)
-        // it is no gateway's server: SIGTERM at once, which a fork storm also needs.
+        // that dedupe or the idle rule may not cause. Without a stdio channel
+        // (/dev/null) it is no gateway's server, and a signal no gateway's crash:
+        // SIGTERM at once, which a fork storm's loops also need.
+        if !why.has_stdio_channel() {
+            escalation.tracked = false;
+        }
         let exited = (graces.exit)
-            .filter(|_| why.has_stdio_channel())
+            .filter(|_| escalation.tracked)
             .and_then(|_| kernel.end_cleanly(&escalation.members).ok());
         let begun = match exited {
             Some(pid) => {
                 escalation.exited_at_start(now);
                 Begun::Exited { why, pid }
             }
-            None if !escalation::may_signal(graces.tracked && why.has_stdio_channel(), reason) => {
+            None if !escalation::may_signal(escalation.tracked, reason) => {
                 self.spared.push((unit.id, top));
                 return Begun::Spared(why);
             }

@@ -444,3 +444,18 @@ fn without_a_stdio_channel_a_tracked_duplicate_may_get_sigterm() {
         assert_eq!(kernel.sent.is_empty(), spared, "{why:?}");
     }
 }
+
+#[test]
+fn without_a_stdio_channel_a_tracked_server_gets_sigterm_at_once_not_the_exit_step() {
+    use crate::core::input::Input;
+    let snap = tree();
+    let mut kernel = Fake::of(&snap);
+    kernel.close = Some(Fallback::NotSocket(Input::Other("/dev/null".into())));
+    kernel.ignore_term = vec![40, 41, 42];
+    let (mut t, begun, t0) = begin(&mut kernel, &snap, Reason::Cap, WITH_EXIT);
+    assert!(matches!(begun, Begun::Fallback(_)), "{begun:?}");
+    assert!(kernel.exited.is_empty(), "no exit step");
+    assert_eq!(kernel.signals_to(-40), [SIGTERM, SIGCONT]);
+    let events = t.refresh(&mut kernel, &snap, t0 + KILL_GRACE);
+    assert!(matches!(events[..], [Event::Killed { .. }]), "{events:?}");
+}
