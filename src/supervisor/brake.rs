@@ -92,6 +92,24 @@ pub(super) fn forkers(
     out
 }
 
+/// The forkers of a jump the probe saw before any look: the parents of at least two of
+/// the `newest` processes (pid, ppid), mcpinit aside. Pure; whether each is ours is
+/// the effect's to check (`Brake::early`).
+pub(super) fn newest_forkers(newest: &[(i32, i32)], me: i32) -> Vec<i32> {
+    let mut parents: Vec<i32> = newest.iter().map(|&(_, ppid)| ppid).collect();
+    parents.sort_unstable();
+    let mut out: Vec<i32> = parents
+        .windows(2)
+        .filter(|w| w[0] == w[1] && w[0] != me && w[0] > 0)
+        .map(|w| w[0])
+        .collect();
+    out.dedup();
+    out
+}
+
+/// How far up a forker's parents are followed to find mcpinit, at most.
+const ANCESTRY_MAX: usize = 64;
+
 /// A start time's resolution: /proc gives it in clock ticks (USER_HZ, 100 a second).
 const TICK_MS: u64 = 10;
 
@@ -155,7 +173,48 @@ impl Brake {
         (storm.brakes == 1).then(|| self.held.iter().map(|f| f.pid).collect())
     }
 
-    /// Continue every forker held: the hold ran out, or something will not wait for
+    /// Stop the forkers of the `newest` processes (`newest_forkers`) before the look
+    /// that the probe's jump calls for: under a storm that look takes milliseconds to
+    /// tens of them (a core shared with every process the storm makes runnable), and
+    /// the storm forks on meanwhile. Only descendants of mcpinit (`me`) are stopped,
+    /// each followed up its parents; the look that comes next decides the rest, and
+    /// the hold is a storm's first (STORM_GAP) unless one is under way.
+    pub(super) fn early(
+        &mut self,
+        kernel: &mut impl Kernel,
+        newest: &[(i32, i32)],
+        me: i32,
+        now: Instant,
+    ) -> Option<Vec<i32>> {
+        let mut forkers: Vec<ProcId> = Vec::new();
+        for pid in newest_forkers(newest, me) {
+            let Some(stat) = kernel.stat(pid) else {
+                continue;
+            };
+            let (mut ppid, mut ours) = (stat.ppid, false);
+            for _ in 0..ANCESTRY_MAX {
+                if ppid == me {
+                    ours = true;
+                    break;
+                }
+                match kernel.stat(ppid) {
+                    Some(parent) if ppid > 1 => ppid = parent.ppid,
+                    _ => break,
+                }
+            }
+            if ours {
+                forkers.push(ProcId {
+                    pid,
+                    start: stat.start,
+                });
+            }
+        }
+        if forkers.is_empty() {
+            return None;
+        }
+        self.apply(kernel, &forkers, now)
+    }
+
     /// it (shutdown, a signal to forward: a stopped process would not act on either).
     pub(super) fn release(&mut self, kernel: &mut impl Kernel, now: Instant) {
         if self.held.is_empty() {

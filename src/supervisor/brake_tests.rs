@@ -275,3 +275,19 @@ fn a_loop_the_cap_leaves_is_stopped_too_when_it_forked_since_the_last_look() {
         "nothing new: the capped loops only"
     );
 }
+
+#[test]
+fn the_newest_processes_name_their_forkers() {
+    // (newest (pid, ppid), forkers)
+    type Case<'a> = (&'a [(i32, i32)], &'a [i32]);
+    let cases: [Case; 5] = [
+        (&[(30, 5), (29, 6), (28, 5), (27, 7), (26, 6)], &[5, 6]),
+        (&[(30, 5), (29, 6), (28, 7)], &[]), // one each: nobody
+        (&[(30, ME), (29, ME), (28, ME)], &[]), // orphans reparented to mcpinit
+        (&[(30, 0), (29, 0)], &[]),          // parents outside the namespace
+        (&[(30, 9), (29, 9), (28, 9), (27, 9)], &[9]),
+    ];
+    for (newest, forkers) in cases {
+        assert_eq!(newest_forkers(newest, ME), forkers, "{newest:?}");
+    }
+}

@@ -100,6 +100,9 @@ const SETTLE_POLL: Duration = Duration::from_millis(10);
 /// them first: the probe forks a victim and traces it, which a child that exits at once
 /// (`mcpinit -- true`) or a container's start need not wait for.
 const ROUTES_AFTER: Duration = Duration::from_millis(200);
+/// The newest processes read for their forkers when the probe sees a storm, before the
+/// look: a storm's few forkers each have several among them.
+const NEWEST_READ: usize = 48;
 
 /// Whether the loop goes on.
 #[derive(PartialEq, Eq)]
@@ -309,6 +312,20 @@ impl Supervisor {
         let mut reading = Reading::default();
         if self.probe.due(now) && self.probe.burst(self.probe.read(&mut reading)) {
             self.schedule.scan_now(now, true);
+            let mark = self.probe.read(&mut reading);
+            if let Some(cursor) = mark.last_pid.filter(|_| self.probe.storm(mark)) {
+                let newest = crate::sys::procfs::newest(cursor, NEWEST_READ);
+                // Processes forked since the look, not threads (the count has both).
+                let forked = (newest.iter())
+                    .filter(|&&(pid, _)| self.probe.new_since_look(pid, cursor))
+                    .count();
+                let cap = self.config.max_procs;
+                if !self.config.dry_run && forked > brake::jump(cap) {
+                    if let Some(stopped) = self.brake.early(&mut Linux, &newest, self.me, now) {
+                        report::storm_began(&stopped, self.probe.projected(mark) as usize, cap);
+                    }
+                }
+            }
         }
         if self
             .terminations
@@ -360,6 +377,9 @@ impl Supervisor {
         let since_ms = self.last.snapshot.now_ms;
         let mut snapshot = self.scanner.look(depth);
         self.tally.scanned(started.elapsed());
+        log::debug!(event = "look", processes = snapshot.procs.len(), full = depth == Depth::Full,
+            us = started.elapsed().as_micros() as u64, late_us = started.saturating_duration_since(now).as_micros() as u64;
+            "looked at {} processes", snapshot.procs.len());
         if self.blinded(now, depth) {
             return;
         }

@@ -19,6 +19,13 @@ pub(super) const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// quiet spell is answered within IDLE_PROBE_INTERVAL instead of PROBE_INTERVAL.
 pub(super) const QUIET_BEFORE_BACKOFF: Duration = Duration::from_secs(10);
 pub(super) const IDLE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// For FORK_WATCH after anything forked, the probe runs every FORKING_PROBE_INTERVAL:
+/// storms start where something has just started (an entrypoint, a session), and a
+/// shell loop forks 2,000-3,000 processes a second here, so at 100 ms the first look
+/// came with 250-400 already forked against a cap of 100 (issue 27). The price: 40
+/// wake-ups a second for those 2 s, ~4 ms of CPU here.
+pub(super) const FORKING_PROBE_INTERVAL: Duration = Duration::from_millis(25);
+pub(super) const FORK_WATCH: Duration = Duration::from_secs(2);
 
 pub(super) struct Probe {
     /// The cap on live descendants; 0: no cap, and no timed probing.
@@ -27,9 +34,11 @@ pub(super) struct Probe {
     /// one.
     pids_current: Option<std::fs::File>,
     next: Instant,
-    /// The last mark read, and when it last differed from the one before.
+    /// The last mark read, when it last differed from the one before, and when its
+    /// pid cursor last moved (something forked).
     last: Mark,
     changed_at: Instant,
+    forked_at: Option<Instant>,
     /// /proc/loadavg, kept open, for the pid allocation cursor.
     loadavg: Option<std::fs::File>,
     /// The mark when the last look was taken, and the live descendants that look
@@ -66,6 +75,7 @@ impl Probe {
             next: now + PROBE_INTERVAL,
             last: Mark::default(),
             changed_at: now,
+            forked_at: None,
             baseline: Mark::default(),
             last_projected: 0,
         }
@@ -84,9 +94,13 @@ impl Probe {
         true
     }
 
-    /// The probe's period at `now`: short while the tree moves, long once it rests.
+    /// The probe's period at `now`: shortest right after a fork, short while the tree
+    /// moves, long once it rests.
     fn period(&self, now: Instant) -> Duration {
-        if now.saturating_duration_since(self.changed_at) >= QUIET_BEFORE_BACKOFF {
+        let since = |at: Instant| now.saturating_duration_since(at);
+        if self.forked_at.is_some_and(|at| since(at) < FORK_WATCH) {
+            FORKING_PROBE_INTERVAL
+        } else if since(self.changed_at) >= QUIET_BEFORE_BACKOFF {
             IDLE_PROBE_INTERVAL
         } else {
             PROBE_INTERVAL
@@ -98,9 +112,13 @@ impl Probe {
     /// period after this read, which spares a second wake-up for the same answer.
     pub(super) fn observe(&mut self, now: Instant, mark: Mark) {
         if mark != self.last {
+            // The first mark read is no fork: it is where the count starts.
+            if mark.last_pid != self.last.last_pid && self.last != Mark::default() {
+                self.forked_at = Some(now);
+            }
             self.last = mark;
             self.changed_at = now;
-            self.next = self.next.min(now + PROBE_INTERVAL);
+            self.next = self.next.min(now + self.period(now));
         } else {
             self.next = self.next.max(now + self.period(now));
         }
@@ -111,6 +129,21 @@ impl Probe {
     pub(super) fn burst(&self, mark: Mark) -> bool {
         let grown = mark.tasks.saturating_sub(self.baseline.tasks);
         self.jumped(mark) || self.last_projected as u64 + grown > self.cap
+    }
+
+    /// A jump that carries the count past the cap: the storm brake's cue, before a look.
+    pub(super) fn storm(&self, mark: Mark) -> bool {
+        self.jumped(mark) && self.projected(mark) > self.cap
+    }
+
+    /// Whether `pid` was handed out after the last look, the cursor now at `cursor`.
+    pub(super) fn new_since_look(&self, pid: i32, cursor: i32) -> bool {
+        crate::sys::procfs::handed_out(self.baseline.last_pid, Some(cursor), pid)
+    }
+
+    /// The live descendants the last look counted, plus the tasks since (threads too).
+    pub(super) fn projected(&self, mark: Mark) -> u64 {
+        self.last_projected as u64 + mark.tasks.saturating_sub(self.baseline.tasks)
     }
 
     /// Growth since the last look of more than the brake's jump.
@@ -266,15 +299,30 @@ mod tests {
         probe.observe(at + Duration::from_millis(300), calm);
         let later = at + Duration::from_millis(300) + IDLE_PROBE_INTERVAL;
         assert_eq!(probe.next_deadline(), Some(later));
-        let forked = Mark {
-            last_pid: Some(41),
-            ..calm
-        };
-        probe.observe(at + Duration::from_millis(400), forked);
+        let exited = Mark { tasks: 4, ..calm };
+        probe.observe(at + Duration::from_millis(350), exited);
         assert_eq!(
             probe.next_deadline(),
-            Some(at + Duration::from_millis(400) + PROBE_INTERVAL),
-            "a change brings the short period back"
+            Some(at + Duration::from_millis(350) + PROBE_INTERVAL),
+            "an exit brings the short period back"
+        );
+        let forked = Mark {
+            last_pid: Some(41),
+            ..exited
+        };
+        let fork_at = at + Duration::from_millis(400);
+        probe.observe(fork_at, forked);
+        assert_eq!(
+            probe.next_deadline(),
+            Some(fork_at + FORKING_PROBE_INTERVAL),
+            "a fork brings the shortest period"
+        );
+        at = fork_at + FORK_WATCH;
+        assert!(probe.due(at));
+        assert_eq!(
+            probe.next_deadline(),
+            Some(at + PROBE_INTERVAL),
+            "FORK_WATCH without a fork: the short period"
         );
     }
 

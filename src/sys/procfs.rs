@@ -653,10 +653,53 @@ pub fn last_pid(loadavg: &File) -> Option<i32> {
     text.split_ascii_whitespace().last()?.parse().ok()
 }
 
+/// The newest processes: among the pids handed out last (`cursor` and down, at most
+/// `4 * n` looked at), up to `n` that are live processes, not threads, as (pid, ppid).
+/// What the storm brake reads before a look has: who is forking right now.
+pub fn newest(cursor: i32, n: usize) -> Vec<(i32, i32)> {
+    let mut out = Vec::with_capacity(n);
+    let mut pid = cursor;
+    for _ in 0..n.saturating_mul(4) {
+        if out.len() >= n || pid <= 1 {
+            break;
+        }
+        if let Some(stat) = stat_of(pid).filter(|s| !s.is_zombie()) {
+            if tgid_of(pid) == Some(pid) {
+                out.push((pid, stat.ppid));
+            }
+        }
+        pid -= 1;
+    }
+    out
+}
+
+/// The thread group of `pid` (its process, when `pid` is a thread's id), from the
+/// fourth line of its status.
+fn tgid_of(pid: i32) -> Option<i32> {
+    use std::io::Write;
+    let mut path = [0u8; 32];
+    let mut cursor = &mut path[..];
+    write!(cursor, "/proc/{pid}/status\0").ok()?;
+    let path = std::ffi::CStr::from_bytes_until_nul(&path).ok()?;
+    let fd = openat(
+        AT_FDCWD,
+        path,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    // Name (16 bytes at most, escaped), Umask, State, then Tgid: well within 256 bytes.
+    let mut buf = [0u8; 256];
+    let len = nix::unistd::read(&fd, &mut buf).ok()?;
+    let text = std::str::from_utf8(&buf[..len]).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("Tgid:"))?;
+    line.trim().parse().ok()
+}
+
 /// Whether the kernel may have handed `pid` out while its cursor moved from `before`
 /// to `now`. It hands pids out cyclically, so those are the ones past `before` up to
 /// `now`, across the wrap when `now` is behind. Unknown cursors: any pid may be new.
-fn handed_out(before: Option<i32>, now: Option<i32>, pid: i32) -> bool {
+pub(crate) fn handed_out(before: Option<i32>, now: Option<i32>, pid: i32) -> bool {
     match (before, now) {
         (Some(before), Some(now)) if before <= now => before < pid && pid <= now,
         (Some(before), Some(now)) => pid > before || pid <= now,
@@ -771,6 +814,36 @@ mod tests {
             handed_out(Some(before), Some(after), pid),
             "{before} -> {after}: {pid}"
         );
+    }
+
+    #[test]
+    fn the_newest_processes_are_read_with_their_parents_and_threads_left_out() {
+        let loadavg = File::open("/proc/loadavg").unwrap();
+        let mut children: Vec<std::process::Child> = (0..3)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("5")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // A thread of ours, newer than the children: its id is no process.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || rx.recv().ok());
+        let cursor = last_pid(&loadavg).unwrap();
+        let newest = newest(cursor, 256);
+        let me = std::process::id() as i32;
+        for child in &children {
+            let pid = child.id() as i32;
+            assert!(newest.contains(&(pid, me)), "{pid} in {newest:?}");
+        }
+        assert!(newest.iter().all(|&(pid, _)| tgid_of(pid) == Some(pid)));
+        tx.send(()).unwrap();
+        thread.join().unwrap();
+        for child in &mut children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// A process with parent `ppid`, the only field descendants() reads.
