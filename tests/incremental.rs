@@ -149,6 +149,17 @@ fn a_unit_about_to_be_touched_is_read_again() {
     scanner.look(Depth::Incremental);
     assert_eq!(scanner.reused(), 1, "once");
     assert!(scanner.confirm(&[pid]), "nothing changed");
+    // Two sweeps read every settled process again once between them (by pid halves).
+    scanner.look(Depth::Sweep);
+    let first = scanner.reused();
+    scanner.look(Depth::Sweep);
+    assert_eq!(
+        first + scanner.reused(),
+        1,
+        "read again by one of two sweeps"
+    );
+    scanner.look(Depth::Incremental);
+    assert_eq!(scanner.reused(), 1, "taken over again");
     // Stopped: no matter to a decision (the storm brake stops forkers itself).
     // SAFETY: our own unreaped child.
     unsafe { libc::kill(pid, libc::SIGSTOP) };

@@ -197,6 +197,12 @@ pub enum Depth {
     /// Only what can have changed without a fork or an exit showing: new pids, the
     /// children of gone ones, young processes; the rest comes from the last look.
     Incremental,
+    /// The periodic safety net: an incremental look that also reads again the stat of
+    /// one slice of the processes, and the command line of another, for what changes
+    /// unseen (an exec late in a process's life, a zombie its parent keeps, a pid space
+    /// wrapped within one look, a title set in place); slice by slice, every process
+    /// is read again within a few sweeps (`sys::procfs`).
+    Sweep,
 }
 
 /// A look that could not see every process: it ran out of a resource, so its snapshot

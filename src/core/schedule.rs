@@ -34,11 +34,12 @@ pub const FILL_GAP: Duration = Duration::from_millis(1);
 /// nothing changed (no cgroup task count to prove it): a look still happens at least
 /// every (1 + this) scan intervals.
 pub const MAX_QUIET_SCANS: u32 = 4;
-/// A full read, every process's stat, at least every this many scan intervals: the
-/// safety net under incremental looks, for what they cannot see (an exec late in a
-/// process's life, a zombie its parent keeps, a pid space wrapped within one look). At
-/// the default 1 s that is every minute: a full read of 5,000 processes takes about
-/// 25 ms here, 0.04 % of a core spread over the minute (docs/benchmarks.md).
+/// A sweep (`Depth::Sweep`), at least every this many scan intervals: the safety net
+/// under incremental looks, for what they cannot see (an exec late in a process's life,
+/// a zombie its parent keeps, a pid space wrapped within one look). At the default 1 s
+/// that is every minute, and each sweep reads half the stats and an eighth of the
+/// command lines: at 5,000 processes a whole read took 36 ms here and one with every
+/// command line 74 ms, 0.06-0.12 % of a core in the minute that held it (issue 27).
 pub const FULL_READ_INTERVALS: u32 = 60;
 /// A probe or scan falling due this soon is done now: deadlines that drift a few
 /// milliseconds apart then share one wake-up instead of costing two. A scan is taken
@@ -171,7 +172,7 @@ impl Schedule {
         }
         self.quiet_scans = 0;
         Some(if full {
-            Depth::Full
+            Depth::Sweep
         } else {
             Depth::Incremental
         })
@@ -193,7 +194,7 @@ impl Schedule {
 
     /// A look of `depth` ran at `now` and found `found`.
     pub fn scanned(&mut self, now: Instant, depth: Depth, found: Found) {
-        if depth == Depth::Full {
+        if depth != Depth::Incremental {
             self.last_full = now;
         }
         // Over the cap, something keeps forking (the busy units are already counted as

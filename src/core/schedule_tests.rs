@@ -29,7 +29,7 @@ const SURELY: Quiet = Quiet::Surely;
 /// The schedule's answers: no look, an incremental one, a full read.
 const SKIP: Option<Depth> = None;
 const INC: Option<Depth> = Some(Depth::Incremental);
-const FULL: Option<Depth> = Some(Depth::Full);
+const FULL: Option<Depth> = Some(Depth::Sweep);
 
 const IDLE: Found = Found {
     over_cap: false,

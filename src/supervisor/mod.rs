@@ -377,7 +377,7 @@ impl Supervisor {
         let since_ms = self.last.snapshot.now_ms;
         let mut snapshot = self.scanner.look(depth);
         self.tally.scanned(started.elapsed());
-        log::debug!(event = "look", processes = snapshot.procs.len(), full = depth == Depth::Full,
+        log::debug!(event = "look", processes = snapshot.procs.len(), depth = format!("{depth:?}").as_str(),
             us = started.elapsed().as_micros() as u64, late_us = started.saturating_duration_since(now).as_micros() as u64;
             "looked at {} processes", snapshot.procs.len());
         if self.blinded(now, depth) {
@@ -397,7 +397,7 @@ impl Supervisor {
         let mut plan = self
             .watcher
             .decide(&snapshot, &units, &self.config, &busy, now);
-        if depth == Depth::Incremental && !self.confirmed(&plan.terminate, &units) {
+        if depth != Depth::Full && !self.confirmed(&plan.terminate, &units) {
             // Nothing is ended on what an incremental look took over from the last one
             // and no longer holds (a state, a program): the decision is taken again on
             // a full read.

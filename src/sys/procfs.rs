@@ -60,8 +60,8 @@ pub struct Scanner {
     /// /proc, opened once and kept: when file descriptors run out, the listing that
     /// tells which processes exist still works.
     proc_dir: Option<Dir>,
-    /// Full reads done, for the periodic re-read of every command line.
-    fulls: u64,
+    /// Sweeps and full reads done: which slice the next one reads again.
+    sweeps: u64,
     /// Processes the last look took from the one before without reading them.
     reused: usize,
     /// The launcher patterns: a process whose command line has a key gets its
@@ -93,10 +93,13 @@ pub const YOUNG_MS: u64 = 2000;
 /// and a decision to end one is confirmed on a fresh read anyway (`confirm`).
 pub const YOUNG_REREAD_MS: u64 = 20;
 
-/// Every command line is read again on every this many full reads: a process that
-/// rewrites its argv in place (setproctitle) keeps its comm and its argument area,
-/// which is all the cache can see.
-const CMDLINE_REFRESH_FULLS: u64 = 2;
+/// A sweep reads again the stat of one in this many processes (by pid), so each is
+/// read again within this many sweeps (two minutes at the defaults).
+const STAT_SLICES: u64 = 2;
+/// And the command line of one in this many: a process that rewrites its argv in place
+/// (setproctitle) keeps its comm and its argument area, which is all the cache can see,
+/// so its new title shows within this many sweeps (eight minutes at the defaults).
+const CMDLINE_SLICES: u64 = 8;
 
 /// At most this much of an environment is read and hashed: environments can be large,
 /// and what tells two accounts of one server apart (a token, a URL) rarely comes last.
@@ -129,7 +132,7 @@ impl Scanner {
             cursor: None,
             loadavg: File::open("/proc/loadavg").ok(),
             proc_dir: open_proc().ok(),
-            fulls: 0,
+            sweeps: 0,
             reused: 0,
             launchers: Vec::new(),
             blind: None,
@@ -252,6 +255,10 @@ impl Scanner {
         let cursor = self.loadavg.as_ref().and_then(last_pid);
         let before = std::mem::replace(&mut self.cursor, cursor);
         let full = depth == Depth::Full || before.is_none() || cursor.is_none();
+        let sweep = full || depth == Depth::Sweep;
+        let turn = self.sweeps;
+        // This sweep's slice of the stats (all of them on a full read).
+        let swept = |pid: i32| full || (sweep && pid as u64 % STAT_SLICES == turn % STAT_SLICES);
         let mut pids = std::mem::take(&mut self.pids);
         pids.clear();
         if let Some(dir) = proc_dir.as_deref_mut() {
@@ -303,7 +310,7 @@ impl Scanner {
             if let Some(c) = cached {
                 // Another's young process is read on every look: it may setsid or
                 // setpgid, and its group decides whether a killpg is safe.
-                let settled = !full
+                let settled = !swept(pid)
                     && (c.stat.start < young_start
                         || (c.cmdline.is_some()
                             && now_ms.saturating_sub(c.read_ms) < YOUNG_REREAD_MS))
@@ -352,10 +359,10 @@ impl Scanner {
         if let Some(errno) = starved_by {
             self.blind.get_or_insert(Blind { errno, unread });
         }
-        if full {
-            self.fulls += 1;
+        let refresh = sweep.then_some(turn % CMDLINE_SLICES);
+        if sweep {
+            self.sweeps += 1;
         }
-        let refresh = full && self.fulls % CMDLINE_REFRESH_FULLS == 0;
         let result = self.snapshot(&mut all, proc_fd, now_ms, refresh);
         // An incomplete look is no base for the next one: only a whole listing tells
         // which processes are gone.
@@ -371,7 +378,7 @@ impl Scanner {
         all: &mut [Known],
         proc_fd: Option<BorrowedFd>,
         now_ms: u64,
-        refresh: bool,
+        refresh: Option<u64>,
     ) -> Result<Snapshot, Errno> {
         let keep = descendants(self.me, all, |k| (k.pid, k.stat.ppid))?;
         let ours = keep.iter().filter(|&&k| k).count();
@@ -386,8 +393,9 @@ impl Scanner {
                 }
                 continue;
             }
+            let stale = refresh.is_some_and(|slice| known.pid as u64 % CMDLINE_SLICES == slice);
             let (cmdline, env_hash) = match &known.cmdline {
-                Some((text, env)) if !refresh && !text.is_empty() => (text.clone(), *env),
+                Some((text, env)) if !stale && !text.is_empty() => (text.clone(), *env),
                 _ => {
                     let read = self.cmdline(proc_fd, known.pid);
                     known.cmdline = Some(read.clone());
