@@ -11,7 +11,7 @@ use log::info;
 use mcpinit::config::{self, Config, Invocation};
 use mcpinit::supervisor;
 use mcpinit::surface::{logging, metrics, status};
-use mcpinit::sys::{cgroup, output, signals, spawn};
+use mcpinit::sys::{cgroup, output, sched, signals, spawn};
 use std::ffi::{CStr, OsString};
 use std::os::unix::ffi::OsStringExt;
 
@@ -112,8 +112,13 @@ fn run(config: Config, inherited: signals::Inherited, waited: signals::Waited) -
             return error.status();
         }
     };
+    // After the spawn: the child keeps the default slice.
+    let slice = sched::short_slice();
     let cgroup = cgroup::read();
     log_start(&config, me, cgroup.limits);
+    if let Err(errno) = slice {
+        log::debug!(event = "slice", errno = errno as i32; "keeping the default scheduler slice: {errno}");
+    }
     info!(event = "spawn", pid = main, command = config.command[0].to_string_lossy().as_ref(); "started child {main}");
     let metrics = config.metrics.and_then(|address| match metrics::Server::bind(address) {
         Ok(server) => {

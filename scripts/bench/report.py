@@ -203,6 +203,11 @@ def scale_targets(r):
     peak = r.get("storm", {}).get("mcpinit", {}).get("peak")
     target("fork storm: peak processes (cap 100)", peak, "≤ 200 (2× the cap)",
            peak is not None and peak <= 200)
+    im = r.get("idleminute", {})
+    if im.get("worst_minute_pct") is not None:
+        target(f"idle at 5,000 over {im['seconds']} s, sweeps included: the worst minute "
+               f"(mean {num(im['mean_pct'], 3)}, best minute {num(im['best_minute_pct'], 3)}; %)",
+               im["worst_minute_pct"], "< 0.1", im["worst_minute_pct"] < 0.1)
     sh = r.get("shstorm", {})
     if "peak" in sh:
         target(f"shell-loop storm in the main child's group: peak by cgroup.procs, median of "

@@ -11,6 +11,7 @@ pub mod procfs;
 pub mod procmount;
 pub(crate) mod reap;
 pub mod reserve;
+pub mod sched;
 pub mod signals;
 pub mod spawn;
 
