@@ -736,6 +736,27 @@ fn a_process_between_fork_and_exec_is_not_judged_yet() {
 }
 
 #[test]
+fn a_storm_of_forks_that_never_exec_is_judged_at_once() {
+    // The main child forked lone processes, each its own group, still its own program:
+    // (how many, how many the cap of 2 ends; the main child counts as one). Up to 4 at
+    // once are spared however far past the cap: a gateway starting servers.
+    for (forked, ended) in [(4, 0), (5, 4), (30, 29)] {
+        let procs: Vec<_> = ((100..100 + forked).map(|pid| {
+            let mut newborn = p(pid, MAIN, pid, 0, "sh ./docker-entrypoint.sh");
+            newborn.started_ms = NOW_MS - 5;
+            newborn
+        }))
+        .collect();
+        let config = Config {
+            max_procs: 2,
+            ..config()
+        };
+        let decided = plan(procs, &config);
+        assert_eq!(decided.terminate.len(), ended, "{forked} forked");
+    }
+}
+
+#[test]
 fn the_spare_a_session_just_took_is_kept_while_its_successor_is_young() {
     // 100 and 110 read input long ago; 120 is the spare MetaMCP handed to a new
     // session (its input: only its start-up, 900 s ago); 130 the new spare, started
