@@ -684,10 +684,20 @@ pub fn newest(cursor: i32, n: usize) -> Vec<(i32, i32)> {
 /// The thread group of `pid` (its process, when `pid` is a thread's id), from the
 /// fourth line of its status.
 fn tgid_of(pid: i32) -> Option<i32> {
+    // Name (16 bytes at most, escaped), Umask, State, then Tgid: well within 256 bytes.
+    let mut buf = [0u8; 256];
+    let text = std::str::from_utf8(read_proc_file(pid, "status", &mut buf)?).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("Tgid:"))?;
+    line.trim().parse().ok()
+}
+
+/// One read of `/proc/PID/FILE` into `buf`, on the stack (procfs makes such a file in
+/// one go): what fits of it.
+fn read_proc_file<'a>(pid: i32, file: &str, buf: &'a mut [u8]) -> Option<&'a [u8]> {
     use std::io::Write;
-    let mut path = [0u8; 32];
+    let mut path = [0u8; 48];
     let mut cursor = &mut path[..];
-    write!(cursor, "/proc/{pid}/status\0").ok()?;
+    write!(cursor, "/proc/{pid}/{file}\0").ok()?;
     let path = std::ffi::CStr::from_bytes_until_nul(&path).ok()?;
     let fd = openat(
         AT_FDCWD,
@@ -696,12 +706,8 @@ fn tgid_of(pid: i32) -> Option<i32> {
         Mode::empty(),
     )
     .ok()?;
-    // Name (16 bytes at most, escaped), Umask, State, then Tgid: well within 256 bytes.
-    let mut buf = [0u8; 256];
-    let len = nix::unistd::read(&fd, &mut buf).ok()?;
-    let text = std::str::from_utf8(&buf[..len]).ok()?;
-    let line = text.lines().find_map(|l| l.strip_prefix("Tgid:"))?;
-    line.trim().parse().ok()
+    let len = nix::unistd::read(&fd, buf).ok()?;
+    Some(&buf[..len])
 }
 
 /// Whether the kernel may have handed `pid` out while its cursor moved from `before`
@@ -731,23 +737,9 @@ pub fn is_alive(who: ProcId) -> bool {
 /// Read one process's stat, for identity checks right before a signal. On the stack:
 /// a storm signals thousands of processes a second.
 pub fn stat_of(pid: i32) -> Option<Stat> {
-    use std::io::Write;
-    let mut path = [0u8; 32];
-    let mut cursor = &mut path[..];
-    write!(cursor, "/proc/{pid}/stat\0").ok()?;
-    let path = std::ffi::CStr::from_bytes_until_nul(&path).ok()?;
-    let fd = openat(
-        AT_FDCWD,
-        path,
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
-    // One read is the whole file (procfs makes it in one go); the fields we need come
-    // well within the first 2 KiB whatever the rest holds.
+    // The fields we need come well within the first 2 KiB whatever the rest holds.
     let mut buf = [0u8; 2048];
-    let len = nix::unistd::read(&fd, &mut buf).ok()?;
-    parse_stat(&buf[..len])
+    parse_stat(read_proc_file(pid, "stat", &mut buf)?)
 }
 
 #[cfg(test)]
