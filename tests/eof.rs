@@ -235,6 +235,8 @@ fn where_pidfd_getfd_is_refused_the_input_is_closed_through_ptrace() {
         &node_server(""),
     );
     let exit = parent_line(&run, "exit", LONG).unwrap_or_else(|| panic!("{}", run.stdout()));
+    // Said once the routes are probed: by the termination, or 200 ms after the spawn.
+    assert!(run.wait_for_log("inputs are closed through", LONG));
     let routes = run.mcpinit_lines("inputs are closed through");
     let routes = routes.first().cloned().unwrap_or_default();
     assert!(routes.contains("close=ptrace"), "{}", run.stdout());

@@ -96,8 +96,8 @@ struct LastLook {
 
 /// While a ptrace call waits to be finished, how often the loop looks at it.
 const SETTLE_POLL: Duration = Duration::from_millis(10);
-/// How long after the spawn the routes are probed and said, unless a termination needed
-/// them first: the probe forks a victim and traces it, which a child that exits at once
+/// How long after the spawn the routes are probed and said (at once if a termination
+/// needed them first): the probe forks a victim and traces it, which a child that exits at once
 /// (`mcpinit -- true`) or a container's start need not wait for.
 const ROUTES_AFTER: Duration = Duration::from_millis(200);
 /// The newest processes read for their forkers when the probe sees a storm, before the
@@ -305,7 +305,9 @@ impl Supervisor {
 
     /// While the main child runs: watch the tree and act on it.
     fn govern(&mut self, now: Instant) -> Flow {
-        if self.routes_at.is_some_and(|at| now >= at) {
+        // Due, or probed already by a termination that needed them.
+        let probed = crate::sys::close_input::known_routes().is_some();
+        if self.routes_at.is_some_and(|at| now >= at || probed) {
             self.routes_at = None;
             report::routes(&self.config);
         }
