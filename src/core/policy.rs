@@ -99,7 +99,7 @@ pub fn decide(
     // A few processes in their fork-to-exec window are a gateway starting servers, not
     // judged until they exec; more than max(4, cap/16) of them at once are a storm of
     // forks that never exec (issue 27: spared 100 ms each, at 10,000 forks a second).
-    let storm = units.iter().filter(|u| u.unborn).count() > (config.max_procs / 16).max(4);
+    let storm = units.iter().filter(|u| u.unborn).count() > jump(config.max_procs);
     let candidates: Vec<&Unit> = units
         .iter()
         .filter(|u| u.id != UnitId::Main && !busy.contains(&u.id) && (!u.unborn || storm))
@@ -384,6 +384,13 @@ impl Picker {
             });
         }
     }
+}
+
+/// A jump, not a creep: more than this many processes past the cap at once (or in
+/// their fork-to-exec window at once) is a storm. A few servers past it (a new
+/// session) are not.
+pub fn jump(cap: usize) -> usize {
+    (cap / 16).max(4)
 }
 
 #[cfg(test)]

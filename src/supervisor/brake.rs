@@ -32,12 +32,10 @@ pub(super) const RESUME_WATCH: Duration = Duration::from_millis(20);
 /// from the shortest hold.
 pub(super) const STORM_WATCH: Duration = Duration::from_secs(1);
 
-/// A jump, not a creep: the look ends more than this many processes for the cap (the
-/// probe's burst too is growth past it). A few servers past it (a new session) are
+/// The look ends more than a jump of processes for the cap before the brake acts (the
+/// probe's burst too is growth past it): a few servers past it (a new session) are
 /// ended without stopping anyone.
-pub(super) fn jump(cap: usize) -> usize {
-    (cap / 16).max(4)
-}
+pub(super) use crate::core::policy::jump;
 
 /// The processes to stop before `decisions` are carried out, when the units ended for
 /// the cap hold more than `jump(cap)` processes: whatever forked those, or anything
@@ -75,16 +73,10 @@ pub(super) fn forkers(
             .filter(|p| !p.is_zombie() && p.started_ms + TICK_MS >= since_ms)
             .map(|p| p.pid),
     );
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for &pid in &ended {
-        if let Some(proc) = snapshot.get(pid) {
-            children.entry(proc.ppid).or_default().push(pid);
-        }
-    }
-    let forks = |pid: &i32| children.get(pid).is_some_and(|c| c.len() >= 2);
-    let mut out: Vec<ProcId> = (children.iter())
-        .filter(|&(parent, kids)| forks(parent) && !kids.iter().any(forks) && *parent != me)
-        .filter_map(|(&parent, _)| snapshot.get(parent))
+    let edges = (ended.iter()).filter_map(|&pid| snapshot.get(pid).map(|p| (pid, p.ppid)));
+    let mut out: Vec<ProcId> = forking_parents(edges, me)
+        .into_iter()
+        .filter_map(|parent| snapshot.get(parent))
         .filter(|parent| !parent.is_zombie())
         .map(|parent| parent.id())
         .collect();
@@ -92,19 +84,28 @@ pub(super) fn forkers(
     out
 }
 
-/// The forkers of a jump the probe saw before any look: the parents of at least two of
-/// the `newest` processes (pid, ppid), mcpinit aside. Pure; whether each is ours is
-/// the effect's to check (`Brake::early`).
-pub(super) fn newest_forkers(newest: &[(i32, i32)], me: i32) -> Vec<i32> {
-    let mut parents: Vec<i32> = newest.iter().map(|&(_, ppid)| ppid).collect();
-    parents.sort_unstable();
-    let mut out: Vec<i32> = parents
-        .windows(2)
-        .filter(|w| w[0] == w[1] && w[0] != me && w[0] > 0)
-        .map(|w| w[0])
+/// The forkers among `edges` (pid, ppid): parents of at least two of them, none of
+/// which is a forker itself, never `me` nor a parent outside the namespace (0).
+fn forking_parents(edges: impl Iterator<Item = (i32, i32)>, me: i32) -> Vec<i32> {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for (pid, ppid) in edges {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let forks = |pid: &i32| children.get(pid).is_some_and(|c| c.len() >= 2);
+    let mut out: Vec<i32> = (children.iter())
+        .filter(|&(&parent, kids)| forks(&parent) && !kids.iter().any(forks))
+        .map(|(&parent, _)| parent)
+        .filter(|&parent| parent != me && parent > 0)
         .collect();
-    out.dedup();
+    out.sort_unstable();
     out
+}
+
+/// The forkers of a jump the probe saw before any look, among the `newest` processes
+/// (pid, ppid): `forking_parents`. Pure; whether each is ours is the effect's to check
+/// (`Brake::early`).
+pub(super) fn newest_forkers(newest: &[(i32, i32)], me: i32) -> Vec<i32> {
+    forking_parents(newest.iter().copied(), me)
 }
 
 /// How far up a forker's parents are followed to find mcpinit, at most.
@@ -215,6 +216,7 @@ impl Brake {
         self.apply(kernel, &forkers, now)
     }
 
+    /// Continue every forker held: the hold ran out, or something will not wait for
     /// it (shutdown, a signal to forward: a stopped process would not act on either).
     pub(super) fn release(&mut self, kernel: &mut impl Kernel, now: Instant) {
         if self.held.is_empty() {

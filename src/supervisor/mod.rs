@@ -314,20 +314,7 @@ impl Supervisor {
         let mut reading = Reading::default();
         if self.probe.due(now) && self.probe.burst(self.probe.read(&mut reading)) {
             self.schedule.scan_now(now, true);
-            let mark = self.probe.read(&mut reading);
-            if let Some(cursor) = mark.last_pid.filter(|_| self.probe.storm(mark)) {
-                let newest = crate::sys::procfs::newest(cursor, NEWEST_READ);
-                // Processes forked since the look, not threads (the count has both).
-                let forked = (newest.iter())
-                    .filter(|&&(pid, _)| self.probe.new_since_look(pid, cursor))
-                    .count();
-                let cap = self.config.max_procs;
-                if !self.config.dry_run && forked > brake::jump(cap) {
-                    if let Some(stopped) = self.brake.early(&mut Linux, &newest, self.me, now) {
-                        report::storm_began(&stopped, self.probe.projected(mark) as usize, cap);
-                    }
-                }
-            }
+            self.brake_early(self.probe.read(&mut reading), now);
         }
         if self
             .terminations
@@ -371,6 +358,29 @@ impl Supervisor {
         }
         self.publish_if_due(now);
         Flow::Continue
+    }
+
+    /// The probe's `mark` jumped past the cap: stop the forkers of the newest processes
+    /// before the look (`Brake::early`), if more than a jump of them were forked since
+    /// the last look (processes, not threads: the count has both).
+    fn brake_early(&mut self, mark: Mark, now: Instant) {
+        let cap = self.config.max_procs;
+        let Some(cursor) = mark
+            .last_pid
+            .filter(|_| !self.config.dry_run && self.probe.storm(mark))
+        else {
+            return;
+        };
+        let newest = crate::sys::procfs::newest(cursor, NEWEST_READ);
+        let forked = (newest.iter())
+            .filter(|&&(pid, _)| self.probe.new_since_look(pid, cursor))
+            .count();
+        if forked <= brake::jump(cap) {
+            return;
+        }
+        if let Some(stopped) = self.brake.early(&mut Linux, &newest, self.me, now) {
+            report::storm_began(&stopped, self.probe.projected(mark) as usize, cap);
+        }
     }
 
     /// Look, decide and act, with `baseline` the probe's mark taken just before.

@@ -127,8 +127,7 @@ impl Probe {
     /// A burst, or any growth that may carry the count over the cap: the probe's count
     /// includes threads, so it only ever errs towards one scan too many.
     pub(super) fn burst(&self, mark: Mark) -> bool {
-        let grown = mark.tasks.saturating_sub(self.baseline.tasks);
-        self.jumped(mark) || self.last_projected as u64 + grown > self.cap
+        self.jumped(mark) || self.projected(mark) > self.cap
     }
 
     /// A jump that carries the count past the cap: the storm brake's cue, before a look.

@@ -671,24 +671,29 @@ pub fn newest(cursor: i32, n: usize) -> Vec<(i32, i32)> {
         if out.len() >= n || pid <= 1 {
             break;
         }
-        if let Some(stat) = stat_of(pid).filter(|s| !s.is_zombie()) {
-            if tgid_of(pid) == Some(pid) {
-                out.push((pid, stat.ppid));
-            }
+        if let Some(ppid) = live_process_parent(pid) {
+            out.push((pid, ppid));
         }
         pid -= 1;
     }
     out
 }
 
-/// The thread group of `pid` (its process, when `pid` is a thread's id), from the
-/// fourth line of its status.
-fn tgid_of(pid: i32) -> Option<i32> {
-    // Name (16 bytes at most, escaped), Umask, State, then Tgid: well within 256 bytes.
-    let mut buf = [0u8; 256];
+/// The parent of `pid` when `pid` is a live process (not a zombie, not a thread's id),
+/// from the first lines of its status: Name (16 bytes at most, escaped), Umask, State,
+/// Tgid, Ngid, Pid, PPid, well within 512 bytes.
+fn live_process_parent(pid: i32) -> Option<i32> {
+    let mut buf = [0u8; 512];
     let text = std::str::from_utf8(read_proc_file(pid, "status", &mut buf)?).ok()?;
-    let line = text.lines().find_map(|l| l.strip_prefix("Tgid:"))?;
-    line.trim().parse().ok()
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    let zombie = field("State:")?.starts_with('Z');
+    let tgid: i32 = field("Tgid:")?.parse().ok()?;
+    let ppid: i32 = field("PPid:")?.parse().ok()?;
+    (!zombie && tgid == pid).then_some(ppid)
 }
 
 /// One read of `/proc/PID/FILE` into `buf`, on the stack (procfs makes such a file in
@@ -837,7 +842,9 @@ mod tests {
             let pid = child.id() as i32;
             assert!(newest.contains(&(pid, me)), "{pid} in {newest:?}");
         }
-        assert!(newest.iter().all(|&(pid, _)| tgid_of(pid) == Some(pid)));
+        assert!(newest
+            .iter()
+            .all(|&(pid, ppid)| live_process_parent(pid) == Some(ppid)));
         tx.send(()).unwrap();
         thread.join().unwrap();
         for child in &mut children {
